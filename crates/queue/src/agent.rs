@@ -1,0 +1,38 @@
+//! The boundary between the queue and whatever carries mail onward.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::QueuedMessage;
+
+/// A boxed future, so that agents can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What became of one recipient in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; the text is the receiving side's answer (for the log).
+    Delivered(String),
+    /// Try again later.
+    Temporary(String),
+    /// Will never succeed.
+    Permanent(String),
+}
+
+/// An outcome with the name of the agent/next hop that produced it (`maildir`, `mx.example`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    pub relay: String,
+    pub outcome: Outcome,
+}
+
+/// Delivers recipients of a queued message. The scheduler calls it with the indexes (into
+/// `msg.envelope.recipients`) still pending and expects one outcome per index, in order.
+/// Errors are temporary unless the agent is sure they are permanent.
+pub trait DeliveryAgent: Send + Sync + 'static {
+    fn deliver<'a>(
+        &'a self,
+        msg: &'a QueuedMessage,
+        rcpts: &'a [usize],
+    ) -> BoxFuture<'a, Vec<DeliveryOutcome>>;
+}

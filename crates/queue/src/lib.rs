@@ -1,0 +1,46 @@
+//! The durable spool and its delivery scheduler.
+//!
+//! On disk, under `state_dir/queue/`:
+//!
+//! | directory   | holds |
+//! |-------------|-------|
+//! | `incoming/` | messages being received; never delivered; emptied at start-up |
+//! | `active/`   | `ID.msg` (envelope + message, written once) and `ID.state` (per-recipient status, rewritten atomically) |
+//! | `failed/`   | messages with permanently failed recipients, kept for the operator (bounces arrive with the outbound relay) |
+//! | `corrupt/`  | files that could not be read back, moved aside with a log line |
+//!
+//! A message is acknowledged only after [`Incoming::commit`]: the file is written to
+//! `incoming/`, fsynced, renamed into `active/`, and `active/` itself is fsynced. A crash
+//! before that leaves at most a file in `incoming/`, which the next start deletes; a crash
+//! after it leaves a complete `.msg` whose trailer proves it complete.
+//!
+//! # Security
+//! Queue files are written by the daemon only; on read-back they are still treated as
+//! untrusted (a damaged disk, an operator's editor): every parse error quarantines the
+//! file instead of crashing.
+
+mod agent;
+mod config;
+mod id;
+mod record;
+mod scheduler;
+mod spool;
+
+pub use agent::{DeliveryAgent, DeliveryOutcome, Outcome};
+/// The future type agents return.
+pub mod agent_future {
+    pub use crate::agent::BoxFuture;
+}
+pub use config::QueueConfig;
+pub use id::QueueId;
+pub use record::{Envelope, RcptState, RcptStatus};
+pub use scheduler::Queue;
+pub use spool::{Incoming, QueuedMessage, Spool};
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,243 @@
+//! The delivery scheduler: one task that knows when each message is due, and a bounded
+//! number of delivery tasks.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{error, info, warn};
+
+use crate::record::RcptStatus;
+use crate::spool::blocking;
+use crate::{DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool, unix_now};
+
+pub(crate) enum Cmd {
+    Add(Box<QueuedMessage>),
+    /// A delivery attempt ended; the message comes back if recipients remain.
+    Done(Option<Box<QueuedMessage>>),
+    FlushAll,
+}
+
+/// Handle to the running queue: receives new messages and schedules deliveries.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    spool: Arc<Spool>,
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cmd")
+    }
+}
+
+impl Queue {
+    /// Load what is already queued and start delivering. Must run inside a tokio runtime.
+    pub fn start(spool: Arc<Spool>, config: QueueConfig, agent: Arc<dyn DeliveryAgent>) -> io::Result<Queue> {
+        let existing = spool.load_all()?;
+        if !existing.is_empty() {
+            info!(messages = existing.len(), "queue loaded: {} message(s) waiting for delivery", existing.len());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sched = Scheduler {
+            spool: spool.clone(),
+            config: Arc::new(config),
+            agent,
+            tx: tx.clone(),
+            waiting: BTreeMap::new(),
+            epoch: Instant::now(),
+        };
+        tokio::spawn(sched.run(rx, existing));
+        Ok(Queue { spool, tx })
+    }
+
+    /// Begin receiving a message; commit it to queue it for delivery.
+    pub async fn begin(&self, envelope: Envelope) -> io::Result<Incoming> {
+        let mut inc = self.spool.begin(envelope).await?;
+        inc.notify = Some(self.tx.clone());
+        Ok(inc)
+    }
+
+    /// Try every queued message now, ignoring retry times.
+    pub fn flush(&self) {
+        let _ = self.tx.send(Cmd::FlushAll);
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+}
+
+struct Scheduler {
+    spool: Arc<Spool>,
+    config: Arc<QueueConfig>,
+    agent: Arc<dyn DeliveryAgent>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    /// (due, in ms since `epoch`; id) -> message.
+    waiting: BTreeMap<(u64, QueueId), Box<QueuedMessage>>,
+    epoch: Instant,
+}
+
+impl Scheduler {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// When a message is due, on the scheduler's clock.
+    fn due(&self, msg: &QueuedMessage) -> u64 {
+        let now_unix = unix_now();
+        let next = msg
+            .state
+            .iter()
+            .filter(|s| !s.status.is_final())
+            .map(|s| s.next_attempt.unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        self.now_ms() + next.saturating_sub(now_unix) * 1000
+    }
+
+    fn insert(&mut self, msg: Box<QueuedMessage>, due: u64) {
+        self.waiting.insert((due, msg.envelope.id), msg);
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, existing: Vec<QueuedMessage>) {
+        for m in existing {
+            if m.pending().is_empty() {
+                // All final but not yet cleaned up when the daemon stopped.
+                if let Err(e) = self.spool.finish(&m) {
+                    error!(queue_id = %m.envelope.id, "cannot finish message: {e}");
+                }
+                continue;
+            }
+            let due = self.due(&m);
+            self.insert(Box::new(m), due);
+        }
+        let slots = Arc::new(Semaphore::new(self.config.delivery_concurrency.max(1)));
+        loop {
+            while let Some((&(due, _), _)) = self.waiting.first_key_value() {
+                if due > self.now_ms() {
+                    break;
+                }
+                let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                let Some((_, msg)) = self.waiting.pop_first() else { break };
+                let (agent, spool, config, tx) =
+                    (self.agent.clone(), self.spool.clone(), self.config.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let back = attempt(*msg, agent.as_ref(), &spool, &config).await.map(Box::new);
+                    drop(permit);
+                    let _ = tx.send(Cmd::Done(back));
+                });
+            }
+            let sleep = match self.waiting.first_key_value() {
+                Some((&(due, _), _)) if slots.available_permits() > 0 => {
+                    Duration::from_millis(due.saturating_sub(self.now_ms()))
+                }
+                // Nothing due, or no free slot: wait for a command (a finished delivery
+                // frees a slot and sends Done).
+                _ => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Add(m)) => {
+                        let now = self.now_ms();
+                        self.insert(m, now);
+                    }
+                    Some(Cmd::Done(Some(m))) => {
+                        let due = self.due(&m);
+                        self.insert(m, due);
+                    }
+                    Some(Cmd::Done(None)) => {}
+                    Some(Cmd::FlushAll) => {
+                        let now = self.now_ms();
+                        let all = std::mem::take(&mut self.waiting);
+                        for (_, m) in all {
+                            self.insert(m, now);
+                        }
+                    }
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}
+
+/// One delivery attempt for the pending recipients of `msg`. Returns the message if
+/// recipients remain to be tried later.
+async fn attempt(
+    mut msg: QueuedMessage,
+    agent: &dyn DeliveryAgent,
+    spool: &Arc<Spool>,
+    config: &QueueConfig,
+) -> Option<QueuedMessage> {
+    let pending = msg.pending();
+    let outcomes = agent.deliver(&msg, &pending).await;
+    let now = unix_now();
+    let id = msg.envelope.id;
+    let expired = now.saturating_sub(msg.envelope.arrived) >= config.max_age.get().as_secs();
+    let delay = now.saturating_sub(msg.envelope.arrived);
+    for (n, &i) in pending.iter().enumerate() {
+        let (relay, outcome) = match outcomes.get(n) {
+            Some(o) => (o.relay.as_str(), o.outcome.clone()),
+            None => ("none", Outcome::Temporary("internal error: the delivery agent gave no result".into())),
+        };
+        let Some(st) = msg.state.get_mut(i) else { continue };
+        let rcpt = &msg.envelope.recipients[i];
+        st.attempts += 1;
+        st.last_attempt = Some(now);
+        let (status, reason) = match outcome {
+            Outcome::Delivered(r) => (RcptStatus::Delivered, r),
+            Outcome::Permanent(r) => (RcptStatus::Failed, r),
+            Outcome::Temporary(r) if expired => (
+                RcptStatus::Failed,
+                format!("message expired after {} in the queue; last error: {r}", config.max_age),
+            ),
+            Outcome::Temporary(r) => (RcptStatus::Deferred, r),
+        };
+        st.status = status;
+        st.reason = reason;
+        st.next_attempt = (status == RcptStatus::Deferred).then(|| {
+            let base = config.delay_after(st.attempts).as_secs_f64();
+            let jitter = 1.0 + (rand::random::<f64>() - 0.5) * 0.2;
+            now + (base * jitter).round().max(1.0) as u64
+        });
+        let word = match status {
+            RcptStatus::Delivered => "sent",
+            RcptStatus::Deferred => "deferred",
+            _ => "failed",
+        };
+        let line = format!(
+            "{id}: to=<{rcpt}>, relay={relay}, delay={delay}, attempts={}, status={word} ({})",
+            st.attempts, st.reason
+        );
+        match status {
+            RcptStatus::Delivered => info!(queue_id = %id, "{line}"),
+            _ => warn!(queue_id = %id, "{line}"),
+        }
+    }
+    let done = msg.pending().is_empty();
+    let spool2 = spool.clone();
+    let m2 = msg.clone();
+    let res = blocking(move || if done { spool2.finish(&m2) } else { spool2.write_state(&m2) }).await;
+    if let Err(e) = res {
+        // The message stays in active/ with its old state: recipients are retried,
+        // which may duplicate but never loses mail.
+        error!(queue_id = %id, "cannot record delivery state: {e}");
+    }
+    if done {
+        if msg.state.iter().any(|s| s.status == RcptStatus::Failed) {
+            warn!(
+                queue_id = %id,
+                "message has permanently failed recipients; kept in {} for the operator",
+                spool.failed_dir().display()
+            );
+        } else {
+            info!(queue_id = %id, "removed (all recipients delivered)");
+        }
+        None
+    } else {
+        Some(msg)
+    }
+}

@@ -1,0 +1,371 @@
+//! Files: writing new messages durably, reading them back, updating their state.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::record::{self, END, Envelope, RcptState};
+use crate::scheduler::Cmd;
+use crate::{QueueId, RcptStatus};
+
+/// Largest envelope header read back (many recipients make long headers).
+const MAX_HEADER: u64 = 16 << 20;
+/// Bytes buffered in memory per incoming message before they are written out.
+const WRITE_BUFFER: usize = 128 << 10;
+
+/// The queue directories.
+#[derive(Debug)]
+pub struct Spool {
+    incoming: PathBuf,
+    active: PathBuf,
+    failed: PathBuf,
+    corrupt: PathBuf,
+}
+
+/// A message in the queue, with where its content lies in the file.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    pub envelope: Envelope,
+    pub path: PathBuf,
+    pub body_offset: u64,
+    pub body_len: u64,
+    pub state: Vec<RcptState>,
+}
+
+impl QueuedMessage {
+    /// A blocking reader over the message content (Received header first).
+    pub fn open_body(&self) -> io::Result<io::Take<BufReader<File>>> {
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.body_offset))?;
+        Ok(BufReader::new(f).take(self.body_len))
+    }
+
+    /// The whole message content, for small messages and tests.
+    pub fn read_body(&self) -> io::Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.body_len as usize);
+        self.open_body()?.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    pub fn pending(&self) -> Vec<usize> {
+        self.state
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.status.is_final())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.path.with_extension("state")
+    }
+}
+
+impl Spool {
+    /// Open (creating if needed) the spool under `dir`, and clear `incoming/` of messages
+    /// whose reception never completed (they were never acknowledged).
+    pub fn open(dir: &Path) -> io::Result<Spool> {
+        let s = Spool {
+            incoming: dir.join("incoming"),
+            active: dir.join("active"),
+            failed: dir.join("failed"),
+            corrupt: dir.join("corrupt"),
+        };
+        for d in [&s.incoming, &s.active, &s.failed, &s.corrupt] {
+            fs::create_dir_all(d).map_err(|e| annotate(e, d))?;
+        }
+        for entry in fs::read_dir(&s.incoming)? {
+            let p = entry?.path();
+            warn!(file = %p.display(), "removing a message whose reception never completed (never acknowledged)");
+            let _ = fs::remove_file(&p);
+        }
+        Ok(s)
+    }
+
+    pub fn active_dir(&self) -> &Path {
+        &self.active
+    }
+    pub fn failed_dir(&self) -> &Path {
+        &self.failed
+    }
+    pub fn corrupt_dir(&self) -> &Path {
+        &self.corrupt
+    }
+
+    /// Start receiving a message: creates `incoming/ID` with the envelope header.
+    pub async fn begin(self: &Arc<Self>, envelope: Envelope) -> io::Result<Incoming> {
+        let path = self.incoming.join(envelope.id.to_string());
+        let header = envelope.header().into_bytes();
+        let p = path.clone();
+        let file = blocking(move || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(|e| annotate(e, &p))
+        })
+        .await?;
+        Ok(Incoming {
+            spool: self.clone(),
+            body_offset: header.len() as u64,
+            buf: header,
+            envelope,
+            path,
+            file: Some(file),
+            body_len: 0,
+            committed: false,
+            notify: None,
+        })
+    }
+
+    /// Read every message in `active/`. Damaged files are moved to `corrupt/`.
+    pub fn load_all(&self) -> io::Result<Vec<QueuedMessage>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.active)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let Some((stem, ext)) = name.split_once('.') else {
+                warn!(file = %path.display(), "ignoring unexpected file in the queue");
+                continue;
+            };
+            match ext {
+                "msg" => match self.load(&path) {
+                    Ok(m) => out.push(m),
+                    Err(why) => self.quarantine(&path, &why),
+                },
+                "state" | "state.tmp" => {
+                    if !self.active.join(format!("{stem}.msg")).exists() {
+                        let _ = fs::remove_file(&path);
+                    }
+                }
+                _ => warn!(file = %path.display(), "ignoring unexpected file in the queue"),
+            }
+        }
+        out.sort_by_key(|m| m.envelope.id);
+        Ok(out)
+    }
+
+    /// Read one `.msg` file back, checking that it is complete.
+    pub fn load(&self, path: &Path) -> Result<QueuedMessage, String> {
+        let f = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+        let len = f.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
+        let mut r = BufReader::new(f);
+        let mut header = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut r)
+                .take(MAX_HEADER)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("read error: {e}"))?;
+            if n == 0 || !line.ends_with(b"\n") {
+                return Err("envelope header is truncated".into());
+            }
+            if line == b"\n" {
+                break;
+            }
+            header.extend_from_slice(&line);
+            if header.len() as u64 > MAX_HEADER {
+                return Err("envelope header is too long".into());
+            }
+        }
+        let body_offset = header.len() as u64 + 1;
+        let text = String::from_utf8(header).map_err(|_| "envelope header is not UTF-8".to_string())?;
+        let envelope = Envelope::parse_header(&text)?;
+        let mut f = r.into_inner();
+        let tail_len = len.saturating_sub(body_offset).min(64);
+        f.seek(SeekFrom::Start(len - tail_len)).map_err(|e| format!("seek: {e}"))?;
+        let mut tail = Vec::new();
+        f.read_to_end(&mut tail).map_err(|e| format!("read error: {e}"))?;
+        let body_len = parse_trailer(&tail, len - body_offset)
+            .ok_or("end marker missing or wrong: the file is incomplete")?;
+        let mut msg = QueuedMessage {
+            state: vec![RcptState::new(); envelope.recipients.len()],
+            envelope,
+            path: path.to_path_buf(),
+            body_offset,
+            body_len,
+        };
+        let state_path = msg.state_path();
+        match fs::read_to_string(&state_path) {
+            Ok(s) => match record::parse_state(&s, msg.state.len()) {
+                Ok(st) => msg.state = st,
+                Err(e) => warn!(
+                    file = %state_path.display(),
+                    "unreadable delivery state ({e}); every recipient not known to be delivered will be tried again"
+                ),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read state file: {e}")),
+        }
+        Ok(msg)
+    }
+
+    /// Persist a message's recipient state atomically.
+    pub fn write_state(&self, msg: &QueuedMessage) -> io::Result<()> {
+        let path = msg.state_path();
+        let tmp = path.with_extension("state.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(record::format_state(&msg.state).as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// All recipients are final: remove the message, or keep it in `failed/` if any failed.
+    pub fn finish(&self, msg: &QueuedMessage) -> io::Result<()> {
+        let any_failed = msg.state.iter().any(|s| s.status == RcptStatus::Failed);
+        let state = msg.state_path();
+        if any_failed {
+            let name = msg.envelope.id.to_string();
+            let dst_state = self.failed.join(format!("{name}.state"));
+            let mut f = File::create(&dst_state)?;
+            f.write_all(record::format_state(&msg.state).as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&msg.path, self.failed.join(format!("{name}.msg")))?;
+            sync_dir(&self.failed)?;
+        } else {
+            fs::remove_file(&msg.path)?;
+        }
+        match fs::remove_file(&state) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn quarantine(&self, path: &Path, why: &str) {
+        let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let dst = self.corrupt.join(&name);
+        error!(
+            file = %path.display(),
+            moved_to = %dst.display(),
+            "corrupt queue file moved aside: {why}; inspect it and re-inject by hand if it holds mail"
+        );
+        if let Err(e) = fs::rename(path, &dst) {
+            error!(file = %path.display(), "could not move corrupt queue file: {e}");
+        }
+        let state = path.with_extension("state");
+        if state.exists() {
+            let _ = fs::rename(&state, dst.with_extension("state"));
+        }
+    }
+}
+
+fn parse_trailer(tail: &[u8], after_header: u64) -> Option<u64> {
+    let t = tail.strip_suffix(b"\n")?;
+    let start = t.iter().rposition(|&b| b == b'\n').map(|i| i + 1)?;
+    let line = std::str::from_utf8(&t[start..]).ok()?;
+    let n: u64 = line.strip_prefix(END)?.parse().ok()?;
+    let trailer_len = (t.len() - start + 1) as u64;
+    (after_header.checked_sub(trailer_len)? == n).then_some(n)
+}
+
+/// A message being received. Dropping it without [`Incoming::commit`] deletes it.
+#[derive(Debug)]
+pub struct Incoming {
+    spool: Arc<Spool>,
+    envelope: Envelope,
+    path: PathBuf,
+    file: Option<File>,
+    buf: Vec<u8>,
+    body_offset: u64,
+    body_len: u64,
+    committed: bool,
+    pub(crate) notify: Option<mpsc::UnboundedSender<Cmd>>,
+}
+
+impl Incoming {
+    pub fn id(&self) -> QueueId {
+        self.envelope.id
+    }
+
+    /// Bytes of message content written so far.
+    pub fn len(&self) -> u64 {
+        self.body_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body_len == 0
+    }
+
+    /// Append message content.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(data);
+        self.body_len += data.len() as u64;
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, finish: bool) -> io::Result<()> {
+        let mut file = self.file.take().ok_or_else(|| io::Error::other("spool file already failed"))?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let (incoming, active) = (self.path.clone(), self.spool.active.clone());
+        let id = self.envelope.id;
+        if finish {
+            buf.extend_from_slice(format!("{END}{}\n", self.body_len).as_bytes());
+        }
+        let (file, buf) = blocking(move || {
+            file.write_all(&buf)?;
+            if finish {
+                file.sync_all()?;
+                let dst = active.join(format!("{id}.msg"));
+                fs::rename(&incoming, &dst)?;
+                sync_dir(&active)?;
+            }
+            Ok((file, buf))
+        })
+        .await?;
+        self.file = Some(file);
+        self.buf = buf;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Make the message durable: write the end marker, fsync the file, move it into
+    /// `active/`, fsync the directory. Only after this returns `Ok` may the client be
+    /// told 250.
+    pub async fn commit(mut self) -> io::Result<QueuedMessage> {
+        self.flush(true).await?;
+        self.committed = true;
+        let msg = QueuedMessage {
+            state: vec![RcptState::new(); self.envelope.recipients.len()],
+            envelope: self.envelope.clone(),
+            path: self.spool.active.join(format!("{}.msg", self.envelope.id)),
+            body_offset: self.body_offset,
+            body_len: self.body_len,
+        };
+        if let Some(n) = &self.notify {
+            let _ = n.send(Cmd::Add(Box::new(msg.clone())));
+        }
+        Ok(msg)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn annotate(e: io::Error, p: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+}
+
+/// Run blocking file work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("spool task failed: {e}")))?
+}

@@ -1,0 +1,37 @@
+//! TLS for Postern: profiles, the certificate store, and the server-side configuration.
+//!
+//! A server may hold several certificates at once (typically RSA-2048 and ECDSA P-256, as
+//! the NCSC guidance recommends); [`CertResolver`] picks, per handshake, the first one the
+//! client can verify, from the signature schemes in its ClientHello. With no certificate
+//! configured, [`selfsigned::ensure`] creates a self-signed pair so that STARTTLS works from
+//! the first start — loudly logged, since peers that verify will refuse it.
+//!
+//! # Security
+//! Private keys are read from files the operator names and never logged; generated keys are
+//! written with mode 0600. Only the aws-lc-rs provider is used.
+//!
+//! # Standards
+//! RFC 8446 (TLS 1.3), RFC 5246 (TLS 1.2), RFC 3207 (STARTTLS).
+
+mod config;
+mod resolver;
+pub mod selfsigned;
+mod server;
+
+pub use config::{CertificateConfig, Profile, TlsConfig};
+pub use resolver::{CertResolver, LoadedCert};
+pub use server::{TlsSummary, server_config, summarize};
+pub use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::server::TlsStream;
+
+/// Why a certificate or key could not be loaded; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,60 @@
+//! Building the rustls server configuration and describing negotiated sessions.
+
+use std::sync::Arc;
+
+use rustls::server::ServerConnection;
+use rustls::{ProtocolVersion, ServerConfig};
+
+use crate::{CertResolver, LoadedCert, Profile, TlsError};
+
+/// The crypto provider for a profile.
+pub fn provider(profile: Profile) -> rustls::crypto::CryptoProvider {
+    match profile {
+        Profile::Default => rustls::crypto::aws_lc_rs::default_provider(),
+    }
+}
+
+/// A server configuration serving `certs` under `profile`.
+pub fn server_config(profile: Profile, certs: Vec<LoadedCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    if certs.is_empty() {
+        return Err(TlsError::Invalid("no certificate to serve".into()));
+    }
+    let cfg = ServerConfig::builder_with_provider(Arc::new(provider(profile)))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Invalid(format!("TLS profile cannot be built: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(CertResolver::new(certs)));
+    Ok(Arc::new(cfg))
+}
+
+/// What was negotiated, for the Received header and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSummary {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// rustls' name of the suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl std::fmt::Display for TlsSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} with cipher {}", self.version, self.cipher)
+    }
+}
+
+pub fn summarize(conn: &ServerConnection) -> TlsSummary {
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "unknown".to_string(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| {
+            let s = s.suite();
+            s.as_str().map(str::to_string).unwrap_or_else(|| format!("{s:?}"))
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    TlsSummary { version, cipher }
+}
