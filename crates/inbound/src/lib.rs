@@ -1,1 +1,33 @@
-//! placeholder
+//! The inbound side: listeners, SMTP sessions, relay control.
+//!
+//! A [`Listener`] accepts connections and enforces connection limits; each connection runs
+//! a session (see `session/`, one file per command) that is generic over its stream, so a
+//! plain TCP connection can be upgraded in place by STARTTLS.
+//!
+//! # Security
+//! - Relay control at RCPT: mail for `relay.local_domains` is accepted from anyone; any
+//!   other domain only from `relay.trusted_networks`; everything else gets
+//!   `554 5.7.1 Relay access denied`. Only the domain decides — `%`, `!`, quoted `@` and
+//!   source routes in an address never do.
+//! - STARTTLS: bytes pipelined after the STARTTLS command are discarded before the
+//!   handshake (CVE-2011-0411 class) and all session state is reset after it (RFC 3207 §4.2).
+//! - Message content goes through the strict readers of `postern-smtp`: bare CR / bare LF
+//!   are refused, so nothing accepted here can be turned into a smuggled message later.
+//! - Every read has a timeout; command lines, messages and recipient counts have limits; a
+//!   250 after DATA is sent only once the queue has fsynced the message.
+//!
+//! # Standards
+//! RFC 5321, RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING),
+//! RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3463 / 2034 (enhanced
+//! status codes), RFC 5321 §4.4 and RFC 8314 §4.3 (Received header).
+
+mod config;
+mod conn;
+mod listener;
+mod received;
+mod relay_control;
+mod session;
+
+pub use config::{ListenerConfig, Mode, RelayConfig, validate as validate_config};
+pub use listener::{Listener, ServerContext};
+pub use relay_control::RelayPolicy;

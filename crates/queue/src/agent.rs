@@ -36,3 +36,9 @@ pub trait DeliveryAgent: Send + Sync + 'static {
         rcpts: &'a [usize],
     ) -> BoxFuture<'a, Vec<DeliveryOutcome>>;
 }
+
+impl std::fmt::Debug for dyn DeliveryAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeliveryAgent")
+    }
+}

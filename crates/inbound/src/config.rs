@@ -1,0 +1,153 @@
+//! The `[[listener]]` and `[relay]` sections.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use postern_config::{Cidr, Duration, KeyPath, Problems, Size};
+use postern_smtp::address::parse_domain;
+use serde::{Deserialize, Serialize};
+
+/// How a listener starts TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plain SMTP that offers STARTTLS (port 25 / 587 style).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465 style, RFC 8314).
+    ImplicitTls,
+    /// No TLS at all. Only for loopback or tests.
+    Plain,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Starttls => "starttls",
+            Mode::ImplicitTls => "implicit-tls",
+            Mode::Plain => "plain",
+        })
+    }
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `IP:PORT` to listen on.
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Refuse mail transactions until the client has done STARTTLS.
+    #[serde(default)]
+    pub require_tls: bool,
+    #[serde(default = "d_max_message_size")]
+    pub max_message_size: Size,
+    #[serde(default = "d_max_recipients")]
+    pub max_recipients: usize,
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "d_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Consecutive bad commands before the session is closed.
+    #[serde(default = "d_max_errors")]
+    pub max_errors: u32,
+    /// Longest wait for a command line (and for a TLS handshake).
+    #[serde(default = "d_command_timeout")]
+    pub command_timeout: Duration,
+    /// Longest wait for more message data during DATA/BDAT.
+    #[serde(default = "d_data_timeout")]
+    pub data_timeout: Duration,
+}
+
+fn d_max_message_size() -> Size {
+    Size::mib(50)
+}
+fn d_max_recipients() -> usize {
+    1000
+}
+fn d_max_connections() -> usize {
+    1000
+}
+fn d_max_connections_per_ip() -> usize {
+    50
+}
+fn d_max_errors() -> u32 {
+    10
+}
+fn d_command_timeout() -> Duration {
+    Duration::secs(300)
+}
+fn d_data_timeout() -> Duration {
+    Duration::secs(600)
+}
+
+impl ListenerConfig {
+    /// A listener on `address` with every limit at its default.
+    pub fn new(address: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            address,
+            mode: Mode::default(),
+            require_tls: false,
+            max_message_size: d_max_message_size(),
+            max_recipients: d_max_recipients(),
+            max_connections: d_max_connections(),
+            max_connections_per_ip: d_max_connections_per_ip(),
+            max_errors: d_max_errors(),
+            command_timeout: d_command_timeout(),
+            data_timeout: d_data_timeout(),
+        }
+    }
+}
+
+/// `[relay]`: who may send mail where. With nothing configured, nothing is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Domains this server receives mail for, from anyone.
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+    /// Clients in these networks may send to any domain (relay).
+    #[serde(default)]
+    pub trusted_networks: Vec<Cidr>,
+}
+
+/// Check `[[listener]]` entries and `[relay]`.
+pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Problems) {
+    if listeners.is_empty() {
+        p.push(KeyPath::of("listener"), "at least one [[listener]] is needed");
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let at = KeyPath::of("listener").index(i);
+        if !seen.insert(l.address) {
+            p.push(at.key("address"), format!("{} is used by another listener", l.address));
+        }
+        if l.require_tls && l.mode == Mode::Plain {
+            p.push(at.key("require_tls"), "a plain listener cannot require TLS: set mode = \"starttls\"");
+        }
+        for (key, v) in [
+            ("max_recipients", l.max_recipients),
+            ("max_connections", l.max_connections),
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            ("max_errors", l.max_errors as usize),
+        ] {
+            if v == 0 {
+                p.push(at.key(key), "must be at least 1");
+            }
+        }
+        if l.max_message_size.bytes() < 1024 {
+            p.push(at.key("max_message_size"), "is too small to hold even a message header (at least 1KiB)");
+        }
+        for (key, d) in [("command_timeout", l.command_timeout), ("data_timeout", l.data_timeout)] {
+            if d.get() < std::time::Duration::from_secs(1) {
+                p.push(at.key(key), "must be at least 1s");
+            }
+        }
+    }
+    for (i, d) in relay.local_domains.iter().enumerate() {
+        if let Err(e) = parse_domain(d) {
+            p.push(KeyPath::of("relay").key("local_domains").index(i), format!("{d:?} is not a domain name: {e}"));
+        }
+    }
+}

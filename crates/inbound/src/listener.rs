@@ -1,0 +1,147 @@
+//! Accepting connections, with per-listener and per-client limits.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use postern_queue::Queue;
+use postern_smtp::address::Domain;
+use postern_smtp::reply::std_replies;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::conn::Stream;
+use crate::session::Session;
+use crate::{ListenerConfig, RelayPolicy};
+
+/// What every session of every listener shares.
+pub struct ServerContext {
+    /// Our name, in the greeting, EHLO reply and Received header.
+    pub hostname: String,
+    pub relay: RelayPolicy,
+    /// Whether mail for a domain has somewhere to go (the route table).
+    pub routes: Box<dyn Fn(&Domain) -> bool + Send + Sync>,
+    pub queue: Queue,
+    /// Server TLS configuration; `None` disables STARTTLS and implicit TLS.
+    pub tls: Option<Arc<rustls_server::ServerConfig>>,
+}
+
+mod rustls_server {
+    pub use tokio_rustls::rustls::ServerConfig;
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext").field("hostname", &self.hostname).finish_non_exhaustive()
+    }
+}
+
+/// Connection counts for one listener.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    total: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+/// Held for the life of a connection; gives its slots back on drop.
+pub(crate) struct Slot {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Limits {
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let permit = self.total.clone().try_acquire_owned().ok()?;
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { limits: self.clone(), ip, _permit: permit })
+    }
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    config: Arc<ListenerConfig>,
+    socket: TcpListener,
+    ctx: Arc<ServerContext>,
+    limits: Arc<Limits>,
+}
+
+impl Listener {
+    /// Bind the listener's address (port 0 picks a free port; see [`Listener::local_addr`]).
+    pub async fn bind(config: ListenerConfig, ctx: Arc<ServerContext>) -> io::Result<Listener> {
+        let socket = TcpListener::bind(config.address)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.address)))?;
+        let limits = Arc::new(Limits {
+            total: Arc::new(Semaphore::new(config.max_connections)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip: config.max_connections_per_ip,
+        });
+        Ok(Listener { config: Arc::new(config), socket, ctx, limits })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Accept connections until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                a = self.socket.accept() => a,
+                _ = shutdown.changed() => break,
+            };
+            let (mut tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    error!("accept failed on {}: {e}", self.config.address);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let Some(slot) = self.limits.acquire(peer.ip()) else {
+                warn!(client = %peer.ip(), "connection refused from unknown[{}]: too many connections", peer.ip());
+                tokio::spawn(async move {
+                    let _ = tcp.write_all(&std_replies::too_many_connections().to_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                });
+                continue;
+            };
+            let session = Session::new(Stream::Plain(tcp), peer, self.config.clone(), self.ctx.clone());
+            let span = info_span!("smtp", session = %session.id(), client = %peer.ip());
+            tokio::spawn(
+                async move {
+                    info!("connect from unknown[{}]", peer.ip());
+                    session.run().await;
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+        info!("listener {} stopped", self.config.address);
+    }
+}

@@ -1,0 +1,300 @@
+//! One SMTP session. The loop reads a command, the command's own file handles it, and the
+//! handler returns a [`Flow`] saying whether to go on, close, or start TLS.
+
+mod bdat;
+mod data;
+mod hello;
+mod mail;
+mod misc;
+mod rcpt;
+mod starttls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use postern_queue::{Envelope, Incoming, QueueId, unix_now};
+use postern_smtp::address::{Address, ReversePath};
+use postern_smtp::command::{self, Command, MailParams};
+use postern_smtp::{BdatReader, Reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+use crate::conn::{Conn, Line, ReadError, Stream};
+use crate::received::{Trace, received};
+use crate::{ListenerConfig, Mode, ServerContext};
+
+/// Longest command line accepted (RFC 5321 allows 512; extensions make them longer).
+const MAX_COMMAND_LINE: usize = 2048;
+
+/// What the session does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// A mail transaction: from MAIL to the end of DATA / BDAT LAST.
+pub(crate) struct Transaction {
+    pub from: ReversePath,
+    pub params: MailParams,
+    pub rcpts: Vec<Address>,
+    /// Set once the first BDAT chunk arrived.
+    pub bdat: Option<BdatState>,
+}
+
+pub(crate) struct BdatState {
+    /// `None` when the spool could not be opened: chunks are read and dropped.
+    pub incoming: Option<Incoming>,
+    pub reader: BdatReader,
+}
+
+pub(crate) struct Session<S> {
+    conn: Conn<S>,
+    peer: SocketAddr,
+    id: String,
+    cfg: Arc<ListenerConfig>,
+    ctx: Arc<ServerContext>,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: Option<postern_tls::TlsSummary>,
+    tx: Option<Transaction>,
+    errors: u32,
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    pub(crate) fn new(stream: Stream<S>, peer: SocketAddr, cfg: Arc<ListenerConfig>, ctx: Arc<ServerContext>) -> Self {
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:X}{:04X}", unix_now() & 0xFF_FFFF, n & 0xFFFF);
+        Session {
+            conn: Conn::new(stream),
+            peer,
+            id,
+            cfg,
+            ctx,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            tx: None,
+            errors: 0,
+        }
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn command_timeout(&self) -> Duration {
+        self.cfg.command_timeout.get()
+    }
+
+    fn data_timeout(&self) -> Duration {
+        self.cfg.data_timeout.get()
+    }
+
+    /// `unknown[192.0.2.1]`, as Postfix writes a client without reverse DNS.
+    fn client(&self) -> String {
+        format!("unknown[{}]", self.peer.ip())
+    }
+
+    pub(crate) async fn run(mut self) {
+        if self.cfg.mode == Mode::ImplicitTls && !self.upgrade().await {
+            return;
+        }
+        let greeting = Reply::bare(220, vec![format!("{} ESMTP Postern", self.ctx.hostname).into()]);
+        self.conn.send(&greeting);
+        let mut commands = 0u32;
+        loop {
+            let flow = match self.conn.read_line(MAX_COMMAND_LINE, self.command_timeout()).await {
+                Ok(Line::Ok(line)) => {
+                    commands += 1;
+                    self.handle_line(&line).await
+                }
+                Ok(Line::TooLong) => self.reply(command::CommandError::LineTooLong.reply()),
+                Err(e) => self.read_failed(e, "command"),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => break,
+                Flow::StartTls => {
+                    if !self.upgrade().await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.conn.shutdown().await;
+        info!("disconnect from {} commands={commands}", self.client());
+    }
+
+    /// A read failed: say why on the wire if the peer can still hear it, and close.
+    fn read_failed(&mut self, e: ReadError, during: &str) -> Flow {
+        match e {
+            ReadError::Timeout => {
+                warn!("timeout after {during} from {}", self.client());
+                self.conn.send(&postern_smtp::reply::std_replies::timeout());
+            }
+            ReadError::Closed => info!("lost connection after {during} from {}", self.client()),
+            ReadError::Io(err) => info!("read error after {during} from {}: {err}", self.client()),
+        }
+        Flow::Close
+    }
+
+    async fn handle_line(&mut self, line: &[u8]) -> Flow {
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(e) => return self.reply(e.reply()),
+        };
+        if self.cfg.require_tls
+            && self.tls.is_none()
+            && !matches!(
+                cmd,
+                Command::Ehlo(_) | Command::Helo(_) | Command::StartTls | Command::Noop | Command::Rset | Command::Quit | Command::Help
+            )
+        {
+            let reply = postern_smtp::reply::std_replies::must_starttls();
+            if let Command::Bdat { size, .. } = cmd {
+                return self.skip_chunk_then(size, reply).await;
+            }
+            return self.reply(reply);
+        }
+        match cmd {
+            Command::Ehlo(name) => self.hello(name, true),
+            Command::Helo(name) => self.hello(name, false),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to, .. } => self.rcpt(to),
+            Command::Data => self.data().await,
+            Command::Bdat { size, last } => self.bdat(size, last).await,
+            Command::Rset => self.rset(),
+            Command::Noop => self.reply(Reply::new(250, "2.0.0", "Ok")),
+            Command::Quit => self.quit(),
+            Command::Vrfy => self.reply(Reply::new(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::Expn => self.reply(Reply::new(502, "5.5.1", "EXPN not available")),
+            Command::Help => self.help(),
+            Command::StartTls => self.starttls(),
+            Command::NotImplemented(v) => self.reply(Reply::new(502, "5.5.1", format!("{v} not implemented"))),
+        }
+    }
+
+    /// Queue a reply, keeping count of consecutive errors; too many closes the session.
+    pub(crate) fn reply(&mut self, r: Reply) -> Flow {
+        self.conn.send(&r);
+        if r.code >= 500 {
+            self.errors += 1;
+            if self.errors >= self.cfg.max_errors {
+                warn!("too many errors from {}: closing after {} bad commands in a row", self.client(), self.errors);
+                self.conn.send(&postern_smtp::reply::std_replies::too_many_errors());
+                return Flow::Close;
+            }
+        } else if r.code < 400 {
+            self.errors = 0;
+        }
+        Flow::Continue
+    }
+
+    /// Postfix-style rejection log line, for the operator's grep.
+    pub(crate) fn log_reject(&self, stage: &str, reply: &Reply, to: Option<&str>) {
+        let from = self.tx.as_ref().map(|t| t.from.to_string()).unwrap_or_default();
+        warn!(
+            "NOQUEUE: reject: {stage} from {}: {reply}; from={from}{} proto={} helo=<{}>",
+            self.client(),
+            to.map(|t| format!(" to=<{t}>")).unwrap_or_default(),
+            self.protocol(),
+            self.helo.as_deref().unwrap_or("")
+        );
+    }
+
+    /// The `with` word of the Received header (RFC 3848).
+    pub(crate) fn protocol(&self) -> &'static str {
+        match (self.esmtp, self.tls.is_some()) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        }
+    }
+
+    /// Start a queue file for the current transaction, Received header first.
+    pub(crate) async fn begin_message(&mut self) -> Result<Incoming, std::io::Error> {
+        let tx = self.tx.as_ref().ok_or_else(|| std::io::Error::other("no transaction"))?;
+        let envelope = Envelope {
+            id: QueueId::generate(),
+            arrived: unix_now(),
+            client_ip: Some(self.peer.ip()),
+            helo: self.helo.clone().unwrap_or_default(),
+            sender: tx.from.clone(),
+            recipients: tx.rcpts.clone(),
+            body: tx.params.body.unwrap_or_default(),
+            smtputf8: tx.params.smtputf8,
+        };
+        let id = envelope.id.to_string();
+        let for_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].to_string());
+        let header = received(&Trace {
+            helo: self.helo.as_deref().unwrap_or(""),
+            ip: self.peer.ip(),
+            hostname: &self.ctx.hostname,
+            protocol: self.protocol(),
+            queue_id: &id,
+            tls: self.tls.as_ref(),
+            for_rcpt,
+            now: envelope.arrived,
+        });
+        let mut incoming = self.ctx.queue.begin(envelope).await?;
+        incoming.write(header.as_bytes()).await?;
+        Ok(incoming)
+    }
+
+    /// Make the message durable and answer 250, or answer why not.
+    pub(crate) async fn commit_message(&mut self, incoming: Incoming) -> Flow {
+        let id = incoming.id();
+        let size = incoming.len();
+        let tx = self.tx.take();
+        match incoming.commit().await {
+            Ok(_) => {
+                let (from, n) = tx.map(|t| (t.from.to_string(), t.rcpts.len())).unwrap_or_default();
+                info!(
+                    queue_id = %id,
+                    "{id}: accepted from={from}, size={size}, nrcpt={n}, client={}, proto={}{}",
+                    self.client(),
+                    self.protocol(),
+                    self.tls.as_ref().map(|t| format!(", tls={t}")).unwrap_or_default()
+                );
+                self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
+            }
+            Err(e) => self.storage_failed(e),
+        }
+    }
+
+    pub(crate) fn storage_failed(&mut self, e: std::io::Error) -> Flow {
+        tracing::error!(
+            "cannot write the queue, message from {} refused with 452 (nothing was acknowledged): {e}",
+            self.client()
+        );
+        self.tx = None;
+        self.reply(postern_smtp::reply::std_replies::storage_unavailable())
+    }
+
+    /// Read and drop a BDAT chunk's bytes, then send `reply` (RFC 3030 §3: the chunk must
+    /// be consumed even when refused, or its bytes would be read as commands).
+    pub(crate) async fn skip_chunk_then(&mut self, size: u64, reply: Reply) -> Flow {
+        let mut remaining = size;
+        while remaining > 0 {
+            if self.conn.buffered().is_empty()
+                && let Err(e) = self.conn.fill(self.data_timeout()).await
+            {
+                return self.read_failed(e, "BDAT");
+            }
+            let n = (self.conn.buffered().len() as u64).min(remaining);
+            self.conn.consume(n as usize);
+            remaining -= n;
+        }
+        self.reply(reply)
+    }
+}

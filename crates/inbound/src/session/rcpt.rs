@@ -1,0 +1,53 @@
+//! RCPT TO (RFC 5321 §4.1.1.3) and relay control.
+
+use postern_smtp::address::{Address, Domain, ForwardPath};
+use postern_smtp::reply::std_replies;
+use postern_smtp::Reply;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Flow, Session};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    pub(crate) fn rcpt(&mut self, to: ForwardPath) -> Flow {
+        let Some(tx) = &self.tx else {
+            return self.reply(std_replies::bad_sequence("Need MAIL command"));
+        };
+        if tx.bdat.is_some() {
+            return self.reply(std_replies::bad_sequence("RCPT not allowed after BDAT"));
+        }
+        let smtputf8 = tx.params.smtputf8;
+        let count = tx.rcpts.len();
+        let address = match to {
+            ForwardPath::Address(a) => a,
+            // RFC 5321 §4.5.1: <postmaster> must be accepted, for our own domain.
+            ForwardPath::Postmaster => match self.ctx.relay.postmaster_domain() {
+                Some(d) => Address { local: "postmaster".into(), domain: Domain::Name(d.to_string()) },
+                None => return self.reply(Reply::new(550, "5.1.1", "No local postmaster configured")),
+            },
+        };
+        if !address.is_ascii() && !smtputf8 {
+            return self.reply(Reply::new(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM"));
+        }
+        if count >= self.cfg.max_recipients {
+            let r = std_replies::too_many_recipients();
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
+        }
+        if self.ctx.relay.check(self.peer.ip(), &address.domain).is_none() {
+            let r = std_replies::relay_denied();
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
+        }
+        if !(self.ctx.routes)(&address.domain) {
+            let r = Reply::new(451, "4.3.5", format!("No route to {} is configured", address.domain));
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
+        }
+        if let Some(tx) = &mut self.tx
+            && !tx.rcpts.contains(&address)
+        {
+            tx.rcpts.push(address);
+        }
+        self.reply(std_replies::recipient_ok())
+    }
+}
