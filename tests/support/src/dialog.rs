@@ -5,7 +5,7 @@
 //! # expected deliveries); the runner hands them back untouched.
 //! @listener max_recipients = 2
 //! S: 220                        <- expect the next reply to start with this
-//! C: EHLO client.test           <- send this line + CRLF
+//! C: EHLO client.test           <- send this line + CRLF (`C:` alone sends an empty line)
 //! S: 250
 //! R: MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n   <- send raw bytes (escapes: \r \n \t \0 \xHH), no CRLF added
 //! S: 250 2.1.0
@@ -43,6 +43,8 @@ pub fn parse(text: &str) -> Result<Script, String> {
         }
         if let Some(d) = t.strip_prefix('@') {
             s.directives.push(d.trim().to_string());
+        } else if t == "C:" {
+            s.steps.push((n, Step::Send(b"\r\n".to_vec())));
         } else if let Some(c) = t.strip_prefix("C: ") {
             let mut b = c.as_bytes().to_vec();
             b.extend_from_slice(b"\r\n");

@@ -43,8 +43,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
+        // One copy per mailbox: duplicates (also in other letter case) are accepted and dropped.
         if let Some(tx) = &mut self.tx
-            && !tx.rcpts.contains(&address)
+            && !tx.rcpts.iter().any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
         {
             tx.rcpts.push(address);
         }
