@@ -52,7 +52,10 @@ fn default_state_dir() -> PathBuf {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { hostname: None, state_dir: default_state_dir() }
+        ServerConfig {
+            hostname: None,
+            state_dir: default_state_dir(),
+        }
     }
 }
 
@@ -117,7 +120,11 @@ pub fn load_str(name: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
     if !p.is_empty() {
         return Err(p.locate_in(name, source));
     }
-    Ok(Loaded { config, name: name.to_string(), source: source.to_string() })
+    Ok(Loaded {
+        config,
+        name: name.to_string(),
+        source: source.to_string(),
+    })
 }
 
 /// Every check that needs more than one section, or the file system.
@@ -125,12 +132,18 @@ fn validate(c: &Config, p: &mut Problems) {
     if let Some(h) = &c.server.hostname
         && let Err(e) = parse_domain(h)
     {
-        p.push(KeyPath::of("server").key("hostname"), format!("{h:?} is not a host name: {e}"));
+        p.push(
+            KeyPath::of("server").key("hostname"),
+            format!("{h:?} is not a host name: {e}"),
+        );
     }
     if c.server.state_dir.exists() && !c.server.state_dir.is_dir() {
         p.push(
             KeyPath::of("server").key("state_dir"),
-            format!("{} exists but is not a directory", c.server.state_dir.display()),
+            format!(
+                "{} exists but is not a directory",
+                c.server.state_dir.display()
+            ),
         );
     }
     let provider = rustls::crypto::aws_lc_rs::default_provider();

@@ -13,7 +13,13 @@ use postern::logging::{self, LogFormat};
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in trial configuration is used:
     /// 127.0.0.1:2525, state in ./postern-data, mail for localhost into Maildirs.
-    #[arg(long, short = 'c', global = true, env = "POSTERN_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "POSTERN_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
 
     /// Log format on stderr. The level comes from RUST_LOG (default: info).
@@ -79,8 +85,20 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         );
     }
     println!("  local domains: {}", c.relay.local_domains.join(", "));
-    let nets: Vec<String> = c.relay.trusted_networks.iter().map(|n| n.to_string()).collect();
-    println!("  trusted networks (may relay): {}", if nets.is_empty() { "none".into() } else { nets.join(", ") });
+    let nets: Vec<String> = c
+        .relay
+        .trusted_networks
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    println!(
+        "  trusted networks (may relay): {}",
+        if nets.is_empty() {
+            "none".into()
+        } else {
+            nets.join(", ")
+        }
+    );
     for r in &c.route {
         println!("  route:     {} -> {}", r.domain, r.next_hop);
     }
@@ -100,9 +118,14 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
         Err(code) => return code,
     };
     if loaded.name == postern::config::EMBEDDED_NAME {
-        tracing::info!("no --config given: using the built-in trial configuration (see config/postern.toml for all settings)");
+        tracing::info!(
+            "no --config given: using the built-in trial configuration (see config/postern.toml for all settings)"
+        );
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("postern: cannot start the async runtime: {e}");
@@ -118,7 +141,9 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
             }
         };
         wait_for_signal().await;
-        tracing::info!("stopping: no new connections are accepted; acknowledged mail stays queued on disk");
+        tracing::info!(
+            "stopping: no new connections are accepted; acknowledged mail stays queued on disk"
+        );
         running.stop().await;
         ExitCode::SUCCESS
     })

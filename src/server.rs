@@ -16,11 +16,17 @@ use crate::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the state directory {path}: {source}")]
-    StateDir { path: String, source: std::io::Error },
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(#[from] postern_tls::TlsError),
     #[error("cannot open the queue in {path}: {source}")]
-    Queue { path: String, source: std::io::Error },
+    Queue {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Listen(std::io::Error),
 }
@@ -49,16 +55,26 @@ impl Running {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hostname = config.hostname();
     let state = &config.server.state_dir;
-    std::fs::create_dir_all(state).map_err(|source| StartError::StateDir { path: state.display().to_string(), source })?;
+    std::fs::create_dir_all(state).map_err(|source| StartError::StateDir {
+        path: state.display().to_string(),
+        source,
+    })?;
 
     let tls = Some(tls_config(config, &hostname, state)?);
 
     let queue_dir = state.join("queue");
-    let spool = Spool::open(&queue_dir)
-        .map_err(|source| StartError::Queue { path: queue_dir.display().to_string(), source })?;
+    let spool = Spool::open(&queue_dir).map_err(|source| StartError::Queue {
+        path: queue_dir.display().to_string(),
+        source,
+    })?;
     let router = Arc::new(config.router());
-    let queue = Queue::start(Arc::new(spool), config.queue.clone(), router.clone())
-        .map_err(|source| StartError::Queue { path: queue_dir.display().to_string(), source })?;
+    let queue =
+        Queue::start(Arc::new(spool), config.queue.clone(), router.clone()).map_err(|source| {
+            StartError::Queue {
+                path: queue_dir.display().to_string(),
+                source,
+            }
+        })?;
 
     let ctx = Arc::new(ServerContext {
         hostname: hostname.clone(),
@@ -72,9 +88,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     for l in &config.listener {
         let mode = l.mode;
-        let listener = Listener::bind(l.clone(), ctx.clone()).await.map_err(StartError::Listen)?;
+        let listener = Listener::bind(l.clone(), ctx.clone())
+            .await
+            .map_err(StartError::Listen)?;
         let addr = listener.local_addr().map_err(StartError::Listen)?;
-        info!("listening on {addr} ({mode}{})", if l.require_tls { ", TLS required" } else { "" });
+        info!(
+            "listening on {addr} ({mode}{})",
+            if l.require_tls { ", TLS required" } else { "" }
+        );
         addrs.push(addr);
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
@@ -83,7 +104,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         env!("CARGO_PKG_VERSION"),
         state.display()
     );
-    Ok(Running { addrs, queue, shutdown, tasks })
+    Ok(Running {
+        addrs,
+        queue,
+        shutdown,
+        tasks,
+    })
 }
 
 fn tls_config(
@@ -108,7 +134,11 @@ fn tls_config(
     let mut loaded = Vec::new();
     for c in &certs {
         let l = LoadedCert::load(&c.chain, &c.key, &provider)?;
-        info!("serving {:?} certificate from {}", l.algorithm, c.chain.display());
+        info!(
+            "serving {:?} certificate from {}",
+            l.algorithm,
+            c.chain.display()
+        );
         loaded.push(l);
     }
     Ok(postern_tls::server_config(config.tls.profile, loaded)?)

@@ -18,13 +18,18 @@ async fn plaintext_session_delivers_byte_for_byte() {
     let s = TestServer::start("", "").await;
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     assert_eq!(c.cmd("EHLO client.test").await.code, 250);
-    let r = c.send_mail("alice@sender.test", &["bob@local.test"], MSG).await;
+    let r = c
+        .send_mail("alice@sender.test", &["bob@local.test"], MSG)
+        .await;
     assert_eq!(r.code, 250, "{r:?}");
     assert!(r.last().starts_with("250 2.0.0 Ok: queued as "), "{r:?}");
     assert_eq!(c.cmd("QUIT").await.last(), "221 2.0.0 Bye");
     let got = s.wait_delivered("bob", 1).await;
     let (trace, body) = strip_trace(&got[0]);
-    assert_eq!(body, MSG_UNSTUFFED, "content must arrive exactly as sent, unstuffed");
+    assert_eq!(
+        body, MSG_UNSTUFFED,
+        "content must arrive exactly as sent, unstuffed"
+    );
     assert!(trace.starts_with("Return-Path: <alice@sender.test>\r\nDelivered-To: bob@local.test\r\nReceived: from client.test (unknown [127.0.0.1])\r\n\tby mx.postern.test (Postern) with ESMTP id "), "{trace}");
     assert!(trace.contains("\tfor <bob@local.test>;\r\n"), "{trace}");
     assert!(!trace.contains("using TLS"), "{trace}");
@@ -37,7 +42,15 @@ async fn ehlo_advertises_extensions_and_starttls_only_before_tls() {
     let s = TestServer::start("", "").await;
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     let r = c.cmd("EHLO client.test").await;
-    for ext in ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "STARTTLS"] {
+    for ext in [
+        "PIPELINING",
+        "SIZE 52428800",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
         assert!(r.has_line(ext), "{ext} missing from {r:?}");
     }
     let (cfg, _) = tls::client_config(None);
@@ -56,9 +69,14 @@ async fn starttls_session_records_tls_in_received() {
     let (cfg, _) = tls::client_config(None);
     c.starttls(cfg).await;
     // RFC 3207 §4.2: state is reset, EHLO is needed again.
-    assert_eq!(c.cmd("MAIL FROM:<alice@sender.test>").await.last(), "503 5.5.1 Send HELO/EHLO first");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@sender.test>").await.last(),
+        "503 5.5.1 Send HELO/EHLO first"
+    );
     c.cmd("EHLO client.test").await;
-    let r = c.send_mail("alice@sender.test", &["bob@local.test"], MSG).await;
+    let r = c
+        .send_mail("alice@sender.test", &["bob@local.test"], MSG)
+        .await;
     assert_eq!(r.code, 250);
     let (version, cipher) = c.tls_info().unwrap();
     assert_eq!(version, "TLSv1_3");
@@ -66,7 +84,10 @@ async fn starttls_session_records_tls_in_received() {
     let (trace, body) = strip_trace(&got[0]);
     assert_eq!(body, MSG_UNSTUFFED);
     assert!(trace.contains("with ESMTPS id"), "{trace}");
-    assert!(trace.contains(&format!("(using TLSv1.3 with cipher {cipher})")), "{trace}");
+    assert!(
+        trace.contains(&format!("(using TLSv1.3 with cipher {cipher})")),
+        "{trace}"
+    );
 }
 
 #[tokio::test]
@@ -75,15 +96,28 @@ async fn certificate_is_chosen_per_handshake() {
     let pem = |name: &str| CertificateDer::from_pem_file(s.state().join("tls").join(name)).unwrap();
     for (schemes, expect) in [
         (None, "selfsigned-ecdsa-p256.crt"),
-        (Some(vec![SignatureScheme::RSA_PSS_SHA256, SignatureScheme::RSA_PKCS1_SHA256]), "selfsigned-rsa2048.crt"),
-        (Some(vec![SignatureScheme::ECDSA_NISTP256_SHA256]), "selfsigned-ecdsa-p256.crt"),
+        (
+            Some(vec![
+                SignatureScheme::RSA_PSS_SHA256,
+                SignatureScheme::RSA_PKCS1_SHA256,
+            ]),
+            "selfsigned-rsa2048.crt",
+        ),
+        (
+            Some(vec![SignatureScheme::ECDSA_NISTP256_SHA256]),
+            "selfsigned-ecdsa-p256.crt",
+        ),
     ] {
         let mut c = SmtpClient::connect_greeted(s.addr()).await;
         c.cmd("EHLO client.test").await;
         let (cfg, seen) = tls::client_config(schemes.clone());
         c.starttls(cfg).await;
         assert_eq!(c.cmd("NOOP").await.code, 250);
-        assert_eq!(seen.seen.lock().unwrap().clone().unwrap(), pem(expect), "schemes {schemes:?}");
+        assert_eq!(
+            seen.seen.lock().unwrap().clone().unwrap(),
+            pem(expect),
+            "schemes {schemes:?}"
+        );
     }
 }
 
@@ -98,7 +132,8 @@ async fn pipelined_commands_are_answered_in_order() {
     assert_eq!(c.reply().await.last(), "554 5.7.1 Relay access denied");
     assert_eq!(c.reply().await.last(), "250 2.1.5 Recipient ok");
     assert_eq!(c.reply().await.code, 354);
-    c.send(b"Subject: pipelined\r\n\r\nx\r\n.\r\nQUIT\r\n").await;
+    c.send(b"Subject: pipelined\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        .await;
     assert_eq!(c.reply().await.code, 250);
     assert_eq!(c.reply().await.code, 221);
     s.wait_delivered("bob", 1).await;
@@ -111,13 +146,17 @@ async fn starttls_injection_is_discarded() {
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     c.cmd("EHLO client.test").await;
     // CVE-2011-0411: commands pipelined after STARTTLS in clear must not run after TLS.
-    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n").await;
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+        .await;
     assert_eq!(c.reply().await.last(), "220 2.0.0 Ready to start TLS");
     let (cfg, _) = tls::client_config(None);
     c.tls(cfg).await.unwrap();
     c.cmd("EHLO client.test").await;
     // Had the injected MAIL run, this would be "503 Nested MAIL command".
-    assert_eq!(c.cmd("MAIL FROM:<alice@sender.test>").await.last(), "250 2.1.0 Sender ok");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@sender.test>").await.last(),
+        "250 2.1.0 Sender ok"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +165,10 @@ async fn require_tls_refuses_mail_before_starttls() {
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     assert_eq!(c.cmd("EHLO client.test").await.code, 250);
     assert_eq!(c.cmd("NOOP").await.code, 250);
-    assert_eq!(c.cmd("MAIL FROM:<alice@sender.test>").await.last(), "530 5.7.0 Must issue a STARTTLS command first");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@sender.test>").await.last(),
+        "530 5.7.0 Must issue a STARTTLS command first"
+    );
     assert_eq!(c.cmd("RCPT TO:<bob@local.test>").await.code, 530);
     assert_eq!(c.cmd("DATA").await.code, 530);
     // A refused BDAT chunk is still consumed, never read as commands.
@@ -136,7 +178,12 @@ async fn require_tls_refuses_mail_before_starttls() {
     let (cfg, _) = tls::client_config(None);
     c.starttls(cfg).await;
     c.cmd("EHLO client.test").await;
-    assert_eq!(c.send_mail("alice@sender.test", &["bob@local.test"], MSG).await.code, 250);
+    assert_eq!(
+        c.send_mail("alice@sender.test", &["bob@local.test"], MSG)
+            .await
+            .code,
+        250
+    );
     s.wait_delivered("bob", 1).await;
 }
 
@@ -158,7 +205,11 @@ async fn relay_is_denied_for_untrusted_clients() {
         assert_eq!(r.last(), "554 5.7.1 Relay access denied", "{rcpt}");
     }
     // These look like relaying but are for our domain: delivered locally, never onward.
-    for rcpt in ["<victim%remote.test@local.test>", "<remote.test!victim@local.test>", "<Bob@LOCAL.TEST>"] {
+    for rcpt in [
+        "<victim%remote.test@local.test>",
+        "<remote.test!victim@local.test>",
+        "<Bob@LOCAL.TEST>",
+    ] {
         assert_eq!(c.cmd(&format!("RCPT TO:{rcpt}")).await.code, 250, "{rcpt}");
     }
     assert_eq!(c.cmd("DATA").await.code, 354);
@@ -175,12 +226,31 @@ async fn size_limits() {
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     let r = c.cmd("EHLO client.test").await;
     assert!(r.has_line("SIZE 2048"));
-    assert_eq!(c.cmd("MAIL FROM:<alice@sender.test> SIZE=5000").await.last(), "552 5.3.4 Message size exceeds fixed maximum message size");
-    let big = format!("Subject: big\r\n\r\n{}", "0123456789012345678901234567890123456789\r\n".repeat(100));
-    let r = c.send_mail("alice@sender.test", &["bob@local.test"], big.as_bytes()).await;
-    assert_eq!(r.last(), "552 5.3.4 Message size exceeds fixed maximum message size");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@sender.test> SIZE=5000")
+            .await
+            .last(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        "0123456789012345678901234567890123456789\r\n".repeat(100)
+    );
+    let r = c
+        .send_mail("alice@sender.test", &["bob@local.test"], big.as_bytes())
+        .await;
+    assert_eq!(
+        r.last(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
     // The session goes on, nothing was queued, a small message still works.
-    let r = c.send_mail("alice@sender.test", &["bob@local.test"], b"Subject: small\r\n\r\nok\r\n").await;
+    let r = c
+        .send_mail(
+            "alice@sender.test",
+            &["bob@local.test"],
+            b"Subject: small\r\n\r\nok\r\n",
+        )
+        .await;
     assert_eq!(r.code, 250);
     let got = s.wait_delivered("bob", 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -196,7 +266,10 @@ async fn recipient_limit() {
     c.cmd("MAIL FROM:<alice@sender.test>").await;
     assert_eq!(c.cmd("RCPT TO:<a@local.test>").await.code, 250);
     assert_eq!(c.cmd("RCPT TO:<b@local.test>").await.code, 250);
-    assert_eq!(c.cmd("RCPT TO:<c@local.test>").await.last(), "452 4.5.3 Too many recipients");
+    assert_eq!(
+        c.cmd("RCPT TO:<c@local.test>").await.last(),
+        "452 4.5.3 Too many recipients"
+    );
     assert_eq!(c.cmd("DATA").await.code, 354);
     c.send(b"Subject: x\r\n\r\nx\r\n.\r\n").await;
     assert_eq!(c.reply().await.code, 250);
@@ -216,8 +289,12 @@ async fn bdat_chunks_arrive_byte_for_byte() {
     let part2 = "caf\u{e9}\r\n.\r\nend\r\n".as_bytes();
     c.send(format!("BDAT {}\r\n", part1.len()).as_bytes()).await;
     c.send(part1).await;
-    assert_eq!(c.reply().await.last(), format!("250 2.0.0 {} octets received", part1.len()));
-    c.send(format!("BDAT {} LAST\r\n", part2.len()).as_bytes()).await;
+    assert_eq!(
+        c.reply().await.last(),
+        format!("250 2.0.0 {} octets received", part1.len())
+    );
+    c.send(format!("BDAT {} LAST\r\n", part2.len()).as_bytes())
+        .await;
     c.send(part2).await;
     let r = c.reply().await;
     assert!(r.last().starts_with("250 2.0.0 Ok: queued as"), "{r:?}");
@@ -236,9 +313,15 @@ async fn bdat_refuses_bare_line_feeds() {
     c.cmd("MAIL FROM:<alice@sender.test>").await;
     c.cmd("RCPT TO:<bob@local.test>").await;
     let evil = b"Subject: x\r\n\r\nx\n.\nMAIL FROM:<x@y>\r\n";
-    c.send(format!("BDAT {} LAST\r\n", evil.len()).as_bytes()).await;
+    c.send(format!("BDAT {} LAST\r\n", evil.len()).as_bytes())
+        .await;
     c.send(evil).await;
-    assert!(c.reply().await.last().starts_with("550 5.6.0 Message contains bare <LF>"));
+    assert!(
+        c.reply()
+            .await
+            .last()
+            .starts_with("550 5.6.0 Message contains bare <LF>")
+    );
     assert_eq!(c.cmd("NOOP").await.code, 250);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(s.all_delivered().is_empty());
@@ -247,7 +330,13 @@ async fn bdat_refuses_bare_line_feeds() {
 #[tokio::test]
 async fn smuggled_data_is_refused_and_nothing_is_queued() {
     let s = TestServer::start("", "").await;
-    for evil in [&b"a\n.\n"[..], b"a\r.\r", b"a\r\n.\n", b"a\n.\r\n", b"a\r.\r\n"] {
+    for evil in [
+        &b"a\n.\n"[..],
+        b"a\r.\r",
+        b"a\r\n.\n",
+        b"a\n.\r\n",
+        b"a\r.\r\n",
+    ] {
         let mut c = SmtpClient::connect_greeted(s.addr()).await;
         c.cmd("EHLO client.test").await;
         c.cmd("MAIL FROM:<alice@sender.test>").await;
@@ -259,7 +348,10 @@ async fn smuggled_data_is_refused_and_nothing_is_queued() {
         c.send(&data).await;
         let r = c.reply().await;
         assert_eq!(r.code, 550, "{evil:?}: {r:?}");
-        assert!(r.last().starts_with("550 5.6.0 Message contains bare"), "{r:?}");
+        assert!(
+            r.last().starts_with("550 5.6.0 Message contains bare"),
+            "{r:?}"
+        );
         // Nothing after the real end was taken as commands: the session is in a clean state.
         assert_eq!(c.cmd("RSET").await.code, 250);
     }
@@ -274,7 +366,10 @@ async fn connection_limit_per_ip() {
     let _a = SmtpClient::connect_greeted(s.addr()).await;
     let _b = SmtpClient::connect_greeted(s.addr()).await;
     let mut c = SmtpClient::connect(s.addr()).await;
-    assert_eq!(c.reply().await.last(), "421 4.7.0 Too many connections, try again later");
+    assert_eq!(
+        c.reply().await.last(),
+        "421 4.7.0 Too many connections, try again later"
+    );
     assert!(c.is_closed().await);
     drop(_a);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -303,7 +398,12 @@ async fn data_timeout_drops_the_partial_message() {
     assert_eq!(c.reply().await.code, 421);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(s.all_delivered().is_empty());
-    assert_eq!(std::fs::read_dir(s.state().join("queue/incoming")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(s.state().join("queue/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -324,7 +424,12 @@ async fn implicit_tls_listener() {
     assert_eq!(c.reply().await.last(), "220 mx.postern.test ESMTP Postern");
     let r = c.cmd("EHLO client.test").await;
     assert!(!r.has_line("STARTTLS"));
-    assert_eq!(c.send_mail("alice@sender.test", &["bob@local.test"], MSG).await.code, 250);
+    assert_eq!(
+        c.send_mail("alice@sender.test", &["bob@local.test"], MSG)
+            .await
+            .code,
+        250
+    );
     let got = s.wait_delivered("bob", 1).await;
     assert!(String::from_utf8_lossy(&got[0]).contains("(using TLSv1.3 with cipher"));
 }
@@ -357,15 +462,29 @@ async fn mail_waits_in_the_queue_across_a_restart() {
     let s = TestServer::start_with(dir, &config("blocked")).await;
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
     c.cmd("EHLO client.test").await;
-    assert_eq!(c.send_mail("alice@sender.test", &["bob@local.test"], MSG).await.code, 250);
+    assert_eq!(
+        c.send_mail("alice@sender.test", &["bob@local.test"], MSG)
+            .await
+            .code,
+        250
+    );
     let active = state.join("queue/active");
     for _ in 0..100 {
-        if std::fs::read_dir(&active).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "state")) {
+        if std::fs::read_dir(&active)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "state"))
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let state_file = std::fs::read_dir(&active).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "state")).expect("state written after the failed attempt");
+    let state_file = std::fs::read_dir(&active)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "state"))
+        .expect("state written after the failed attempt");
     let text = std::fs::read_to_string(&state_file).unwrap();
     assert!(text.contains("0 deferred 1 "), "{text}");
     let TestServer { dir, running, .. } = s;
@@ -384,4 +503,38 @@ async fn mail_waits_in_the_queue_across_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(s.queued(), 0);
+}
+
+#[tokio::test]
+async fn unwritable_spool_gets_452_and_the_server_keeps_running() {
+    let s = TestServer::start("", "").await;
+    let incoming = s.state().join("queue/incoming");
+    // Make the spool unwritable (as root, permissions would not stop us: use a file).
+    std::fs::remove_dir(&incoming).unwrap();
+    std::fs::write(&incoming, b"blocked").unwrap();
+    let mut c = SmtpClient::connect_greeted(s.addr()).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail("alice@sender.test", &["bob@local.test"], MSG)
+        .await;
+    assert_eq!(
+        r.last(),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    // BDAT gets the same answer, after its chunk has been read.
+    c.cmd("MAIL FROM:<alice@sender.test>").await;
+    c.cmd("RCPT TO:<bob@local.test>").await;
+    c.send(b"BDAT 5 LAST\r\nhello").await;
+    assert_eq!(c.reply().await.code, 452);
+    assert_eq!(c.cmd("NOOP").await.code, 250);
+    // Space comes back: mail flows again without a restart.
+    std::fs::remove_file(&incoming).unwrap();
+    std::fs::create_dir(&incoming).unwrap();
+    assert_eq!(
+        c.send_mail("alice@sender.test", &["bob@local.test"], MSG)
+            .await
+            .code,
+        250
+    );
+    s.wait_delivered("bob", 1).await;
 }

@@ -165,7 +165,7 @@ fn find_span(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> Option<Range<usize>> 
             }
             Seg::Index(i) => {
                 let arr = cur.and_then(|v| v.as_array())?;
-                let item = arr.iter().nth(*i)?;
+                let item = arr.get(*i)?;
                 best = Some(item.span());
                 cur = Some(item.get_ref());
                 table = None;

@@ -115,16 +115,25 @@ pub struct RelayConfig {
 /// Check `[[listener]]` entries and `[relay]`.
 pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Problems) {
     if listeners.is_empty() {
-        p.push(KeyPath::of("listener"), "at least one [[listener]] is needed");
+        p.push(
+            KeyPath::of("listener"),
+            "at least one [[listener]] is needed",
+        );
     }
     let mut seen = HashSet::new();
     for (i, l) in listeners.iter().enumerate() {
         let at = KeyPath::of("listener").index(i);
         if !seen.insert(l.address) {
-            p.push(at.key("address"), format!("{} is used by another listener", l.address));
+            p.push(
+                at.key("address"),
+                format!("{} is used by another listener", l.address),
+            );
         }
         if l.require_tls && l.mode == Mode::Plain {
-            p.push(at.key("require_tls"), "a plain listener cannot require TLS: set mode = \"starttls\"");
+            p.push(
+                at.key("require_tls"),
+                "a plain listener cannot require TLS: set mode = \"starttls\"",
+            );
         }
         for (key, v) in [
             ("max_recipients", l.max_recipients),
@@ -137,9 +146,15 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
             }
         }
         if l.max_message_size.bytes() < 1024 {
-            p.push(at.key("max_message_size"), "is too small to hold even a message header (at least 1KiB)");
+            p.push(
+                at.key("max_message_size"),
+                "is too small to hold even a message header (at least 1KiB)",
+            );
         }
-        for (key, d) in [("command_timeout", l.command_timeout), ("data_timeout", l.data_timeout)] {
+        for (key, d) in [
+            ("command_timeout", l.command_timeout),
+            ("data_timeout", l.data_timeout),
+        ] {
             if d.get() < std::time::Duration::from_secs(1) {
                 p.push(at.key(key), "must be at least 1s");
             }
@@ -147,7 +162,10 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
     }
     for (i, d) in relay.local_domains.iter().enumerate() {
         if let Err(e) = parse_domain(d) {
-            p.push(KeyPath::of("relay").key("local_domains").index(i), format!("{d:?} is not a domain name: {e}"));
+            p.push(
+                KeyPath::of("relay").key("local_domains").index(i),
+                format!("{d:?} is not a domain name: {e}"),
+            );
         }
     }
 }

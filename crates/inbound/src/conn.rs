@@ -19,7 +19,11 @@ pub(crate) enum Stream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -29,7 +33,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -142,12 +150,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok(Ok(n)) => n,
         };
         self.rbuf.truncate(start + n);
-        if n == 0 { Err(ReadError::Closed) } else { Ok(n) }
+        if n == 0 {
+            Err(ReadError::Closed)
+        } else {
+            Ok(n)
+        }
     }
 
     /// Read one line ending in LF (CR before it removed). A line longer than `max` octets
     /// is discarded up to its end and reported as [`Line::TooLong`]; memory stays bounded.
-    pub(crate) async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Line, ReadError> {
+    pub(crate) async fn read_line(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Line, ReadError> {
         let mut discarding = false;
         loop {
             let buf = self.buffered();

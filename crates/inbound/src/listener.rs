@@ -35,7 +35,9 @@ mod rustls_server {
 
 impl std::fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerContext").field("hostname", &self.hostname).finish_non_exhaustive()
+        f.debug_struct("ServerContext")
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,11 @@ impl Limits {
             return None;
         }
         *n += 1;
-        Some(Slot { limits: self.clone(), ip, _permit: permit })
+        Some(Slot {
+            limits: self.clone(),
+            ip,
+            _permit: permit,
+        })
     }
 }
 
@@ -91,15 +97,23 @@ pub struct Listener {
 impl Listener {
     /// Bind the listener's address (port 0 picks a free port; see [`Listener::local_addr`]).
     pub async fn bind(config: ListenerConfig, ctx: Arc<ServerContext>) -> io::Result<Listener> {
-        let socket = TcpListener::bind(config.address)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.address)))?;
+        let socket = TcpListener::bind(config.address).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", config.address),
+            )
+        })?;
         let limits = Arc::new(Limits {
             total: Arc::new(Semaphore::new(config.max_connections)),
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip: config.max_connections_per_ip,
         });
-        Ok(Listener { config: Arc::new(config), socket, ctx, limits })
+        Ok(Listener {
+            config: Arc::new(config),
+            socket,
+            ctx,
+            limits,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -126,12 +140,19 @@ impl Listener {
             let Some(slot) = self.limits.acquire(peer.ip()) else {
                 warn!(client = %peer.ip(), "connection refused from unknown[{}]: too many connections", peer.ip());
                 tokio::spawn(async move {
-                    let _ = tcp.write_all(&std_replies::too_many_connections().to_bytes()).await;
+                    let _ = tcp
+                        .write_all(&std_replies::too_many_connections().to_bytes())
+                        .await;
                     let _ = tcp.shutdown().await;
                 });
                 continue;
             };
-            let session = Session::new(Stream::Plain(tcp), peer, self.config.clone(), self.ctx.clone());
+            let session = Session::new(
+                Stream::Plain(tcp),
+                peer,
+                self.config.clone(),
+                self.ctx.clone(),
+            );
             let span = info_span!("smtp", session = %session.id(), client = %peer.ip());
             tokio::spawn(
                 async move {

@@ -25,7 +25,10 @@ pub(crate) fn received(t: &Trace<'_>) -> String {
         t.queue_id
     );
     if let Some(tls) = t.tls {
-        h.push_str(&format!("\r\n\t(using {} with cipher {})", tls.version, tls.cipher));
+        h.push_str(&format!(
+            "\r\n\t(using {} with cipher {})",
+            tls.version, tls.cipher
+        ));
     }
     if let Some(r) = &t.for_rcpt {
         h.push_str(&format!("\r\n\tfor <{}>", clean(r)));
@@ -37,7 +40,13 @@ pub(crate) fn received(t: &Trace<'_>) -> String {
 /// Keep a peer-supplied word from breaking the header's comment syntax.
 fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_graphic() && !"()\\;".contains(c) || !c.is_ascii() && !c.is_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() && !"()\\;".contains(c) || !c.is_ascii() && !c.is_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -47,7 +56,9 @@ pub(crate) fn rfc5322_date(unix: u64) -> String {
     let secs = unix % 86_400;
     let (y, m, d) = civil_from_days(days);
     const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MO: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {} {} {} {:02}:{:02}:{:02} +0000",
         WD[(days.rem_euclid(7)) as usize],
@@ -81,13 +92,19 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_901_342), "Sat, 28 Nov 2026 21:29:02 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_901_342),
+            "Sat, 28 Nov 2026 21:29:02 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]
     fn header_shape() {
-        let tls = postern_tls::TlsSummary { version: "TLSv1.3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into() };
+        let tls = postern_tls::TlsSummary {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        };
         let h = received(&Trace {
             helo: "client(evil)",
             ip: "192.0.2.1".parse().unwrap(),

@@ -27,7 +27,11 @@ pub enum Permit {
 
 impl RelayPolicy {
     pub fn new(cfg: &RelayConfig) -> RelayPolicy {
-        let local: Vec<String> = cfg.local_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let local: Vec<String> = cfg
+            .local_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         RelayPolicy {
             first_local: local.first().cloned(),
             local_domains: local.into_iter().collect(),
@@ -80,8 +84,14 @@ mod tests {
         assert_eq!(p.check(outside, &local), Some(Permit::Local));
         assert_eq!(p.check(outside, &remote), None);
         assert_eq!(p.check(inside, &remote), Some(Permit::TrustedClient));
-        assert_eq!(p.check(outside, &Domain::Literal("192.0.2.9".parse().unwrap())), None);
-        assert_eq!(p.check(outside, &Domain::Name("sub.local.test".into())), None);
+        assert_eq!(
+            p.check(outside, &Domain::Literal("192.0.2.9".parse().unwrap())),
+            None
+        );
+        assert_eq!(
+            p.check(outside, &Domain::Name("sub.local.test".into())),
+            None
+        );
         assert_eq!(p.postmaster_domain(), Some("local.test"));
     }
 }

@@ -45,11 +45,17 @@ impl Default for QueueConfig {
 impl QueueConfig {
     pub fn validate(&self, at: &KeyPath, p: &mut Problems) {
         if self.retry.is_empty() {
-            p.push(at.key("retry"), "needs at least one delay, e.g. [\"5m\", \"1h\"]");
+            p.push(
+                at.key("retry"),
+                "needs at least one delay, e.g. [\"5m\", \"1h\"]",
+            );
         }
         for (i, d) in self.retry.iter().enumerate() {
             if d.get().is_zero() {
-                p.push(at.key("retry").index(i), "a retry delay of zero would retry in a busy loop");
+                p.push(
+                    at.key("retry").index(i),
+                    "a retry delay of zero would retry in a busy loop",
+                );
             }
         }
         if self.max_age.get().is_zero() {

@@ -21,7 +21,11 @@ impl QueueId {
     }
 
     pub fn parse(s: &str) -> Option<QueueId> {
-        if s.len() != 18 || !s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+        if s.len() != 18
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        {
             return None;
         }
         u128::from_str_radix(s, 16).ok().map(QueueId)

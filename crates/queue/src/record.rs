@@ -51,7 +51,10 @@ impl Envelope {
         let _ = writeln!(h, "{MAGIC}");
         let _ = writeln!(h, "id: {}", self.id);
         let _ = writeln!(h, "arrived: {}", self.arrived);
-        let ip = self.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+        let ip = self
+            .client_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(h, "client: [{ip}] {}", sanitize(&self.helo));
         let _ = writeln!(h, "from: {}", self.sender);
         let _ = writeln!(h, "body: {}", self.body.as_str());
@@ -69,10 +72,13 @@ impl Envelope {
         if lines.next() != Some(MAGIC) {
             return Err("not a Postern queue file (bad first line)".into());
         }
-        let (mut id, mut arrived, mut client_ip, mut helo, mut sender) = (None, None, None, String::new(), None);
+        let (mut id, mut arrived, mut client_ip, mut helo, mut sender) =
+            (None, None, None, String::new(), None);
         let (mut body, mut smtputf8, mut recipients) = (BodyType::SevenBit, false, Vec::new());
         for line in lines {
-            let (k, v) = line.split_once(": ").ok_or_else(|| format!("bad header line {line:?}"))?;
+            let (k, v) = line
+                .split_once(": ")
+                .ok_or_else(|| format!("bad header line {line:?}"))?;
             match k {
                 "id" => id = Some(QueueId::parse(v).ok_or("bad id")?),
                 "arrived" => arrived = Some(v.parse::<u64>().map_err(|_| "bad arrival time")?),
@@ -226,13 +232,23 @@ pub(crate) fn parse_state(text: &str, n: usize) -> Result<Vec<RcptState>, String
         let status = RcptStatus::parse(next()?).ok_or("bad status")?;
         let attempts = next()?.parse().map_err(|_| "bad attempts")?;
         let time = |s: &str| -> Result<Option<u64>, String> {
-            if s == "-" { Ok(None) } else { s.parse().map(Some).map_err(|_| "bad time".to_string()) }
+            if s == "-" {
+                Ok(None)
+            } else {
+                s.parse().map(Some).map_err(|_| "bad time".to_string())
+            }
         };
         let last_attempt = time(next()?)?;
         let next_attempt = time(next()?)?;
         let reason = f.next().unwrap_or("").to_string();
         let slot = out.get_mut(i).ok_or("recipient index out of range")?;
-        *slot = RcptState { status, attempts, last_attempt, next_attempt, reason };
+        *slot = RcptState {
+            status,
+            attempts,
+            last_attempt,
+            next_attempt,
+            reason,
+        };
     }
     Ok(out)
 }
@@ -248,7 +264,10 @@ mod tests {
             arrived: 1_764_360_000,
             client_ip: Some("192.0.2.1".parse().unwrap()),
             helo: "client\r\nx".into(),
-            sender: ReversePath::Address(Address { local: "a b".into(), domain: Domain::Name("x.org".into()) }),
+            sender: ReversePath::Address(Address {
+                local: "a b".into(),
+                domain: Domain::Name("x.org".into()),
+            }),
             recipients: vec![
                 parse_mailbox("bob@example.net").unwrap(),
                 parse_mailbox("c@[192.0.2.9]").unwrap(),

@@ -11,7 +11,10 @@ use tracing::{error, info, warn};
 
 use crate::record::RcptStatus;
 use crate::spool::blocking;
-use crate::{DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool, unix_now};
+use crate::{
+    DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool,
+    unix_now,
+};
 
 pub(crate) enum Cmd {
     Add(Box<QueuedMessage>),
@@ -35,10 +38,18 @@ impl std::fmt::Debug for Cmd {
 
 impl Queue {
     /// Load what is already queued and start delivering. Must run inside a tokio runtime.
-    pub fn start(spool: Arc<Spool>, config: QueueConfig, agent: Arc<dyn DeliveryAgent>) -> io::Result<Queue> {
+    pub fn start(
+        spool: Arc<Spool>,
+        config: QueueConfig,
+        agent: Arc<dyn DeliveryAgent>,
+    ) -> io::Result<Queue> {
         let existing = spool.load_all()?;
         if !existing.is_empty() {
-            info!(messages = existing.len(), "queue loaded: {} message(s) waiting for delivery", existing.len());
+            info!(
+                messages = existing.len(),
+                "queue loaded: {} message(s) waiting for delivery",
+                existing.len()
+            );
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let sched = Scheduler {
@@ -120,12 +131,22 @@ impl Scheduler {
                 if due > self.now_ms() {
                     break;
                 }
-                let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-                let Some((_, msg)) = self.waiting.pop_first() else { break };
-                let (agent, spool, config, tx) =
-                    (self.agent.clone(), self.spool.clone(), self.config.clone(), self.tx.clone());
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Some((_, msg)) = self.waiting.pop_first() else {
+                    break;
+                };
+                let (agent, spool, config, tx) = (
+                    self.agent.clone(),
+                    self.spool.clone(),
+                    self.config.clone(),
+                    self.tx.clone(),
+                );
                 tokio::spawn(async move {
-                    let back = attempt(*msg, agent.as_ref(), &spool, &config).await.map(Box::new);
+                    let back = attempt(*msg, agent.as_ref(), &spool, &config)
+                        .await
+                        .map(Box::new);
                     drop(permit);
                     let _ = tx.send(Cmd::Done(back));
                 });
@@ -181,9 +202,14 @@ async fn attempt(
     for (n, &i) in pending.iter().enumerate() {
         let (relay, outcome) = match outcomes.get(n) {
             Some(o) => (o.relay.as_str(), o.outcome.clone()),
-            None => ("none", Outcome::Temporary("internal error: the delivery agent gave no result".into())),
+            None => (
+                "none",
+                Outcome::Temporary("internal error: the delivery agent gave no result".into()),
+            ),
         };
-        let Some(st) = msg.state.get_mut(i) else { continue };
+        let Some(st) = msg.state.get_mut(i) else {
+            continue;
+        };
         let rcpt = &msg.envelope.recipients[i];
         st.attempts += 1;
         st.last_attempt = Some(now);
@@ -192,7 +218,10 @@ async fn attempt(
             Outcome::Permanent(r) => (RcptStatus::Failed, r),
             Outcome::Temporary(r) if expired => (
                 RcptStatus::Failed,
-                format!("message expired after {} in the queue; last error: {r}", config.max_age),
+                format!(
+                    "message expired after {} in the queue; last error: {r}",
+                    config.max_age
+                ),
             ),
             Outcome::Temporary(r) => (RcptStatus::Deferred, r),
         };
@@ -220,7 +249,14 @@ async fn attempt(
     let done = msg.pending().is_empty();
     let spool2 = spool.clone();
     let m2 = msg.clone();
-    let res = blocking(move || if done { spool2.finish(&m2) } else { spool2.write_state(&m2) }).await;
+    let res = blocking(move || {
+        if done {
+            spool2.finish(&m2)
+        } else {
+            spool2.write_state(&m2)
+        }
+    })
+    .await;
     if let Err(e) = res {
         // The message stays in active/ with its old state: recipients are retried,
         // which may duplicate but never loses mail.

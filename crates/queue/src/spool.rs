@@ -127,7 +127,11 @@ impl Spool {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.active)? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             let Some((stem, ext)) = name.split_once('.') else {
                 warn!(file = %path.display(), "ignoring unexpected file in the queue");
                 continue;
@@ -173,13 +177,16 @@ impl Spool {
             }
         }
         let body_offset = header.len() as u64 + 1;
-        let text = String::from_utf8(header).map_err(|_| "envelope header is not UTF-8".to_string())?;
+        let text =
+            String::from_utf8(header).map_err(|_| "envelope header is not UTF-8".to_string())?;
         let envelope = Envelope::parse_header(&text)?;
         let mut f = r.into_inner();
         let tail_len = len.saturating_sub(body_offset).min(64);
-        f.seek(SeekFrom::Start(len - tail_len)).map_err(|e| format!("seek: {e}"))?;
+        f.seek(SeekFrom::Start(len - tail_len))
+            .map_err(|e| format!("seek: {e}"))?;
         let mut tail = Vec::new();
-        f.read_to_end(&mut tail).map_err(|e| format!("read error: {e}"))?;
+        f.read_to_end(&mut tail)
+            .map_err(|e| format!("read error: {e}"))?;
         let body_len = parse_trailer(&tail, len - body_offset)
             .ok_or("end marker missing or wrong: the file is incomplete")?;
         let mut msg = QueuedMessage {
@@ -236,7 +243,10 @@ impl Spool {
     }
 
     fn quarantine(&self, path: &Path, why: &str) {
-        let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         let dst = self.corrupt.join(&name);
         error!(
             file = %path.display(),
@@ -301,7 +311,10 @@ impl Incoming {
     }
 
     async fn flush(&mut self, finish: bool) -> io::Result<()> {
-        let mut file = self.file.take().ok_or_else(|| io::Error::other("spool file already failed"))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("spool file already failed"))?;
         let mut buf = std::mem::take(&mut self.buf);
         let (incoming, active) = (self.path.clone(), self.spool.active.clone());
         let id = self.envelope.id;

@@ -1,12 +1,15 @@
 //! The spool's durability contract, checked against real files.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use postern_queue::{
-    DeliveryAgent, DeliveryOutcome, Envelope, Outcome, Queue, QueueConfig, QueueId, QueuedMessage, RcptStatus, Spool,
+    DeliveryAgent, DeliveryOutcome, Envelope, Outcome, Queue, QueueConfig, QueueId, QueuedMessage,
+    RcptStatus, Spool,
 };
 use postern_smtp::address::{ReversePath, parse_mailbox};
 use postern_smtp::command::BodyType;
@@ -28,13 +31,21 @@ fn envelope(rcpts: &[&str]) -> Envelope {
 async fn commit_makes_a_complete_readable_record() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let mut inc = spool.begin(envelope(&["bob@local.test", "carol@local.test"])).await.unwrap();
+    let mut inc = spool
+        .begin(envelope(&["bob@local.test", "carol@local.test"]))
+        .await
+        .unwrap();
     inc.write(b"Subject: hi\r\n\r\n").await.unwrap();
     let big = vec![b'x'; 300_000];
     inc.write(&big).await.unwrap();
     inc.write(b"\r\n").await.unwrap();
     let m = inc.commit().await.unwrap();
-    assert!(fs::read_dir(spool.active_dir().parent().unwrap().join("incoming")).unwrap().next().is_none());
+    assert!(
+        fs::read_dir(spool.active_dir().parent().unwrap().join("incoming"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     let back = spool.load(&m.path).unwrap();
     assert_eq!(back.envelope.recipients, m.envelope.recipients);
     let body = back.read_body().unwrap();
@@ -53,15 +64,24 @@ async fn an_uncommitted_message_never_becomes_queued() {
     inc.write(b"Subject: partial\r\n").await.unwrap();
     // Simulate a crash mid-DATA: the file stays in incoming/ (forget skips Drop).
     std::mem::forget(inc);
-    assert_eq!(fs::read_dir(dir.path().join("incoming")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(dir.path().join("incoming")).unwrap().count(),
+        1
+    );
     let spool = Spool::open(dir.path()).unwrap();
-    assert_eq!(fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("incoming")).unwrap().count(),
+        0
+    );
     assert!(spool.load_all().unwrap().is_empty());
     // A dropped (aborted) one is removed at once.
     let spool = Arc::new(spool);
     let inc = spool.begin(envelope(&["bob@local.test"])).await.unwrap();
     drop(inc);
-    assert_eq!(fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("incoming")).unwrap().count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -74,14 +94,22 @@ async fn truncated_and_garbage_files_are_quarantined_not_fatal() {
     let bytes = fs::read(&good.path).unwrap();
     // Every truncation of a good file is detected.
     for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
-        let p = spool.active_dir().join(format!("{}.msg", QueueId::generate()));
+        let p = spool
+            .active_dir()
+            .join(format!("{}.msg", QueueId::generate()));
         fs::write(&p, &bytes[..cut]).unwrap();
         assert!(spool.load(&p).is_err(), "cut at {cut} accepted");
         fs::remove_file(&p).unwrap();
     }
-    let bad = spool.active_dir().join(format!("{}.msg", QueueId::generate()));
+    let bad = spool
+        .active_dir()
+        .join(format!("{}.msg", QueueId::generate()));
     fs::write(&bad, b"\x00\xffgarbage").unwrap();
-    fs::write(spool.active_dir().join("0000000000000000AA.state"), b"orphan").unwrap();
+    fs::write(
+        spool.active_dir().join("0000000000000000AA.state"),
+        b"orphan",
+    )
+    .unwrap();
     let loaded = spool.load_all().unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].envelope.id, good.envelope.id);
@@ -117,7 +145,10 @@ impl DeliveryAgent for FlakyAgent {
                         self.delivered.lock().unwrap().push(a);
                         Outcome::Delivered("250 ok".into())
                     };
-                    DeliveryOutcome { relay: "test".into(), outcome }
+                    DeliveryOutcome {
+                        relay: "test".into(),
+                        outcome,
+                    }
                 })
                 .collect()
         })
@@ -138,10 +169,20 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 async fn retries_then_delivers_and_keeps_failures_for_the_operator() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let agent = Arc::new(FlakyAgent { calls: AtomicUsize::new(0), fail_times: 1, delivered: Default::default() });
-    let config = QueueConfig { retry: vec!["1s".parse().unwrap()], ..QueueConfig::default() };
+    let agent = Arc::new(FlakyAgent {
+        calls: AtomicUsize::new(0),
+        fail_times: 1,
+        delivered: Default::default(),
+    });
+    let config = QueueConfig {
+        retry: vec!["1s".parse().unwrap()],
+        ..QueueConfig::default()
+    };
     let queue = Queue::start(spool.clone(), config, agent.clone()).unwrap();
-    let mut inc = queue.begin(envelope(&["good@local.test", "bad@local.test"])).await.unwrap();
+    let mut inc = queue
+        .begin(envelope(&["good@local.test", "bad@local.test"]))
+        .await
+        .unwrap();
     inc.write(b"Subject: a\r\n\r\nbody\r\n").await.unwrap();
     let m = inc.commit().await.unwrap();
     // First attempt: good deferred, bad failed; state persisted.
@@ -152,7 +193,10 @@ async fn retries_then_delivers_and_keeps_failures_for_the_operator() {
     assert!(st[0].next_attempt.is_some());
     // Second attempt (about a second later) delivers the good one only, once.
     wait_for(|| !m.path.exists()).await;
-    assert_eq!(*agent.delivered.lock().unwrap(), vec!["good@local.test".to_string()]);
+    assert_eq!(
+        *agent.delivered.lock().unwrap(),
+        vec!["good@local.test".to_string()]
+    );
     let failed = spool.failed_dir().join(m.path.file_name().unwrap());
     assert!(failed.exists());
     let state = fs::read_to_string(failed.with_extension("state")).unwrap();
@@ -171,7 +215,11 @@ async fn a_restart_picks_up_queued_mail() {
         path = inc.commit().await.unwrap().path;
     }
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let agent = Arc::new(FlakyAgent { calls: AtomicUsize::new(0), fail_times: 0, delivered: Default::default() });
+    let agent = Arc::new(FlakyAgent {
+        calls: AtomicUsize::new(0),
+        fail_times: 0,
+        delivered: Default::default(),
+    });
     let _queue = Queue::start(spool, QueueConfig::default(), agent.clone()).unwrap();
     wait_for(|| !path.exists()).await;
     assert_eq!(agent.delivered.lock().unwrap().len(), 1);

@@ -84,10 +84,17 @@ fn folder_name(local: &str) -> String {
 }
 
 impl DeliveryAgent for MaildirAgent {
-    fn deliver<'a>(&'a self, msg: &'a QueuedMessage, rcpts: &'a [usize]) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
+    fn deliver<'a>(
+        &'a self,
+        msg: &'a QueuedMessage,
+        rcpts: &'a [usize],
+    ) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
         Box::pin(async move {
             let relay = format!("maildir:{}", self.root.display());
-            let agent = MaildirAgent { root: self.root.clone(), host: self.host.clone() };
+            let agent = MaildirAgent {
+                root: self.root.clone(),
+                host: self.host.clone(),
+            };
             let (msg, rcpts) = (msg.clone(), rcpts.to_vec());
             let n = rcpts.len();
             // Delivery is blocking file work: keep it off the async threads.
@@ -104,10 +111,15 @@ impl DeliveryAgent for MaildirAgent {
                     .collect::<Vec<_>>()
             })
             .await
-            .unwrap_or_else(|e| vec![Outcome::Temporary(format!("maildir delivery task failed: {e}")); n]);
+            .unwrap_or_else(|e| {
+                vec![Outcome::Temporary(format!("maildir delivery task failed: {e}")); n]
+            });
             outcomes
                 .into_iter()
-                .map(|outcome| DeliveryOutcome { relay: relay.clone(), outcome })
+                .map(|outcome| DeliveryOutcome {
+                    relay: relay.clone(),
+                    outcome,
+                })
                 .collect()
         })
     }

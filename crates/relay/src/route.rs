@@ -43,19 +43,27 @@ impl std::str::FromStr for NextHop {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
-            Some(("maildir", path)) if !path.is_empty() => Ok(NextHop::Maildir(PathBuf::from(path))),
-            Some(("maildir", _)) => Err("maildir: needs a directory, e.g. \"maildir:/var/mail/postern\"".into()),
+            Some(("maildir", path)) if !path.is_empty() => {
+                Ok(NextHop::Maildir(PathBuf::from(path)))
+            }
+            Some(("maildir", _)) => {
+                Err("maildir: needs a directory, e.g. \"maildir:/var/mail/postern\"".into())
+            }
             Some(("smtp" | "lmtp", _)) => Err(format!(
                 "{s:?}: SMTP next hops are not available in this version of Postern; only maildir:PATH is"
             )),
-            _ => Err(format!("unknown next hop {s:?}: write it as \"maildir:PATH\"")),
+            _ => Err(format!(
+                "unknown next hop {s:?}: write it as \"maildir:PATH\""
+            )),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for NextHop {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -77,12 +85,18 @@ pub fn validate(routes: &[RouteConfig], p: &mut Problems) {
             parse_domain(d.strip_prefix('.').unwrap_or(&d)).map_err(|e| e.to_string())
         };
         if let Err(e) = check {
-            p.push(at.key("domain"), format!("{:?} is not a domain, \".domain\" or \"*\": {e}", r.domain));
+            p.push(
+                at.key("domain"),
+                format!("{:?} is not a domain, \".domain\" or \"*\": {e}", r.domain),
+            );
         }
         if let Some(first) = seen.insert(d.clone(), i) {
             p.push(
                 at.key("domain"),
-                format!("{:?} is already routed by route[{first}]: each domain may have one route", r.domain),
+                format!(
+                    "{:?} is already routed by route[{first}]: each domain may have one route",
+                    r.domain
+                ),
             );
         }
     }
@@ -153,7 +167,11 @@ impl Router {
 }
 
 impl DeliveryAgent for Router {
-    fn deliver<'a>(&'a self, msg: &'a QueuedMessage, rcpts: &'a [usize]) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
+    fn deliver<'a>(
+        &'a self,
+        msg: &'a QueuedMessage,
+        rcpts: &'a [usize],
+    ) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
         Box::pin(async move {
             let mut results: Vec<Option<DeliveryOutcome>> = vec![None; rcpts.len()];
             let mut groups: HashMap<&NextHop, Vec<usize>> = HashMap::new();
@@ -172,7 +190,9 @@ impl DeliveryAgent for Router {
                 }
             }
             for (hop, positions) in groups {
-                let Some(agent) = self.agents.get(hop) else { continue };
+                let Some(agent) = self.agents.get(hop) else {
+                    continue;
+                };
                 let idx: Vec<usize> = positions.iter().map(|&n| rcpts[n]).collect();
                 let outcomes = agent.deliver(msg, &idx).await;
                 for (k, &n) in positions.iter().enumerate() {
@@ -184,7 +204,9 @@ impl DeliveryAgent for Router {
                 .map(|o| {
                     o.unwrap_or(DeliveryOutcome {
                         relay: "none".into(),
-                        outcome: Outcome::Temporary("internal error: no outcome from the agent".into()),
+                        outcome: Outcome::Temporary(
+                            "internal error: no outcome from the agent".into(),
+                        ),
                     })
                 })
                 .collect()
@@ -199,14 +221,21 @@ mod tests {
     fn routes(pairs: &[(&str, &str)]) -> Vec<RouteConfig> {
         pairs
             .iter()
-            .map(|(d, h)| RouteConfig { domain: d.to_string(), next_hop: h.parse().unwrap() })
+            .map(|(d, h)| RouteConfig {
+                domain: d.to_string(),
+                next_hop: h.parse().unwrap(),
+            })
             .collect()
     }
 
     #[test]
     fn lookup_order() {
         let r = Router::new(
-            &routes(&[("example.org", "maildir:a"), (".example.org", "maildir:b"), ("*", "maildir:c")]),
+            &routes(&[
+                ("example.org", "maildir:a"),
+                (".example.org", "maildir:b"),
+                ("*", "maildir:c"),
+            ]),
             Path::new("/base"),
             "h",
         );
@@ -215,19 +244,43 @@ mod tests {
         assert_eq!(hop("mx.example.org").as_deref(), Some("maildir:/base/b"));
         assert_eq!(hop("a.b.example.org").as_deref(), Some("maildir:/base/b"));
         assert_eq!(hop("other.test").as_deref(), Some("maildir:/base/c"));
-        let r = Router::new(&routes(&[("example.org", "maildir:/abs")]), Path::new("/base"), "h");
+        let r = Router::new(
+            &routes(&[("example.org", "maildir:/abs")]),
+            Path::new("/base"),
+            "h",
+        );
         assert_eq!(r.next_hop(&Domain::Name("sub.example.org".into())), None);
-        assert_eq!(r.next_hop(&Domain::Name("example.org".into())).unwrap().to_string(), "maildir:/abs");
+        assert_eq!(
+            r.next_hop(&Domain::Name("example.org".into()))
+                .unwrap()
+                .to_string(),
+            "maildir:/abs"
+        );
     }
 
     #[test]
     fn validation() {
         let mut p = Problems::new();
-        validate(&routes(&[("a.test", "maildir:x"), ("A.test", "maildir:y"), ("bad domain", "maildir:z")]), &mut p);
+        validate(
+            &routes(&[
+                ("a.test", "maildir:x"),
+                ("A.test", "maildir:y"),
+                ("bad domain", "maildir:z"),
+            ]),
+            &mut p,
+        );
         let errs = p.locate_in("f", "");
         assert_eq!(errs.len(), 2);
-        assert!(errs.iter().any(|e| e.message.contains("already routed by route[0]")));
-        assert!("smtp:[mx.test]:25".parse::<NextHop>().unwrap_err().contains("not available"));
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("already routed by route[0]"))
+        );
+        assert!(
+            "smtp:[mx.test]:25"
+                .parse::<NextHop>()
+                .unwrap_err()
+                .contains("not available")
+        );
         assert!("maildir:".parse::<NextHop>().is_err());
         assert!("pigeon:x".parse::<NextHop>().is_err());
     }

@@ -127,7 +127,9 @@ pub enum AddressError {
 impl fmt::Display for AddressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AddressError::NotAngleBracketed => f.write_str("address must be in angle brackets <...>"),
+            AddressError::NotAngleBracketed => {
+                f.write_str("address must be in angle brackets <...>")
+            }
             AddressError::Syntax(s) => write!(f, "address syntax error: {s}"),
             AddressError::TooLong(s) => write!(f, "{s} too long"),
         }
@@ -162,7 +164,9 @@ pub fn parse_mailbox(s: &str) -> Result<Address, AddressError> {
     let mut c = Cursor { s, i: 0 };
     let a = c.mailbox()?;
     if c.i != s.len() {
-        return Err(AddressError::Syntax("unexpected characters after the address"));
+        return Err(AddressError::Syntax(
+            "unexpected characters after the address",
+        ));
     }
     Ok(a)
 }
@@ -200,7 +204,9 @@ fn is_atext(c: char) -> bool {
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 struct Cursor<'a> {
@@ -289,7 +295,13 @@ impl Cursor<'_> {
                     Some(c) if (' '..='~').contains(&c) => out.push(c),
                     _ => return Err(AddressError::Syntax("bad quoted pair")),
                 },
-                Some(c) if c == ' ' || c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c) || !c.is_ascii() => {
+                Some(c)
+                    if c == ' '
+                        || c == '!'
+                        || ('#'..='[').contains(&c)
+                        || (']'..='~').contains(&c)
+                        || !c.is_ascii() =>
+                {
                     out.push(c)
                 }
                 Some(_) => return Err(AddressError::Syntax("bad character in quoted string")),
@@ -313,7 +325,9 @@ impl Cursor<'_> {
                 return Err(AddressError::Syntax("empty label in domain"));
             }
             if label.starts_with('-') || label.ends_with('-') {
-                return Err(AddressError::Syntax("domain label starts or ends with a hyphen"));
+                return Err(AddressError::Syntax(
+                    "domain label starts or ends with a hyphen",
+                ));
             }
             if label.len() > 63 {
                 return Err(AddressError::TooLong("domain label"));
@@ -416,8 +430,14 @@ mod tests {
 
     #[test]
     fn literals() {
-        assert_eq!(addr("<a@[192.0.2.1]>").domain, Domain::Literal("192.0.2.1".parse().unwrap()));
-        assert_eq!(addr("<a@[IPv6:2001:db8::1]>").to_string(), "a@[IPv6:2001:db8::1]");
+        assert_eq!(
+            addr("<a@[192.0.2.1]>").domain,
+            Domain::Literal("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            addr("<a@[IPv6:2001:db8::1]>").to_string(),
+            "a@[IPv6:2001:db8::1]"
+        );
         assert!(fwd("<a@[300.1.1.1]>").is_err());
         assert!(fwd("<a@[tag:stuff]>").is_err());
     }
@@ -447,7 +467,10 @@ mod tests {
     #[test]
     fn limits() {
         let long_local = format!("<{}@x.org>", "a".repeat(65));
-        assert_eq!(fwd(&long_local).unwrap_err(), AddressError::TooLong("local part"));
+        assert_eq!(
+            fwd(&long_local).unwrap_err(),
+            AddressError::TooLong("local part")
+        );
         let long_label = format!("<a@{}.org>", "b".repeat(64));
         assert!(fwd(&long_label).is_err());
         let long_path = format!("<a@{}x.org>", "b.".repeat(130));

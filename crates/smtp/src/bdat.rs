@@ -125,7 +125,10 @@ mod tests {
     fn bare_line_endings_are_refused_even_across_chunks() {
         assert_eq!(chunks(&[b"a\nb\r\n"], 100).1, Err(ContentError::BareLf));
         assert_eq!(chunks(&[b"a\rb\r\n"], 100).1, Err(ContentError::BareCr));
-        assert_eq!(chunks(&[b"a\r", b"b\r\n"], 100).1, Err(ContentError::BareCr));
+        assert_eq!(
+            chunks(&[b"a\r", b"b\r\n"], 100).1,
+            Err(ContentError::BareCr)
+        );
         assert_eq!(chunks(&[b"a\r\n", b"\n"], 100).1, Err(ContentError::BareLf));
         assert_eq!(chunks(&[b"a\r"], 100).1, Err(ContentError::BareCr));
         assert_eq!(chunks(&[b"a\r\n.\n"], 100).1, Err(ContentError::BareLf));
@@ -140,9 +143,15 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(chunks(&[b"0123456789", b"0123456789"], 15).1, Err(ContentError::TooLarge));
+        assert_eq!(
+            chunks(&[b"0123456789", b"0123456789"], 15).1,
+            Err(ContentError::TooLarge)
+        );
         let long = vec![b'x'; 999];
-        assert_eq!(chunks(&[&long, b"\r\n"], 1 << 20).1, Err(ContentError::LineTooLong));
+        assert_eq!(
+            chunks(&[&long, b"\r\n"], 1 << 20).1,
+            Err(ContentError::LineTooLong)
+        );
         let ok = vec![b'x'; 998];
         assert!(chunks(&[&ok, b"\r\n"], 1 << 20).1.is_ok());
     }

@@ -41,10 +41,19 @@ pub struct RcptParams {}
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { from: ReversePath, params: MailParams },
-    Rcpt { to: ForwardPath, params: RcptParams },
+    Mail {
+        from: ReversePath,
+        params: MailParams,
+    },
+    Rcpt {
+        to: ForwardPath,
+        params: RcptParams,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -110,7 +119,9 @@ impl CommandError {
                 let p: String = p.chars().take(32).collect();
                 Reply::new(555, "5.5.4", format!("Unsupported parameter {p}"))
             }
-            CommandError::BadParameter(s) => Reply::new(501, "5.5.4", format!("Invalid parameter: {s}")),
+            CommandError::BadParameter(s) => {
+                Reply::new(501, "5.5.4", format!("Invalid parameter: {s}"))
+            }
             CommandError::NulByte => Reply::new(500, "5.5.2", "NUL character in command"),
             CommandError::BareCr => Reply::new(500, "5.5.2", "Bare <CR> in command"),
             CommandError::InvalidUtf8 => Reply::new(500, "5.5.2", "Invalid UTF-8 in command"),
@@ -206,7 +217,9 @@ fn strip_keyword<'a>(rest: &'a str, kw: &str) -> Option<&'a str> {
 
 fn params(s: &str) -> Result<Vec<(String, Option<&str>)>, CommandError> {
     if !s.is_empty() && !s.starts_with(' ') {
-        return Err(CommandError::Syntax("parameters must follow the address after a space"));
+        return Err(CommandError::Syntax(
+            "parameters must follow the address after a space",
+        ));
     }
     if !s.is_ascii() {
         return Err(CommandError::BadParameter("non-ASCII parameter"));
@@ -237,11 +250,15 @@ fn mail(rest: &str) -> Result<Command, CommandError> {
         match (k.as_str(), v) {
             ("SIZE", Some(v)) => {
                 if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(CommandError::BadParameter("SIZE must be a number of octets"));
+                    return Err(CommandError::BadParameter(
+                        "SIZE must be a number of octets",
+                    ));
                 }
                 p.size = Some(v.parse().unwrap_or(u64::MAX));
             }
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => p.body = Some(BodyType::SevenBit),
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => {
+                p.body = Some(BodyType::SevenBit)
+            }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
                 p.body = Some(BodyType::EightBitMime)
             }
@@ -298,7 +315,10 @@ mod tests {
 
     #[test]
     fn simple_commands_any_case() {
-        assert_eq!(p("ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
+        assert_eq!(
+            p("ehlo client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
         assert_eq!(p("HELO x").unwrap(), Command::Helo("x".into()));
         assert_eq!(p("DATA").unwrap(), Command::Data);
         assert_eq!(p("rset").unwrap(), Command::Rset);
@@ -313,28 +333,52 @@ mod tests {
     #[test]
     fn mail_from_with_params() {
         let c = p("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8").unwrap();
-        let Command::Mail { from, params } = c else { panic!() };
+        let Command::Mail { from, params } = c else {
+            panic!()
+        };
         assert_eq!(
             from,
-            ReversePath::Address(Address { local: "a".into(), domain: Domain::Name("b.example".into()) })
+            ReversePath::Address(Address {
+                local: "a".into(),
+                domain: Domain::Name("b.example".into())
+            })
         );
         assert_eq!(params.size, Some(1000));
         assert_eq!(params.body, Some(BodyType::EightBitMime));
         assert!(params.smtputf8);
-        assert!(matches!(p("mail from: <>").unwrap(), Command::Mail { from: ReversePath::Null, .. }));
+        assert!(matches!(
+            p("mail from: <>").unwrap(),
+            Command::Mail {
+                from: ReversePath::Null,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn mail_errors() {
         assert_eq!(p("MAIL <a@b>").unwrap_err().reply().code, 501);
-        assert_eq!(p("MAIL FROM:a@b").unwrap_err().reply().status, Some("5.1.7"));
+        assert_eq!(
+            p("MAIL FROM:a@b").unwrap_err().reply().status,
+            Some("5.1.7")
+        );
         assert_eq!(p("MAIL FROM:<a@b> FOO=1").unwrap_err().reply().code, 555);
         assert_eq!(p("MAIL FROM:<a@b> SIZE=x").unwrap_err().reply().code, 501);
-        assert_eq!(p("MAIL FROM:<a@b> SIZE=1 SIZE=2").unwrap_err().reply().code, 501);
+        assert_eq!(
+            p("MAIL FROM:<a@b> SIZE=1 SIZE=2").unwrap_err().reply().code,
+            501
+        );
         assert_eq!(p("MAIL FROM:<a@b>SIZE=1").unwrap_err().reply().code, 501);
-        assert_eq!(p("MAIL FROM:<a@b> BODY=BINARYMIME").unwrap_err().reply().code, 501);
+        assert_eq!(
+            p("MAIL FROM:<a@b> BODY=BINARYMIME")
+                .unwrap_err()
+                .reply()
+                .code,
+            501
+        );
         // Huge SIZE values saturate rather than overflow.
-        let Command::Mail { params, .. } = p("MAIL FROM:<a@b> SIZE=99999999999999999999").unwrap() else {
+        let Command::Mail { params, .. } = p("MAIL FROM:<a@b> SIZE=99999999999999999999").unwrap()
+        else {
             panic!()
         };
         assert_eq!(params.size, Some(u64::MAX));
@@ -342,16 +386,40 @@ mod tests {
 
     #[test]
     fn rcpt_to() {
-        assert!(matches!(p("RCPT TO:<postmaster>").unwrap(), Command::Rcpt { to: ForwardPath::Postmaster, .. }));
-        assert_eq!(p("RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().reply().code, 555);
-        assert_eq!(p("RCPT TO:<a@@b>").unwrap_err().reply().status, Some("5.1.3"));
+        assert!(matches!(
+            p("RCPT TO:<postmaster>").unwrap(),
+            Command::Rcpt {
+                to: ForwardPath::Postmaster,
+                ..
+            }
+        ));
+        assert_eq!(
+            p("RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().reply().code,
+            555
+        );
+        assert_eq!(
+            p("RCPT TO:<a@@b>").unwrap_err().reply().status,
+            Some("5.1.3")
+        );
         assert_eq!(p("RCPT <a@b>").unwrap_err().reply().code, 501);
     }
 
     #[test]
     fn bdat() {
-        assert_eq!(p("BDAT 100").unwrap(), Command::Bdat { size: 100, last: false });
-        assert_eq!(p("BDAT 0 LAST").unwrap(), Command::Bdat { size: 0, last: true });
+        assert_eq!(
+            p("BDAT 100").unwrap(),
+            Command::Bdat {
+                size: 100,
+                last: false
+            }
+        );
+        assert_eq!(
+            p("BDAT 0 LAST").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+        );
         assert!(p("BDAT").is_err());
         assert!(p("BDAT -1").is_err());
         assert!(p("BDAT 10 FIRST").is_err());
@@ -373,14 +441,22 @@ mod tests {
 
     #[test]
     fn multibyte_text_where_keywords_are_expected_never_panics() {
-        for s in ["MAIL \u{e9}\u{e9}\u{e9}", "RCPT \u{e9}\u{e9}", "RCPT TO:<\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}>", "RCPT TO:<a@[\u{e9}\u{e9}\u{e9}]>"] {
+        for s in [
+            "MAIL \u{e9}\u{e9}\u{e9}",
+            "RCPT \u{e9}\u{e9}",
+            "RCPT TO:<\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}>",
+            "RCPT TO:<a@[\u{e9}\u{e9}\u{e9}]>",
+        ] {
             assert!(p(s).is_err(), "{s}");
         }
     }
 
     #[test]
     fn utf8_address_is_parsed_for_the_session_to_judge() {
-        let Command::Mail { from: ReversePath::Address(a), .. } = p("MAIL FROM:<j\u{f6}rg@b.example>").unwrap()
+        let Command::Mail {
+            from: ReversePath::Address(a),
+            ..
+        } = p("MAIL FROM:<j\u{f6}rg@b.example>").unwrap()
         else {
             panic!()
         };

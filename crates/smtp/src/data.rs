@@ -244,7 +244,11 @@ mod tests {
     use super::*;
 
     /// Feed `input` in pieces of `step` bytes; returns (content, result, rest-after-end).
-    fn run(input: &[u8], step: usize, max: u64) -> (Vec<u8>, Option<Result<u64, ContentError>>, Vec<u8>) {
+    fn run(
+        input: &[u8],
+        step: usize,
+        max: u64,
+    ) -> (Vec<u8>, Option<Result<u64, ContentError>>, Vec<u8>) {
         let mut r = DataReader::new(max);
         let mut out = Vec::new();
         let mut pos = 0;
@@ -294,11 +298,27 @@ mod tests {
     #[test]
     fn smuggling_variants_never_end_data() {
         for (name, evil, err) in [
-            ("LF.LF", &b"a\n.\nMAIL FROM:<x@y>\r\n"[..], ContentError::BareLf),
+            (
+                "LF.LF",
+                &b"a\n.\nMAIL FROM:<x@y>\r\n"[..],
+                ContentError::BareLf,
+            ),
             ("CR.CR", b"a\r.\rMAIL FROM:<x@y>\r\n", ContentError::BareCr),
-            ("CRLF.LF", b"a\r\n.\nMAIL FROM:<x@y>\r\n", ContentError::BareLf),
-            ("LF.CRLF", b"a\n.\r\nMAIL FROM:<x@y>\r\n", ContentError::BareLf),
-            ("CR.CRLF", b"a\r.\r\nMAIL FROM:<x@y>\r\n", ContentError::BareCr),
+            (
+                "CRLF.LF",
+                b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+                ContentError::BareLf,
+            ),
+            (
+                "LF.CRLF",
+                b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+                ContentError::BareLf,
+            ),
+            (
+                "CR.CRLF",
+                b"a\r.\r\nMAIL FROM:<x@y>\r\n",
+                ContentError::BareCr,
+            ),
             ("bare LF", b"a\nb\r\n", ContentError::BareLf),
             ("bare CR", b"a\rb\r\n", ContentError::BareCr),
             ("CR at line start", b"\rb\r\n", ContentError::BareCr),
@@ -331,12 +351,18 @@ mod tests {
         assert_eq!(all_steps(&ok, 1 << 20).1, Some(Ok(1000)));
         let mut long = vec![b'a'; 999];
         long.extend_from_slice(b"\r\n.\r\n");
-        assert_eq!(all_steps(&long, 1 << 20).1, Some(Err(ContentError::LineTooLong)));
+        assert_eq!(
+            all_steps(&long, 1 << 20).1,
+            Some(Err(ContentError::LineTooLong))
+        );
         // A stuffed dot counts on the wire.
         let mut stuffed = vec![b'.'];
         stuffed.extend_from_slice(&[b'a'; 998]);
         stuffed.extend_from_slice(b"\r\n.\r\n");
-        assert_eq!(all_steps(&stuffed, 1 << 20).1, Some(Err(ContentError::LineTooLong)));
+        assert_eq!(
+            all_steps(&stuffed, 1 << 20).1,
+            Some(Err(ContentError::LineTooLong))
+        );
     }
 
     #[test]

@@ -50,7 +50,11 @@ impl Reply {
                 out.push(b' ');
             }
             for &b in text.as_bytes() {
-                out.push(if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b });
+                out.push(if b == b'\r' || b == b'\n' || b == 0 {
+                    b' '
+                } else {
+                    b
+                });
             }
             out.extend_from_slice(b"\r\n");
         }
@@ -103,14 +107,14 @@ pub mod std_replies {
         Reply::new(452, "4.5.3", "Too many recipients")
     }
     pub fn message_too_big() -> Reply {
-        Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size")
+        Reply::new(
+            552,
+            "5.3.4",
+            "Message size exceeds fixed maximum message size",
+        )
     }
     pub fn storage_unavailable() -> Reply {
-        Reply::new(
-            452,
-            "4.3.1",
-            "Insufficient system storage, try again later",
-        )
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
     }
     pub fn local_error() -> Reply {
         Reply::new(451, "4.3.0", "Local error in processing, try again later")

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::SignatureAlgorithm;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::SignatureAlgorithm;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -22,7 +22,11 @@ pub struct LoadedCert {
 
 impl LoadedCert {
     /// Load a PEM chain (leaf first) and PEM private key, checking that they belong together.
-    pub fn load(chain: &Path, key: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
+    pub fn load(
+        chain: &Path,
+        key: &Path,
+        provider: &CryptoProvider,
+    ) -> Result<LoadedCert, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| TlsError::Read {
                 path: p.display().to_string(),
@@ -32,7 +36,12 @@ impl LoadedCert {
         let chain_pem = read(chain)?;
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Invalid(format!("{}: not a PEM certificate chain: {e}", chain.display())))?;
+            .map_err(|e| {
+                TlsError::Invalid(format!(
+                    "{}: not a PEM certificate chain: {e}",
+                    chain.display()
+                ))
+            })?;
         if certs.is_empty() {
             return Err(TlsError::Invalid(format!(
                 "{}: no CERTIFICATE blocks found (expected PEM, leaf certificate first)",
@@ -43,10 +52,9 @@ impl LoadedCert {
         let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             TlsError::Invalid(format!("{}: no usable PEM private key: {e}", key.display()))
         })?;
-        let signing = provider
-            .key_provider
-            .load_private_key(der)
-            .map_err(|e| TlsError::Invalid(format!("{}: unsupported private key: {e}", key.display())))?;
+        let signing = provider.key_provider.load_private_key(der).map_err(|e| {
+            TlsError::Invalid(format!("{}: unsupported private key: {e}", key.display()))
+        })?;
         let algorithm = signing.algorithm();
         let ck = CertifiedKey::new(certs, signing);
         ck.keys_match().map_err(|e| {

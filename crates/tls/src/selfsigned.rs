@@ -34,16 +34,22 @@ pub fn ensure(dir: &Path, hostname: &str) -> Result<(Vec<CertificateConfig>, boo
     Ok((out, generated))
 }
 
-fn generate(hostname: &str, alg: &'static rcgen::SignatureAlgorithm) -> Result<(String, String), TlsError> {
-    let err = |e: rcgen::Error| TlsError::Invalid(format!("generating a self-signed certificate failed: {e}"));
+fn generate(
+    hostname: &str,
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> Result<(String, String), TlsError> {
+    let err = |e: rcgen::Error| {
+        TlsError::Invalid(format!("generating a self-signed certificate failed: {e}"))
+    };
     let key = rcgen::KeyPair::generate_for(alg).map_err(err)?;
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(err)?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, hostname.to_string());
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "Postern self-signed (replace me)");
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        "Postern self-signed (replace me)",
+    );
     let cert = params.self_signed(&key).map_err(err)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -80,9 +86,19 @@ mod tests {
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         let algs: Vec<_> = certs
             .iter()
-            .map(|c| LoadedCert::load(&c.chain, &c.key, &provider).unwrap().algorithm)
+            .map(|c| {
+                LoadedCert::load(&c.chain, &c.key, &provider)
+                    .unwrap()
+                    .algorithm
+            })
             .collect();
-        assert_eq!(algs, vec![rustls::SignatureAlgorithm::ECDSA, rustls::SignatureAlgorithm::RSA]);
+        assert_eq!(
+            algs,
+            vec![
+                rustls::SignatureAlgorithm::ECDSA,
+                rustls::SignatureAlgorithm::RSA
+            ]
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&certs[1].key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -96,7 +112,8 @@ mod tests {
         let e = LoadedCert::load(&certs[0].chain, &certs[1].key, &provider).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("does not belong"), "{msg}");
-        let e = LoadedCert::load(Path::new("/nonexistent/x.crt"), &certs[1].key, &provider).unwrap_err();
+        let e = LoadedCert::load(Path::new("/nonexistent/x.crt"), &certs[1].key, &provider)
+            .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x.crt"));
     }
 }

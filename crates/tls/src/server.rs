@@ -15,7 +15,10 @@ pub fn provider(profile: Profile) -> rustls::crypto::CryptoProvider {
 }
 
 /// A server configuration serving `certs` under `profile`.
-pub fn server_config(profile: Profile, certs: Vec<LoadedCert>) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    profile: Profile,
+    certs: Vec<LoadedCert>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::Invalid("no certificate to serve".into()));
     }
@@ -53,7 +56,9 @@ pub fn summarize(conn: &ServerConnection) -> TlsSummary {
         .negotiated_cipher_suite()
         .map(|s| {
             let s = s.suite();
-            s.as_str().map(str::to_string).unwrap_or_else(|| format!("{s:?}"))
+            s.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{s:?}"))
         })
         .unwrap_or_else(|| "unknown".to_string());
     TlsSummary { version, cipher }

@@ -12,7 +12,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let refusal = match &self.tx {
             _ if !self.esmtp => Some(std_replies::bad_sequence("Send EHLO first")),
             None => Some(std_replies::bad_sequence("Need MAIL command")),
-            Some(tx) if tx.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(tx) if tx.rcpts.is_empty() => {
+                Some(Reply::new(554, "5.5.1", "No valid recipients"))
+            }
             Some(_) => None,
         };
         if let Some(r) = refusal {
@@ -28,7 +30,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         None
                     }
                 };
-                BdatState { incoming, reader: BdatReader::new(self.cfg.max_message_size.bytes()) }
+                BdatState {
+                    incoming,
+                    reader: BdatReader::new(self.cfg.max_message_size.bytes()),
+                }
             }
         };
         let mut remaining = size;
@@ -56,14 +61,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         let Some(mut incoming) = state.incoming.take() else {
-            return self.storage_failed(std::io::Error::other("the queue file could not be created"));
+            return self
+                .storage_failed(std::io::Error::other("the queue file could not be created"));
         };
         if let Some(e) = write_error {
             return self.storage_failed(e);
         }
         if let Some(problem) = state.reader.error() {
             let r = problem.reply();
-            warn!("{}: message from {} refused: {}", incoming.id(), self.client(), problem.as_str());
+            warn!(
+                "{}: message from {} refused: {}",
+                incoming.id(),
+                self.client(),
+                problem.as_str()
+            );
             self.log_reject("BDAT", &r, None);
             self.tx = None;
             return self.reply(r);

@@ -48,7 +48,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         if let Err(problem) = reader.result() {
             let r = problem.reply();
-            warn!("{}: message from {} refused: {}", incoming.id(), self.client(), problem.as_str());
+            warn!(
+                "{}: message from {} refused: {}",
+                incoming.id(),
+                self.client(),
+                problem.as_str()
+            );
             self.log_reject("DATA", &r, None);
             self.tx = None;
             return self.reply(r);

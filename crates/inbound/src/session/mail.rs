@@ -1,9 +1,9 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8).
 
+use postern_smtp::Reply;
 use postern_smtp::address::ReversePath;
 use postern_smtp::command::MailParams;
 use postern_smtp::reply::std_replies;
-use postern_smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Session, Transaction};
@@ -17,13 +17,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return self.reply(std_replies::bad_sequence("Nested MAIL command"));
         }
         if !self.esmtp && params != MailParams::default() {
-            return self.reply(Reply::new(555, "5.5.4", "MAIL parameters need EHLO, not HELO"));
+            return self.reply(Reply::new(
+                555,
+                "5.5.4",
+                "MAIL parameters need EHLO, not HELO",
+            ));
         }
         if let ReversePath::Address(a) = &from
             && !a.is_ascii()
             && !params.smtputf8
         {
-            return self.reply(Reply::new(553, "5.6.7", "Non-ASCII sender address needs the SMTPUTF8 parameter"));
+            return self.reply(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII sender address needs the SMTPUTF8 parameter",
+            ));
         }
         if let Some(size) = params.size
             && size > self.cfg.max_message_size.bytes()
@@ -32,7 +40,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.log_reject("MAIL", &r, None);
             return self.reply(r);
         }
-        self.tx = Some(Transaction { from, params, rcpts: Vec::new(), bdat: None });
+        self.tx = Some(Transaction {
+            from,
+            params,
+            rcpts: Vec::new(),
+            bdat: None,
+        });
         self.reply(std_replies::sender_ok())
     }
 }

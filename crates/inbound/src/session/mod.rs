@@ -67,7 +67,12 @@ pub(crate) struct Session<S> {
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
-    pub(crate) fn new(stream: Stream<S>, peer: SocketAddr, cfg: Arc<ListenerConfig>, ctx: Arc<ServerContext>) -> Self {
+    pub(crate) fn new(
+        stream: Stream<S>,
+        peer: SocketAddr,
+        cfg: Arc<ListenerConfig>,
+        ctx: Arc<ServerContext>,
+    ) -> Self {
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:X}{:04X}", unix_now() & 0xFF_FFFF, n & 0xFFFF);
         Session {
@@ -105,11 +110,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if self.cfg.mode == Mode::ImplicitTls && !self.upgrade().await {
             return;
         }
-        let greeting = Reply::bare(220, vec![format!("{} ESMTP Postern", self.ctx.hostname).into()]);
+        let greeting = Reply::bare(
+            220,
+            vec![format!("{} ESMTP Postern", self.ctx.hostname).into()],
+        );
         self.conn.send(&greeting);
         let mut commands = 0u32;
         loop {
-            let flow = match self.conn.read_line(MAX_COMMAND_LINE, self.command_timeout()).await {
+            let flow = match self
+                .conn
+                .read_line(MAX_COMMAND_LINE, self.command_timeout())
+                .await
+            {
                 Ok(Line::Ok(line)) => {
                     commands += 1;
                     self.handle_line(&line).await
@@ -153,7 +165,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             && self.tls.is_none()
             && !matches!(
                 cmd,
-                Command::Ehlo(_) | Command::Helo(_) | Command::StartTls | Command::Noop | Command::Rset | Command::Quit | Command::Help
+                Command::Ehlo(_)
+                    | Command::Helo(_)
+                    | Command::StartTls
+                    | Command::Noop
+                    | Command::Rset
+                    | Command::Quit
+                    | Command::Help
             )
         {
             let reply = postern_smtp::reply::std_replies::must_starttls();
@@ -180,7 +198,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Command::Expn => self.reply(Reply::new(502, "5.5.1", "EXPN not available")),
             Command::Help => self.help(),
             Command::StartTls => self.starttls(),
-            Command::NotImplemented(v) => self.reply(Reply::new(502, "5.5.1", format!("{v} not implemented"))),
+            Command::NotImplemented(v) => {
+                self.reply(Reply::new(502, "5.5.1", format!("{v} not implemented")))
+            }
         }
     }
 
@@ -190,8 +210,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if r.code >= 500 {
             self.errors += 1;
             if self.errors >= self.cfg.max_errors {
-                warn!("too many errors from {}: closing after {} bad commands in a row", self.client(), self.errors);
-                self.conn.send(&postern_smtp::reply::std_replies::too_many_errors());
+                warn!(
+                    "too many errors from {}: closing after {} bad commands in a row",
+                    self.client(),
+                    self.errors
+                );
+                self.conn
+                    .send(&postern_smtp::reply::std_replies::too_many_errors());
                 return Flow::Close;
             }
         } else if r.code < 400 {
@@ -202,7 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     /// Postfix-style rejection log line, for the operator's grep.
     pub(crate) fn log_reject(&self, stage: &str, reply: &Reply, to: Option<&str>) {
-        let from = self.tx.as_ref().map(|t| t.from.to_string()).unwrap_or_default();
+        let from = self
+            .tx
+            .as_ref()
+            .map(|t| t.from.to_string())
+            .unwrap_or_default();
         warn!(
             "NOQUEUE: reject: {stage} from {}: {reply}; from={from}{} proto={} helo=<{}>",
             self.client(),
@@ -223,7 +252,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     /// Start a queue file for the current transaction, Received header first.
     pub(crate) async fn begin_message(&mut self) -> Result<Incoming, std::io::Error> {
-        let tx = self.tx.as_ref().ok_or_else(|| std::io::Error::other("no transaction"))?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no transaction"))?;
         let envelope = Envelope {
             id: QueueId::generate(),
             arrived: unix_now(),
@@ -258,7 +290,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let tx = self.tx.take();
         match incoming.commit().await {
             Ok(_) => {
-                let (from, n) = tx.map(|t| (t.from.to_string(), t.rcpts.len())).unwrap_or_default();
+                let (from, n) = tx
+                    .map(|t| (t.from.to_string(), t.rcpts.len()))
+                    .unwrap_or_default();
                 info!(
                     queue_id = %id,
                     "{id}: accepted from={from}, size={size}, nrcpt={n}, client={}, proto={}{}",

@@ -1,8 +1,8 @@
 //! RCPT TO (RFC 5321 §4.1.1.3) and relay control.
 
+use postern_smtp::Reply;
 use postern_smtp::address::{Address, Domain, ForwardPath};
 use postern_smtp::reply::std_replies;
-use postern_smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Session};
@@ -21,31 +21,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             ForwardPath::Address(a) => a,
             // RFC 5321 §4.5.1: <postmaster> must be accepted, for our own domain.
             ForwardPath::Postmaster => match self.ctx.relay.postmaster_domain() {
-                Some(d) => Address { local: "postmaster".into(), domain: Domain::Name(d.to_string()) },
-                None => return self.reply(Reply::new(550, "5.1.1", "No local postmaster configured")),
+                Some(d) => Address {
+                    local: "postmaster".into(),
+                    domain: Domain::Name(d.to_string()),
+                },
+                None => {
+                    return self.reply(Reply::new(550, "5.1.1", "No local postmaster configured"));
+                }
             },
         };
         if !address.is_ascii() && !smtputf8 {
-            return self.reply(Reply::new(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM"));
+            return self.reply(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM",
+            ));
         }
         if count >= self.cfg.max_recipients {
             let r = std_replies::too_many_recipients();
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
-        if self.ctx.relay.check(self.peer.ip(), &address.domain).is_none() {
+        if self
+            .ctx
+            .relay
+            .check(self.peer.ip(), &address.domain)
+            .is_none()
+        {
             let r = std_replies::relay_denied();
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
         if !(self.ctx.routes)(&address.domain) {
-            let r = Reply::new(451, "4.3.5", format!("No route to {} is configured", address.domain));
+            let r = Reply::new(
+                451,
+                "4.3.5",
+                format!("No route to {} is configured", address.domain),
+            );
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
         // One copy per mailbox: duplicates (also in other letter case) are accepted and dropped.
         if let Some(tx) = &mut self.tx
-            && !tx.rcpts.iter().any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
+            && !tx
+                .rcpts
+                .iter()
+                .any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
         {
             tx.rcpts.push(address);
         }

@@ -20,12 +20,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return self.reply(std_replies::bad_sequence("TLS is already active"));
         }
         if !self.starttls_available() {
-            return self.reply(Reply::new(502, "5.5.1", "STARTTLS not available on this port"));
+            return self.reply(Reply::new(
+                502,
+                "5.5.1",
+                "STARTTLS not available on this port",
+            ));
         }
         if self.tx.is_some() {
-            return self.reply(std_replies::bad_sequence("MAIL transaction in progress, send RSET first"));
+            return self.reply(std_replies::bad_sequence(
+                "MAIL transaction in progress, send RSET first",
+            ));
         }
-        self.conn.send(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        self.conn
+            .send(&Reply::new(220, "2.0.0", "Ready to start TLS"));
         Flow::StartTls
     }
 
@@ -43,7 +50,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 self.client()
             );
         }
-        let Some(config) = self.ctx.tls.clone() else { return false };
+        let Some(config) = self.ctx.tls.clone() else {
+            return false;
+        };
         let plain = match std::mem::replace(&mut self.conn.stream, Stream::Upgrading) {
             Stream::Plain(s) => s,
             other => {
@@ -55,7 +64,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         match tokio::time::timeout(self.command_timeout(), accept).await {
             Ok(Ok(tls)) => {
                 let summary = postern_tls::summarize(tls.get_ref().1);
-                info!("TLS connection established from {}: {summary}", self.client());
+                info!(
+                    "TLS connection established from {}: {summary}",
+                    self.client()
+                );
                 self.conn.stream = Stream::Tls(Box::new(tls));
                 self.tls = Some(summary);
                 // RFC 3207 §4.2: forget everything learnt before TLS.
