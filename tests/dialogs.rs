@@ -12,14 +12,23 @@ use common::{TestServer, dialog};
 #[tokio::test]
 async fn dialog_scripts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dialogs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|x| x == "dialog"));
     files.sort();
-    assert!(files.len() >= 12, "expected at least a dozen dialog scripts, found {}", files.len());
+    assert!(
+        files.len() >= 12,
+        "expected at least a dozen dialog scripts, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let script = dialog::parse(&std::fs::read_to_string(f).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let script = dialog::parse(&std::fs::read_to_string(f).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut listener = String::new();
         let mut delivered = None;
         for d in &script.directives {
@@ -48,10 +57,16 @@ async fn dialog_scripts() {
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
             if got != n {
-                failures.push(format!("{name}: expected {n} delivered message(s), found {got}"));
+                failures.push(format!(
+                    "{name}: expected {n} delivered message(s), found {got}"
+                ));
             }
         }
         server.stop().await;
     }
-    assert!(failures.is_empty(), "dialog failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "dialog failures:\n{}",
+        failures.join("\n")
+    );
 }

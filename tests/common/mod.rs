@@ -51,10 +51,20 @@ next_hop = "maildir:mail"
 
     pub async fn start_with(dir: tempfile::TempDir, text: &str) -> TestServer {
         let loaded = postern::config::load_str("test.toml", text).unwrap_or_else(|e| {
-            panic!("test config invalid: {}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+            panic!(
+                "test config invalid: {}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         });
         let running = postern::start(&loaded.config).await.expect("server starts");
-        TestServer { addrs: running.addrs.clone(), dir, running: Some(running) }
+        TestServer {
+            addrs: running.addrs.clone(),
+            dir,
+            running: Some(running),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -78,7 +88,10 @@ next_hop = "maildir:mail"
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("{n} message(s) for {user} not delivered within 5s; have {}", self.delivered(user).len());
+        panic!(
+            "{n} message(s) for {user} not delivered within 5s; have {}",
+            self.delivered(user).len()
+        );
     }
 
     /// Files delivered to `user` now, oldest first.
@@ -89,14 +102,22 @@ next_hop = "maildir:mail"
     /// Every file delivered to anyone.
     pub fn all_delivered(&self) -> Vec<Vec<u8>> {
         let root = self.state().join("mail");
-        let Ok(rd) = std::fs::read_dir(&root) else { return vec![] };
-        rd.flatten().flat_map(|e| read_dir_sorted(&e.path().join("new"))).collect()
+        let Ok(rd) = std::fs::read_dir(&root) else {
+            return vec![];
+        };
+        rd.flatten()
+            .flat_map(|e| read_dir_sorted(&e.path().join("new")))
+            .collect()
     }
 
     /// Messages in the queue (active/*.msg).
     pub fn queued(&self) -> usize {
         std::fs::read_dir(self.state().join("queue/active"))
-            .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "msg")).count())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -108,7 +129,9 @@ next_hop = "maildir:mail"
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<Vec<u8>> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
     let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
@@ -119,10 +142,16 @@ pub fn strip_trace(msg: &[u8]) -> (String, Vec<u8>) {
     let text = String::from_utf8_lossy(msg);
     let mut pos = 0;
     for prefix in ["Return-Path: ", "Delivered-To: "] {
-        assert!(text[pos..].starts_with(prefix), "missing {prefix} in {text}");
+        assert!(
+            text[pos..].starts_with(prefix),
+            "missing {prefix} in {text}"
+        );
         pos += text[pos..].find("\r\n").unwrap() + 2;
     }
-    assert!(text[pos..].starts_with("Received: "), "missing Received in {text}");
+    assert!(
+        text[pos..].starts_with("Received: "),
+        "missing Received in {text}"
+    );
     pos += text[pos..].find("\r\n").unwrap() + 2;
     while text.as_bytes()[pos] == b'\t' {
         pos += text[pos..].find("\r\n").unwrap() + 2;

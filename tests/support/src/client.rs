@@ -24,7 +24,11 @@ pub struct ClientReply {
 impl ClientReply {
     /// The last line as sent: `250 2.0.0 Ok`.
     pub fn last(&self) -> String {
-        format!("{} {}", self.code, self.lines.last().cloned().unwrap_or_default())
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.last().cloned().unwrap_or_default()
+        )
     }
     pub fn text(&self) -> String {
         self.lines.join("\n")
@@ -41,7 +45,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -50,7 +58,11 @@ impl AsyncRead for Stream {
     }
 }
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, b),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
@@ -90,7 +102,11 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub async fn connect(addr: SocketAddr) -> SmtpClient {
         let s = TcpStream::connect(addr).await.expect("connect");
-        SmtpClient { stream: Stream::Plain(s), buf: Vec::new(), timeout: Duration::from_secs(10) }
+        SmtpClient {
+            stream: Stream::Plain(s),
+            buf: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
     }
 
     /// Connect and do TLS at once (implicit TLS).
@@ -121,7 +137,9 @@ impl SmtpClient {
 
     /// Read one (possibly multi-line) reply; panics on timeout or EOF.
     pub async fn reply(&mut self) -> ClientReply {
-        self.try_reply().await.unwrap_or_else(|e| panic!("no reply: {e}"))
+        self.try_reply()
+            .await
+            .unwrap_or_else(|e| panic!("no reply: {e}"))
     }
 
     /// Read one reply; `Err("closed")` when the server closed the connection.
@@ -132,7 +150,9 @@ impl SmtpClient {
             if line.len() < 4 {
                 return Err(format!("short reply line {line:?}"));
             }
-            let code: u16 = line[..3].parse().map_err(|_| format!("bad reply line {line:?}"))?;
+            let code: u16 = line[..3]
+                .parse()
+                .map_err(|_| format!("bad reply line {line:?}"))?;
             lines.push(line[4..].to_string());
             if line.as_bytes()[3] == b' ' {
                 return Ok(ClientReply { code, lines });
@@ -177,7 +197,10 @@ impl SmtpClient {
             return Err("not a plain stream".into());
         };
         let name = ServerName::try_from("postern.test").unwrap();
-        let tls = TlsConnector::from(cfg).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let tls = TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
         self.stream = Stream::Tls(Box::new(tls));
         self.buf.clear();
         Ok(())

@@ -50,13 +50,18 @@ pub fn parse(text: &str) -> Result<Script, String> {
             b.extend_from_slice(b"\r\n");
             s.steps.push((n, Step::Send(b)));
         } else if let Some(r) = t.strip_prefix("R: ") {
-            s.steps.push((n, Step::Send(unescape(r).map_err(|e| format!("line {n}: {e}"))?)));
+            s.steps.push((
+                n,
+                Step::Send(unescape(r).map_err(|e| format!("line {n}: {e}"))?),
+            ));
         } else if t == "S: CLOSED" {
             s.steps.push((n, Step::ExpectClosed));
         } else if let Some(e) = t.strip_prefix("S: ") {
             s.steps.push((n, Step::Expect(e.to_string())));
         } else {
-            return Err(format!("line {n}: expected 'C: ', 'R: ', 'S: ', '@' or '#': {t:?}"));
+            return Err(format!(
+                "line {n}: expected 'C: ', 'R: ', 'S: ', '@' or '#': {t:?}"
+            ));
         }
     }
     Ok(s)
@@ -99,14 +104,23 @@ pub async fn run(addr: SocketAddr, script: &Script) -> Result<(), String> {
         match step {
             Step::Send(b) => c.send(b).await,
             Step::Expect(want) => {
-                let got = c.try_reply().await.map_err(|e| format!("line {n}: expected {want:?}, got {e}"))?;
+                let got = c
+                    .try_reply()
+                    .await
+                    .map_err(|e| format!("line {n}: expected {want:?}, got {e}"))?;
                 if !got.last().starts_with(want.as_str()) {
-                    return Err(format!("line {n}: expected {want:?}, got {:?} (all lines: {:?})", got.last(), got.lines));
+                    return Err(format!(
+                        "line {n}: expected {want:?}, got {:?} (all lines: {:?})",
+                        got.last(),
+                        got.lines
+                    ));
                 }
             }
             Step::ExpectClosed => {
                 if !c.is_closed().await {
-                    return Err(format!("line {n}: expected the server to close the connection"));
+                    return Err(format!(
+                        "line {n}: expected the server to close the connection"
+                    ));
                 }
             }
         }
@@ -120,7 +134,8 @@ mod tests {
 
     #[test]
     fn parses_steps_and_escapes() {
-        let s = parse("# c\n@listener x = 1\nS: 220\nC: EHLO a\nR: a\\r\\n\\x00\\\\\nS: CLOSED\n").unwrap();
+        let s = parse("# c\n@listener x = 1\nS: 220\nC: EHLO a\nR: a\\r\\n\\x00\\\\\nS: CLOSED\n")
+            .unwrap();
         assert_eq!(s.directives, vec!["listener x = 1"]);
         assert_eq!(s.steps[1].1, Step::Send(b"EHLO a\r\n".to_vec()));
         assert_eq!(s.steps[2].1, Step::Send(b"a\r\n\x00\\".to_vec()));

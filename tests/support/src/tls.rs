@@ -35,7 +35,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -43,12 +48,19 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes
-            .clone()
-            .unwrap_or_else(|| self.provider.signature_verification_algorithms.supported_schemes())
+        self.schemes.clone().unwrap_or_else(|| {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        })
     }
 }
 
@@ -56,7 +68,11 @@ impl ServerCertVerifier for AcceptAny {
 /// offered (e.g. only RSA ones, to make the server pick its RSA certificate).
 pub fn client_config(schemes: Option<Vec<SignatureScheme>>) -> (Arc<ClientConfig>, Arc<AcceptAny>) {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(AcceptAny { provider: provider.clone(), seen: Mutex::new(None), schemes });
+    let verifier = Arc::new(AcceptAny {
+        provider: provider.clone(),
+        seen: Mutex::new(None),
+        schemes,
+    });
     let cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
