@@ -30,7 +30,8 @@ async fn plaintext_session_delivers_byte_for_byte() {
         body, MSG_UNSTUFFED,
         "content must arrive exactly as sent, unstuffed"
     );
-    assert!(trace.starts_with("Return-Path: <alice@sender.test>\r\nDelivered-To: bob@local.test\r\nReceived: from client.test (unknown [127.0.0.1])\r\n\tby mx.postern.test (Postern) with ESMTP id "), "{trace}");
+    assert!(trace.starts_with("Return-Path: <alice@sender.test>\r\nDelivered-To: bob@local.test\r\nReceived: from client.test (unknown [127.0.0.1])\r\n\tby mx.postern.test (Postern session "), "{trace}");
+    assert!(trace.contains(") with ESMTP id "), "{trace}");
     assert!(trace.contains("\tfor <bob@local.test>;\r\n"), "{trace}");
     assert!(!trace.contains("using TLS"), "{trace}");
     // The queue is empty once delivered.
@@ -537,4 +538,46 @@ async fn unwritable_spool_gets_452_and_the_server_keeps_running() {
         250
     );
     s.wait_delivered("bob", 1).await;
+}
+
+#[tokio::test]
+async fn endless_data_past_the_size_limit_is_cut_off() {
+    let s = TestServer::start("max_message_size = \"2KiB\"", "").await;
+    let mut c = SmtpClient::connect_greeted(s.addr()).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<alice@sender.test>").await;
+    c.cmd("RCPT TO:<bob@local.test>").await;
+    assert_eq!(c.cmd("DATA").await.code, 354);
+    let line = vec![b'x'; 998]
+        .into_iter()
+        .chain(*b"\r\n")
+        .collect::<Vec<u8>>();
+    let mut closed = false;
+    // 2 MiB without an end: the server must answer and hang up long before that.
+    for _ in 0..2048 {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), c.send_raw(&line))
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true)
+        {
+            closed = true;
+            break;
+        }
+    }
+    let r = c.try_reply().await;
+    assert!(closed || r.is_ok(), "server kept reading");
+    if let Ok(r) = r {
+        assert_eq!(
+            r.last(),
+            "552 5.3.4 Message size exceeds fixed maximum message size"
+        );
+    }
+    // A BDAT chunk far over the limit is refused at once and the session closed.
+    let mut c = SmtpClient::connect_greeted(s.addr()).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<alice@sender.test>").await;
+    c.cmd("RCPT TO:<bob@local.test>").await;
+    assert_eq!(c.cmd("BDAT 999999999999 LAST").await.code, 552);
+    assert!(c.is_closed().await);
+    assert!(s.all_delivered().is_empty());
 }

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
@@ -130,6 +132,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Flush pending replies, then read more input (waiting at most `timeout`).
     pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<usize, ReadError> {
+        self.fill_until(Instant::now() + timeout).await
+    }
+
+    /// Flush pending replies, then read more input, giving up at `deadline`.
+    pub(crate) async fn fill_until(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.flush().await.map_err(ReadError::Io)?;
         if self.rpos > 0 {
             self.rbuf.drain(..self.rpos);
@@ -137,7 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let start = self.rbuf.len();
         self.rbuf.resize(start + READ_CHUNK, 0);
-        let r = tokio::time::timeout(timeout, self.stream.read(&mut self.rbuf[start..])).await;
+        let r = tokio::time::timeout_at(deadline, self.stream.read(&mut self.rbuf[start..])).await;
         let n = match r {
             Err(_) => {
                 self.rbuf.truncate(start);
@@ -159,11 +166,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Read one line ending in LF (CR before it removed). A line longer than `max` octets
     /// is discarded up to its end and reported as [`Line::TooLong`]; memory stays bounded.
+    /// `timeout` bounds the whole line, not each read, so a client trickling one byte at a
+    /// time cannot hold the session open indefinitely.
     pub(crate) async fn read_line(
         &mut self,
         max: usize,
         timeout: Duration,
     ) -> Result<Line, ReadError> {
+        let deadline = Instant::now() + timeout;
         let mut discarding = false;
         loop {
             let buf = self.buffered();
@@ -183,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 discarding = true;
                 self.discard_buffered();
             }
-            self.fill(timeout).await?;
+            self.fill_until(deadline).await?;
         }
     }
 

@@ -7,6 +7,7 @@ pub(crate) struct Trace<'a> {
     pub helo: &'a str,
     pub ip: IpAddr,
     pub hostname: &'a str,
+    pub session: &'a str,
     pub protocol: &'a str,
     pub queue_id: &'a str,
     pub tls: Option<&'a postern_tls::TlsSummary>,
@@ -17,10 +18,11 @@ pub(crate) struct Trace<'a> {
 
 pub(crate) fn received(t: &Trace<'_>) -> String {
     let mut h = format!(
-        "Received: from {} (unknown [{}])\r\n\tby {} (Postern) with {} id {}",
+        "Received: from {} (unknown [{}])\r\n\tby {} (Postern session {}) with {} id {}",
         clean(t.helo),
         t.ip,
         t.hostname,
+        t.session,
         t.protocol,
         t.queue_id
     );
@@ -109,6 +111,7 @@ mod tests {
             helo: "client(evil)",
             ip: "192.0.2.1".parse().unwrap(),
             hostname: "mx.test",
+            session: "S1",
             protocol: "ESMTPS",
             queue_id: "ABC",
             tls: Some(&tls),
@@ -117,7 +120,7 @@ mod tests {
         });
         assert_eq!(
             h,
-            "Received: from client?evil? (unknown [192.0.2.1])\r\n\tby mx.test (Postern) with ESMTPS id ABC\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tfor <bob@local.test>;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"
+            "Received: from client?evil? (unknown [192.0.2.1])\r\n\tby mx.test (Postern session S1) with ESMTPS id ABC\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tfor <bob@local.test>;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"
         );
     }
 }

@@ -129,6 +129,12 @@ impl SmtpClient {
         self.stream.flush().await.expect("flush");
     }
 
+    /// Send bytes, reporting (instead of panicking on) a connection the server closed.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
     /// Send a command line (CRLF added) and read its reply.
     pub async fn cmd(&mut self, line: &str) -> ClientReply {
         self.send(format!("{line}\r\n").as_bytes()).await;

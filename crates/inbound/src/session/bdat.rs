@@ -17,6 +17,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
             Some(_) => None,
         };
+        if size > super::data::discard_cap(self.cfg.max_message_size.bytes()) {
+            // The chunk cannot be read and thrown away in reasonable time, and without
+            // reading it the session cannot find the next command: answer and hang up.
+            warn!(
+                "BDAT chunk of {size} octets from {} is far over max_message_size; closing",
+                self.client()
+            );
+            self.tx = None;
+            self.conn.send(&std_replies::message_too_big());
+            return Flow::Close;
+        }
         if let Some(r) = refusal {
             return self.skip_chunk_then(size, r).await;
         }

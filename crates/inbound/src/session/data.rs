@@ -26,9 +26,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut reader = DataReader::new(self.cfg.max_message_size.bytes());
         let mut out = Vec::with_capacity(64 << 10);
         let mut write_error = None;
+        let cap = discard_cap(self.cfg.max_message_size.bytes());
+        let mut seen: u64 = 0;
         loop {
             let fed = reader.feed(self.conn.buffered(), &mut out);
             self.conn.consume(fed.consumed);
+            seen += fed.consumed as u64;
+            if seen > cap {
+                // Far past the limit and still going: stop reading, answer, hang up.
+                warn!(
+                    "{}: message from {} exceeds max_message_size by far; closing",
+                    incoming.id(),
+                    self.client()
+                );
+                self.tx = None;
+                self.conn.send(&std_replies::message_too_big());
+                return Flow::Close;
+            }
             if !out.is_empty() {
                 if write_error.is_none()
                     && let Err(e) = incoming.write(&out).await
@@ -63,4 +77,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         self.commit_message(incoming).await
     }
+}
+
+/// How much input a session reads (and throws away) after a message went over the size
+/// limit before it gives up on the client: twice the limit plus 1 MiB.
+pub(crate) fn discard_cap(max_message_size: u64) -> u64 {
+    max_message_size.saturating_mul(2).saturating_add(1 << 20)
 }

@@ -272,6 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             helo: self.helo.as_deref().unwrap_or(""),
             ip: self.peer.ip(),
             hostname: &self.ctx.hostname,
+            session: &self.id,
             protocol: self.protocol(),
             queue_id: &id,
             tls: self.tls.as_ref(),
@@ -318,6 +319,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Read and drop a BDAT chunk's bytes, then send `reply` (RFC 3030 §3: the chunk must
     /// be consumed even when refused, or its bytes would be read as commands).
     pub(crate) async fn skip_chunk_then(&mut self, size: u64, reply: Reply) -> Flow {
+        if size > data::discard_cap(self.cfg.max_message_size.bytes()) {
+            warn!(
+                "BDAT chunk of {size} octets from {} is far over max_message_size; closing",
+                self.client()
+            );
+            self.conn.send(&reply);
+            return Flow::Close;
+        }
         let mut remaining = size;
         while remaining > 0 {
             if self.conn.buffered().is_empty()
