@@ -9,7 +9,7 @@ use postern::logging::{self, LogFormat};
 /// Postern: a mail transfer agent for internet gateways and partner relays, built to the
 /// UK NCSC guidance on TLS for mail servers.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "postern", version, after_help = AFTER_HELP)]
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in trial configuration is used:
     /// 127.0.0.1:2525, state in ./postern-data, mail for localhost into Maildirs.
@@ -84,7 +84,14 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             l.address, l.mode, l.require_tls, l.max_message_size
         );
     }
-    println!("  local domains: {}", c.relay.local_domains.join(", "));
+    println!(
+        "  local domains: {}",
+        if c.relay.local_domains.is_empty() {
+            "none (no mail is accepted for delivery here)".to_string()
+        } else {
+            c.relay.local_domains.join(", ")
+        }
+    );
     let nets: Vec<String> = c
         .relay
         .trusted_networks

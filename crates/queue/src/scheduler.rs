@@ -266,11 +266,11 @@ async fn attempt(
         if msg.state.iter().any(|s| s.status == RcptStatus::Failed) {
             warn!(
                 queue_id = %id,
-                "message has permanently failed recipients; kept in {} for the operator",
+                "{id}: has permanently failed recipients; kept in {} for the operator",
                 spool.failed_dir().display()
             );
         } else {
-            info!(queue_id = %id, "removed (all recipients delivered)");
+            info!(queue_id = %id, "{id}: removed (all recipients delivered)");
         }
         None
     } else {

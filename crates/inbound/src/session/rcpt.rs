@@ -37,6 +37,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 "Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM",
             ));
         }
+        // One copy per mailbox: a repeat (also in other letter case) was already accepted.
+        let duplicate = self.tx.as_ref().is_some_and(|tx| {
+            tx.rcpts
+                .iter()
+                .any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
+        });
+        if duplicate {
+            return self.reply(std_replies::recipient_ok());
+        }
         if count >= self.cfg.max_recipients {
             let r = std_replies::too_many_recipients();
             self.log_reject("RCPT", &r, Some(&address.to_string()));
@@ -61,13 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
-        // One copy per mailbox: duplicates (also in other letter case) are accepted and dropped.
-        if let Some(tx) = &mut self.tx
-            && !tx
-                .rcpts
-                .iter()
-                .any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
-        {
+        if let Some(tx) = &mut self.tx {
             tx.rcpts.push(address);
         }
         self.reply(std_replies::recipient_ok())
