@@ -139,10 +139,14 @@ impl Listener {
             let _ = tcp.set_nodelay(true);
             let Some(slot) = self.limits.acquire(peer.ip()) else {
                 warn!(client = %peer.ip(), "connection refused from unknown[{}]: too many connections", peer.ip());
+                // On an implicit-TLS port a plaintext reply would only look like a broken
+                // handshake to the client: just close there.
+                let plaintext = self.config.mode != crate::Mode::ImplicitTls;
                 tokio::spawn(async move {
-                    let _ = tcp
-                        .write_all(&std_replies::too_many_connections().to_bytes())
-                        .await;
+                    if plaintext {
+                        let reply = std_replies::too_many_connections().to_bytes();
+                        let _ = tcp.write_all(&reply).await;
+                    }
                     let _ = tcp.shutdown().await;
                 });
                 continue;
