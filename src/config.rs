@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use postern_config::{ConfigError, KeyPath, Problems, parse_toml};
 use postern_inbound::{ListenerConfig, RelayConfig};
 use postern_queue::QueueConfig;
-use postern_relay::{RouteConfig, Router};
+use postern_relay::{OutboundConfig, ResolverConfig, RouteConfig, Router};
 use postern_smtp::address::{Domain, parse_domain};
 use postern_tls::{LoadedCert, TlsConfig};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,10 @@ pub struct Config {
     pub route: Vec<RouteConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub resolver: ResolverConfig,
 }
 
 /// `[server]`.
@@ -65,9 +69,10 @@ impl Config {
         self.server.hostname.clone().unwrap_or_else(system_hostname)
     }
 
-    /// The route table, with relative Maildir paths under the state directory.
-    pub fn router(&self) -> Router {
-        Router::new(&self.route, &self.server.state_dir, &self.hostname())
+    /// The route table alone (no SMTP delivery), with relative Maildir paths under the
+    /// state directory: enough to check where configured routes point.
+    pub fn static_router(&self) -> Router {
+        Router::new(&self.route, &self.server.state_dir, &self.hostname(), None)
     }
 }
 
@@ -161,11 +166,28 @@ fn validate(c: &Config, p: &mut Problems) {
         }
     }
     postern_inbound::validate_config(&c.listener, &c.relay, p);
+    for (i, l) in c.listener.iter().enumerate() {
+        if let Some(ca) = &l.client_ca
+            && let Err(e) = postern_tls::client::load_roots(Some(ca))
+        {
+            p.push(
+                KeyPath::of("listener").index(i).key("client_ca"),
+                e.to_string(),
+            );
+        }
+    }
     postern_relay::validate_routes(&c.route, p);
     c.queue.validate(&KeyPath::of("queue"), p);
-    let router = c.router();
+    postern_relay::outbound::config::validate(&c.outbound, p);
+    postern_relay::outbound::config::validate_resolver(&c.resolver, p);
+    // Loading the policies checks their CA, certificate and key files.
+    let _ = postern_relay::outbound::policy::Policies::load(&c.outbound, &provider, p);
+    let router = c.static_router();
     for (i, d) in c.relay.local_domains.iter().enumerate() {
-        if !router.routes(&Domain::Name(d.to_ascii_lowercase())) {
+        if router
+            .explicit(&Domain::Name(d.to_ascii_lowercase()))
+            .is_none()
+        {
             p.push(
                 KeyPath::of("relay").key("local_domains").index(i),
                 format!(

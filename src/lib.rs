@@ -5,6 +5,7 @@
 //! and handles signals. See `docs/message-flow.md` for the path a message takes.
 
 pub mod config;
+pub mod explain;
 pub mod logging;
 pub mod server;
 

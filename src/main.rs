@@ -37,6 +37,22 @@ enum Command {
     /// Validate the configuration, including certificate and key files, and exit.
     /// Problems are printed as FILE:LINE:COL: key: problem; the exit status is 2 if any.
     CheckConfig,
+    /// Outbound TLS policy questions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Show what happens to mail for DOMAIN: the route, the TLS policy entry that applies,
+    /// its level and what it checks, and (with --resolve) the hosts that would be tried.
+    Explain {
+        /// The recipient domain, e.g. partner.gov.uk
+        domain: String,
+        /// Also ask DNS (the [resolver] servers) for the MX hosts and their addresses.
+        #[arg(long)]
+        resolve: bool,
+    },
 }
 
 const AFTER_HELP: &str = "\
@@ -53,6 +69,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(cli.config),
         Command::Serve => serve(cli.config, cli.log_format),
+        Command::Policy(PolicyCommand::Explain { domain, resolve }) => {
+            explain(cli.config, &domain, resolve)
+        }
     }
 }
 
@@ -168,5 +187,32 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("received SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}
+
+fn explain(path: Option<PathBuf>, domain: &str, resolve: bool) -> ExitCode {
+    let loaded = match load_or_report(path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(postern::explain::explain(&loaded.config, domain, resolve)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -29,6 +29,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Listen(std::io::Error),
+    #[error("outbound: {0}")]
+    Outbound(String),
 }
 
 /// A started daemon.
@@ -60,35 +62,91 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let tls = Some(tls_config(config, &hostname, state)?);
+    let loaded_certs = load_certs(config, &hostname, state)?;
+    let tls = Some(postern_tls::server_config(
+        config.tls.profile,
+        loaded_certs.clone(),
+    )?);
 
     let queue_dir = state.join("queue");
     let spool = Spool::open(&queue_dir).map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
         source,
     })?;
-    let router = Arc::new(config.router());
-    let queue =
-        Queue::start(Arc::new(spool), config.queue.clone(), router.clone()).map_err(|source| {
-            StartError::Queue {
-                path: queue_dir.display().to_string(),
-                source,
-            }
-        })?;
+    let provider = postern_tls_provider();
+    let mut problems = postern_config::Problems::new();
+    let policies =
+        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
+    if !problems.is_empty() {
+        return Err(StartError::Outbound(
+            "the outbound TLS policies could not be loaded (run check-config)".into(),
+        ));
+    }
+    let dns =
+        postern_relay::outbound::dns::Dns::new(&config.resolver).map_err(StartError::Outbound)?;
+    let helo = config
+        .outbound
+        .helo_name
+        .clone()
+        .unwrap_or_else(|| hostname.clone());
+    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
+        config.outbound.clone(),
+        helo,
+        dns,
+        policies,
+    ));
+    let router = Arc::new(postern_relay::Router::new(
+        &config.route,
+        state,
+        &hostname,
+        Some(smtp),
+    ));
+    let queue = Queue::start_with(
+        Arc::new(spool),
+        config.queue.clone(),
+        router.clone(),
+        &hostname,
+    )
+    .map_err(|source| StartError::Queue {
+        path: queue_dir.display().to_string(),
+        source,
+    })?;
 
-    let ctx = Arc::new(ServerContext {
-        hostname: hostname.clone(),
-        relay: RelayPolicy::new(&config.relay),
-        routes: Box::new(move |d| router.routes(d)),
-        queue: queue.clone(),
-        tls,
-    });
+    let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>| {
+        let router = router.clone();
+        Arc::new(ServerContext {
+            hostname: hostname.clone(),
+            relay: RelayPolicy::new(&config.relay),
+            routes: Box::new(move |d| router.routes(d)),
+            queue: queue.clone(),
+            tls,
+        })
+    };
+    let ctx = make_ctx(tls);
     let (shutdown, rx) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
     for l in &config.listener {
         let mode = l.mode;
-        let listener = Listener::bind(l.clone(), ctx.clone())
+        // A listener that asks for client certificates gets its own TLS configuration.
+        let lctx = match (&l.client_certificates, &l.client_ca) {
+            (postern_inbound::ClientCertificates::Off, _) | (_, None) => ctx.clone(),
+            (mode, Some(ca)) => {
+                let roots = Arc::new(postern_tls::client::load_roots(Some(ca))?);
+                let auth = match mode {
+                    postern_inbound::ClientCertificates::Require => {
+                        postern_tls::ClientAuth::Require(roots)
+                    }
+                    _ => postern_tls::ClientAuth::Request(roots),
+                };
+                make_ctx(Some(postern_tls::server_config_with(
+                    config.tls.profile,
+                    loaded_certs.clone(),
+                    auth,
+                )?))
+            }
+        };
+        let listener = Listener::bind(l.clone(), lctx)
             .await
             .map_err(StartError::Listen)?;
         let addr = listener.local_addr().map_err(StartError::Listen)?;
@@ -112,11 +170,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-fn tls_config(
+fn load_certs(
     config: &Config,
     hostname: &str,
     state: &Path,
-) -> Result<Arc<rustls::ServerConfig>, StartError> {
+) -> Result<Vec<LoadedCert>, StartError> {
     let mut certs = config.tls.certificate.clone();
     if certs.is_empty() {
         let dir = state.join("tls");
@@ -141,7 +199,7 @@ fn tls_config(
         );
         loaded.push(l);
     }
-    Ok(postern_tls::server_config(config.tls.profile, loaded)?)
+    Ok(loaded)
 }
 
 fn postern_tls_provider() -> rustls::crypto::CryptoProvider {

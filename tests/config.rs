@@ -45,10 +45,25 @@ fn keys(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn everything() -> Config {
     let mut c: Config = postern::config::load(None).unwrap().config;
     c.server.hostname = Some("mx.example.org".into());
-    c.tls.certificate.push(postern_tls::CertificateConfig {
+    let cert = postern_tls::CertificateConfig {
         chain: "c.pem".into(),
         key: "k.pem".into(),
+    };
+    c.tls.certificate.push(cert.clone());
+    c.listener[0].client_ca = Some("ca.pem".into());
+    c.outbound.helo_name = Some("mx.example.org".into());
+    c.outbound.client_certificate = Some(cert.clone());
+    c.outbound.ca = Some("ca.pem".into());
+    c.outbound.policy.push(postern_relay::PolicyConfig {
+        domain: "example.net".into(),
+        tls: postern_relay::TlsLevel::Fingerprint,
+        match_names: vec!["nexthop".into()],
+        ca: Some("ca.pem".into()),
+        fingerprints: vec!["sha256:00".into()],
+        client_certificate: Some(postern_relay::outbound::config::ClientCertChoice::Own(cert)),
+        profile: Some(postern_tls::Profile::Default),
     });
+    c.resolver.nameservers.push("127.0.0.1:53".parse().unwrap());
     c
 }
 
@@ -59,11 +74,12 @@ fn reference_config_names_every_key_and_parses() {
     let parsed: Result<Config, _> = postern_config::parse_toml("config/postern.toml", &text);
     let parsed = parsed.unwrap_or_else(|e| panic!("{e}"));
     assert!(!parsed.listener.is_empty());
-    // Full validation fails only for the example certificate files, which do not exist here.
+    // Full validation fails only for the example certificate and CA files under
+    // /etc/postern, which do not exist here.
     if let Err(errs) = postern::config::load_str("config/postern.toml", &text) {
         for e in errs {
             assert!(
-                e.key.starts_with("tls.certificate"),
+                e.message.contains("/etc/postern/"),
                 "unexpected problem in the reference: {e}"
             );
         }
@@ -200,11 +216,11 @@ fn semantic_errors_are_located_too() {
     );
 
     let (_, err) = check(&format!(
-        "{BASE}[[route]]\ndomain = \"a.test\"\nnext_hop = \"smtp:[mx.a.test]:25\"\n"
+        "{BASE}[[route]]\ndomain = \"a.test\"\nnext_hop = \"smtp:192.0.2.1\"\n"
     ));
     assert!(
         err.contains(
-            "route[0].next_hop: \"smtp:[mx.a.test]:25\": SMTP next hops are not available"
+            "route[0].next_hop: \"smtp:192.0.2.1\": an IP address needs brackets: smtp:[192.0.2.1]"
         ),
         "{err}"
     );
@@ -276,4 +292,112 @@ fn help_and_version() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("postern {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn policy_explain_names_the_entry_and_what_it_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = postern_test_support::ca::TestCa::new("Explain CA").write_ca(dir.path(), "ca");
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}[relay]\nlocal_domains = [\"local.test\"]\n[[route]]\ndomain = \"local.test\"\nnext_hop = \"maildir:mail\"\n\
+             [[route]]\ndomain = \"partner.test\"\nnext_hop = \"smtp:[192.0.2.25]:2525\"\n\
+             [[outbound.policy]]\ndomain = \".gov.test\"\ntls = \"secure\"\nca = \"{}\"\n\
+             [[outbound.policy]]\ndomain = \"partner.test\"\ntls = \"encrypt\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let explain = |domain: &str| {
+        let out = bin()
+            .args(["policy", "explain", domain, "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain("mail.dept.gov.test");
+    assert!(
+        text.contains("policy:     [[outbound.policy]] #0 domain = \".gov.test\""),
+        "{text}"
+    );
+    assert!(text.contains("tls level:  secure"), "{text}");
+    assert!(
+        text.contains("carry one of these names: mail.dept.gov.test, .mail.dept.gov.test"),
+        "{text}"
+    );
+    assert!(text.contains("no [[route]] matches: MX lookup"), "{text}");
+    let text = explain("partner.test");
+    assert!(
+        text.contains("next hop:   smtp:[192.0.2.25]:2525 (from [[route]])"),
+        "{text}"
+    );
+    assert!(text.contains("tls level:  encrypt"), "{text}");
+    assert!(text.contains("never plaintext"), "{text}");
+    let text = explain("unknown.test");
+    assert!(text.contains("[outbound] tls = \"may\""), "{text}");
+    let text = explain("local.test");
+    assert!(text.contains("local Maildir"), "{text}");
+    let out = bin()
+        .args(["policy", "explain", "not a domain", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn outbound_policy_errors_are_located() {
+    let (code, err) = check(&format!(
+        "{BASE}[[outbound.policy]]\ndomain = \"a.test\"\ntls = \"fingerprint\"\n[[outbound.policy]]\ndomain = \"b.test\"\ntls = \"secure\"\nmatch = [\"hostname\"]\n[[outbound.policy]]\ndomain = \"c.test\"\ntls = \"dane\"\n"
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("outbound.policy[0].fingerprints: tls = \"fingerprint\" needs at least one"),
+        "{err}"
+    );
+    assert!(
+        err.contains("outbound.policy[1].match[0]: \"hostname\" is not usable here"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "outbound.policy[2].tls: tls = \"dane\" (DANE) is not available in this release"
+        ),
+        "{err}"
+    );
+    let (_, err) = check(&format!("{BASE}[outbound]\ntls = \"paranoid\"\n"));
+    assert!(
+        err.contains("outbound.tls: unknown variant `paranoid`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn example_configs_load() {
+    for name in [
+        "config/examples/internet-gateway.toml",
+        "config/examples/partner-relay.toml",
+    ] {
+        let text = std::fs::read_to_string(repo(name)).unwrap();
+        let parsed: Result<Config, _> = postern_config::parse_toml(name, &text);
+        let parsed = parsed.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!parsed.listener.is_empty(), "{name}");
+        // Only the certificate, key and CA files under /etc/postern are missing here.
+        if let Err(errs) = postern::config::load_str(name, &text) {
+            for e in errs {
+                assert!(
+                    e.message.contains("/etc/postern/"),
+                    "unexpected problem in {name}: {e}"
+                );
+            }
+        }
+    }
 }

@@ -581,3 +581,163 @@ async fn endless_data_past_the_size_limit_is_cut_off() {
     assert!(c.is_closed().await);
     assert!(s.all_delivered().is_empty());
 }
+
+/// Take a delivered report apart: (top-level header section, its parts), checking CRLF
+/// line ends, line lengths and the multipart/report structure on the way.
+fn report_parts(delivered: &[u8]) -> (String, Vec<String>) {
+    let text = String::from_utf8(delivered.to_vec()).unwrap();
+    for line in text.split("\r\n") {
+        assert!(!line.contains('\n') && !line.contains('\r'), "bare CR/LF");
+        assert!(line.len() <= 998, "line of {} octets", line.len());
+    }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let unfolded = head.replace("\r\n ", " ");
+    assert!(
+        unfolded
+            .contains("Content-Type: multipart/report; report-type=delivery-status; boundary=\""),
+        "{head}"
+    );
+    let boundary = unfolded
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|b| b.split('"').next())
+        .unwrap();
+    let mut parts: Vec<String> = body
+        .split(&format!("\r\n--{boundary}"))
+        .map(|p| p.trim_start_matches("\r\n").to_string())
+        .collect();
+    assert_eq!(parts.pop().as_deref(), Some("--\r\n"), "close delimiter");
+    parts.remove(0); // the preamble
+    (head.to_string(), parts)
+}
+
+#[tokio::test]
+async fn an_expired_message_bounces_into_the_senders_maildir() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // blocked.test delivers into a Maildir root that is a plain file: every attempt fails
+    // temporarily until max_age. The sender, alice@local.test, has a working route.
+    std::fs::write(state.join("blocked"), b"not a directory").unwrap();
+    let config = format!(
+        "[server]\nhostname = \"mx.postern.test\"\nstate_dir = \"{}\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n[relay]\nlocal_domains = [\"local.test\", \"blocked.test\"]\n[[route]]\ndomain = \"local.test\"\nnext_hop = \"maildir:mail\"\n[[route]]\ndomain = \"blocked.test\"\nnext_hop = \"maildir:blocked\"\n[queue]\nretry = [\"1s\"]\nmax_age = \"2s\"\n",
+        state.display()
+    );
+    let s = TestServer::start_with(dir, &config).await;
+    let mut c = SmtpClient::connect_greeted(s.addr()).await;
+    assert!(c.cmd("EHLO client.test").await.has_line("DSN"));
+    // One message without DSN parameters (the whole message comes back), one with.
+    assert_eq!(
+        c.send_mail("alice@local.test", &["bob@blocked.test"], MSG)
+            .await
+            .code,
+        250
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@local.test> RET=HDRS ENVID=e2e+2B1")
+            .await
+            .code,
+        250
+    );
+    assert_eq!(
+        c.cmd(
+            "RCPT TO:<bob@blocked.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Bob+2Btag@blocked.test"
+        )
+        .await
+        .code,
+        250
+    );
+    assert_eq!(c.cmd("DATA").await.code, 354);
+    c.send(b"Subject: with DSN parameters\r\n\r\nbody\r\n.\r\n")
+        .await;
+    assert_eq!(c.reply().await.code, 250);
+    // The parameters are in the queue file while the message waits.
+    let active = state.join("queue/active");
+    let header = std::fs::read_dir(&active)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .find(|t| t.contains("ret: HDRS"))
+        .expect("queue file with RET");
+    assert!(header.contains("\nenvid: e2e+2B1\n"), "{header}");
+    assert!(
+        header.contains("\nrcpt-dsn: 0 NOTIFY=FAILURE,DELAY ORCPT=rfc822;Bob+2Btag@blocked.test\n"),
+        "{header}"
+    );
+
+    let mut got = Vec::new();
+    for _ in 0..400 {
+        got = s.delivered("alice");
+        if got.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 2, "two bounces in alice's Maildir");
+    let mut full_seen = false;
+    for bounce in &got {
+        let text = String::from_utf8_lossy(bounce);
+        assert!(
+            text.starts_with("Return-Path: <>\r\nDelivered-To: alice@local.test\r\n"),
+            "{text}"
+        );
+        let (head, parts) = report_parts(&bounce[text.find("From: ").unwrap()..]);
+        assert!(
+            head.contains("From: Mail Delivery System <MAILER-DAEMON@"),
+            "{head}"
+        );
+        assert!(head.contains("To: <alice@local.test>\r\n"), "{head}");
+        assert!(
+            head.contains("Subject: Undelivered Mail Returned to Sender\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Auto-Submitted: auto-replied\r\n"), "{head}");
+        assert_eq!(parts.len(), 3, "{text}");
+        assert!(
+            parts[0].starts_with("Content-Type: text/plain"),
+            "{}",
+            parts[0]
+        );
+        let human = parts[0].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(human.contains("<bob@blocked.test>"), "{human}");
+        assert!(
+            human.contains("as long as the mail system keeps messages"),
+            "{human}"
+        );
+        assert!(parts[1].starts_with("Content-Type: message/delivery-status\r\n"));
+        for want in [
+            "Final-Recipient: rfc822; bob@blocked.test\r\n",
+            "Action: failed\r\n",
+            "Status: 4.4.7\r\n",
+            "Diagnostic-Code: X-Postern; message expired after 2s in the queue; last",
+        ] {
+            assert!(parts[1].contains(want), "missing {want:?} in {}", parts[1]);
+        }
+        if parts[1].contains("Original-Envelope-Id: e2e+1\r\n") {
+            assert!(parts[1].contains("Original-Recipient: rfc822;Bob+tag@blocked.test\r\n"));
+            assert!(parts[2].starts_with("Content-Type: text/rfc822-headers\r\n"));
+            assert!(parts[2].contains("Subject: with DSN parameters\r\n"));
+            assert!(!parts[2].contains("body"));
+        } else {
+            assert!(parts[2].starts_with("Content-Type: message/rfc822\r\n"));
+            let returned = parts[2].split_once("\r\n\r\n").unwrap().1;
+            assert!(returned.ends_with(std::str::from_utf8(MSG_UNSTUFFED).unwrap()));
+            full_seen = true;
+        }
+    }
+    assert!(full_seen, "one bounce returns the whole message");
+    // Everything was reported: nothing is left in the queue or kept in failed/.
+    for _ in 0..100 {
+        if s.queued() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.queued(), 0);
+    assert_eq!(
+        std::fs::read_dir(state.join("queue/failed"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

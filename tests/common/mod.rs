@@ -50,6 +50,9 @@ next_hop = "maildir:mail"
     }
 
     pub async fn start_with(dir: tempfile::TempDir, text: &str) -> TestServer {
+        if std::env::var_os("POSTERN_TEST_LOG").is_some() {
+            postern::logging::init(postern::logging::LogFormat::Text);
+        }
         let loaded = postern::config::load_str("test.toml", text).unwrap_or_else(|e| {
             panic!(
                 "test config invalid: {}",

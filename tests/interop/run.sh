@@ -543,5 +543,6 @@ if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -n 40 "$LOG" | sed 's/^/    | /'
 fi
 
+pf_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); pf_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/postfix/run.sh" 2>&1 || true); [ -n "$pf_sum" ] || { echo "FAILED - postfix interop (tests/interop/postfix/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -58,6 +58,23 @@ pub struct ListenerConfig {
     /// Longest wait for more message data during DATA/BDAT.
     #[serde(default = "d_data_timeout")]
     pub data_timeout: Duration,
+    /// Ask TLS clients for a certificate: `off`, `request` (verified when presented),
+    /// `require` (no certificate, no TLS session).
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+    /// PEM bundle of the CAs that client certificates must chain to (partner CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// `client_certificates` on a listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertificates {
+    #[default]
+    Off,
+    Request,
+    Require,
 }
 
 fn d_max_message_size() -> Size {
@@ -96,6 +113,8 @@ impl ListenerConfig {
             max_errors: d_max_errors(),
             command_timeout: d_command_timeout(),
             data_timeout: d_data_timeout(),
+            client_certificates: ClientCertificates::Off,
+            client_ca: None,
         }
     }
 }
@@ -144,6 +163,15 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
             if v == 0 {
                 p.push(at.key(key), "must be at least 1");
             }
+        }
+        if l.client_certificates != ClientCertificates::Off && l.client_ca.is_none() {
+            p.push(at.key("client_ca"), "client_certificates needs client_ca: the PEM file of the CAs client certificates must chain to");
+        }
+        if l.client_certificates != ClientCertificates::Off && l.mode == Mode::Plain {
+            p.push(
+                at.key("client_certificates"),
+                "a plain listener has no TLS, so it cannot ask for client certificates",
+            );
         }
         if l.max_message_size.bytes() < 1024 {
             p.push(

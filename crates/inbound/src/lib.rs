@@ -28,6 +28,8 @@ mod received;
 mod relay_control;
 mod session;
 
-pub use config::{ListenerConfig, Mode, RelayConfig, validate as validate_config};
+pub use config::{
+    ClientCertificates, ListenerConfig, Mode, RelayConfig, validate as validate_config,
+};
 pub use listener::{Listener, ServerContext};
 pub use relay_control::RelayPolicy;

@@ -11,8 +11,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What became of one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Delivered; the text is the receiving side's answer (for the log).
+    /// Delivered into the recipient's mailbox (final delivery, e.g. a local Maildir); the
+    /// text is the receiving side's answer (for the log). A recipient with
+    /// `NOTIFY=SUCCESS` gets a delivery report.
     Delivered(String),
+    /// Accepted by the next MTA, which is now responsible for the message and for any
+    /// report about it (RFC 3461 §5.2.1); the text is its answer. Counts as delivered,
+    /// but the queue sends no delivery report.
+    Relayed(String),
     /// Try again later.
     Temporary(String),
     /// Will never succeed.

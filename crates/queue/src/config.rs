@@ -1,9 +1,9 @@
 //! The `[queue]` section.
 
-use postern_config::{Duration, KeyPath, Problems};
+use postern_config::{Duration, KeyPath, Problems, Size};
 use serde::{Deserialize, Serialize};
 
-/// `[queue]`: retry behaviour.
+/// `[queue]`: retry behaviour and delivery reports.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
@@ -17,6 +17,14 @@ pub struct QueueConfig {
     /// Deliveries in progress at once, over all destinations.
     #[serde(default = "default_concurrency")]
     pub delivery_concurrency: usize,
+    /// Tell the sender once, with a delay warning, when a message has waited this long
+    /// and recipients are still being retried. Absent: no delay warnings (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_warning: Option<Duration>,
+    /// A bounce returns the whole original message only up to this size; a larger one
+    /// gets its headers only.
+    #[serde(default = "default_bounce_return_limit")]
+    pub bounce_return_limit: Size,
 }
 
 fn default_retry() -> Vec<Duration> {
@@ -31,6 +39,9 @@ fn default_max_age() -> Duration {
 fn default_concurrency() -> usize {
     20
 }
+fn default_bounce_return_limit() -> Size {
+    Size::mib(1)
+}
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -38,6 +49,8 @@ impl Default for QueueConfig {
             retry: default_retry(),
             max_age: default_max_age(),
             delivery_concurrency: default_concurrency(),
+            delay_warning: None,
+            bounce_return_limit: default_bounce_return_limit(),
         }
     }
 }
@@ -64,6 +77,20 @@ impl QueueConfig {
         if self.delivery_concurrency == 0 {
             p.push(at.key("delivery_concurrency"), "must be at least 1");
         }
+        match self.delay_warning {
+            Some(d) if d.get().is_zero() => p.push(
+                at.key("delay_warning"),
+                "must be longer than zero; leave it out to send no delay warnings",
+            ),
+            Some(d) if d >= self.max_age => p.push(
+                at.key("delay_warning"),
+                format!(
+                    "is not shorter than max_age ({}): messages would fail before any warning; shorten it or leave it out",
+                    self.max_age
+                ),
+            ),
+            _ => {}
+        }
     }
 
     /// Delay before the retry that follows attempt number `attempts` (1-based).
@@ -73,5 +100,36 @@ impl QueueConfig {
             .get(i)
             .map(|d| d.get())
             .unwrap_or(std::time::Duration::from_secs(300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(c: &QueueConfig) -> Vec<String> {
+        let mut p = Problems::new();
+        c.validate(&KeyPath::of("queue"), &mut p);
+        p.locate_in("t.toml", "")
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn delay_warning_must_come_before_max_age() {
+        let mut c = QueueConfig::default();
+        assert!(problems(&c).is_empty());
+        c.delay_warning = Some("4h".parse().unwrap());
+        assert!(problems(&c).is_empty());
+        c.delay_warning = Some("5d".parse().unwrap());
+        let p = problems(&c);
+        assert!(
+            p.iter().any(|e| e.contains("not shorter than max_age")),
+            "{p:?}"
+        );
+        c.delay_warning = Some("0s".parse().unwrap());
+        let p = problems(&c);
+        assert!(p.iter().any(|e| e.contains("leave it out")), "{p:?}");
     }
 }

@@ -14,14 +14,28 @@
 //! before that leaves at most a file in `incoming/`, which the next start deletes; a crash
 //! after it leaves a complete `.msg` whose trailer proves it complete.
 //!
+//! After each delivery attempt the queue sends the sender the delivery status
+//! notifications (DSNs) it is owed, as new queued messages with the null sender:
+//! bounces for failed recipients, optional delay warnings, and delivery reports for
+//! `NOTIFY=SUCCESS` (see `notice.rs` and `dsn.rs`).
+//!
 //! # Security
 //! Queue files are written by the daemon only; on read-back they are still treated as
 //! untrusted (a damaged disk, an operator's editor): every parse error quarantines the
-//! file instead of crashing.
+//! file instead of crashing. Reports are never sent about a message with a null
+//! sender, so they cannot loop.
+//!
+//! # Standards
+//! RFC 5321 §6.1 (responsibility once accepted), RFC 3461 (DSN parameters and when
+//! reports are sent), RFC 3464 and RFC 6522 (report format).
 
 mod agent;
 mod config;
+mod date;
+pub mod dsn;
 mod id;
+mod notice;
+mod recipient;
 mod record;
 mod scheduler;
 mod spool;
@@ -32,10 +46,12 @@ pub mod agent_future {
     pub use crate::agent::BoxFuture;
 }
 pub use config::QueueConfig;
+pub use date::rfc5322_date;
 pub use id::QueueId;
+pub use recipient::Recipient;
 pub use record::{Envelope, RcptState, RcptStatus};
 pub use scheduler::Queue;
-pub use spool::{Incoming, QueuedMessage, Spool};
+pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {

@@ -8,24 +8,50 @@
 //! from: <alice@example.org>
 //! body: 8BITMIME
 //! smtputf8: no
+//! ret: HDRS                        <- RFC 3461 RET, only when the client gave it
+//! envid: QQ314159                  <- RFC 3461 ENVID (as xtext), only when given
 //! rcpt: <bob@example.net>
+//! rcpt-dsn: 0 NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net
 //!                                  <- empty line: the message follows
 //! Received: ...
 //! ...message, CRLF line endings...
 //! POSTERN-END 1234                 <- message length; a file without it is incomplete
 //! ```
 //!
+//! `rcpt-dsn: INDEX PARAMS` carries the RFC 3461 parameters of recipient `INDEX` (0 is the
+//! first `rcpt:` line) in their SMTP form, and is written only for recipients that have
+//! any. `ret:`, `envid:` and `rcpt-dsn:` are optional: files written before DSN support
+//! load unchanged (no RET, no ENVID, no NOTIFY: failures are reported, as RFC 3461 §4.1
+//! leaves to the MTA). Versions before them ignore unknown keys, so they read the new
+//! files too, without the DSN parameters.
+//!
 //! The per-recipient state lives in `ID.state`, one line per recipient:
 //! `INDEX STATUS ATTEMPTS LAST-ATTEMPT NEXT-ATTEMPT REASON...` (times in Unix seconds, `-`
-//! for none).
+//! for none), then optional message-level lines `KEY: VALUE`:
+//!
+//! - `notified: 0 2`: the recipients whose final status has been dealt with as far as
+//!   the sender is concerned: a report was queued, none was wanted (NOTIFY), or the next
+//!   MTA took the message and the reporting over ([`crate::Outcome::Relayed`]). A failed
+//!   recipient missing from it when the message is done keeps the message in `failed/`.
+//! - `delay-warned: 1764370000`: when the one delay warning was queued.
+//!
+//! State files without these lines (older versions) load with nothing notified, so
+//! failures recorded before bounces existed are reported at the next attempt.
+//!
+//! # Security
+//! Everything read back is re-checked (addresses, xtext), and text written into the
+//! header has its control characters replaced, so a value can never add a line.
+//!
+//! # Standards
+//! RFC 3461 §4 (the DSN parameters stored per message and per recipient).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use postern_smtp::address::{Address, ReversePath, parse_mailbox};
-use postern_smtp::command::BodyType;
+use postern_smtp::command::{BodyType, Notify, Orcpt, Ret, Xtext, XtextField};
 
-use crate::QueueId;
+use crate::{QueueId, Recipient};
 
 pub(crate) const MAGIC: &str = "POSTERN-QUEUE 1";
 pub(crate) const STATE_MAGIC: &str = "POSTERN-STATE 1";
@@ -40,9 +66,13 @@ pub struct Envelope {
     pub client_ip: Option<IpAddr>,
     pub helo: String,
     pub sender: ReversePath,
-    pub recipients: Vec<Address>,
+    pub recipients: Vec<Recipient>,
     pub body: BodyType,
     pub smtputf8: bool,
+    /// RFC 3461 RET, when the client gave it.
+    pub ret: Option<Ret>,
+    /// RFC 3461 ENVID, when the client gave it (encoded, as received).
+    pub envid: Option<Xtext>,
 }
 
 impl Envelope {
@@ -59,8 +89,17 @@ impl Envelope {
         let _ = writeln!(h, "from: {}", self.sender);
         let _ = writeln!(h, "body: {}", self.body.as_str());
         let _ = writeln!(h, "smtputf8: {}", if self.smtputf8 { "yes" } else { "no" });
-        for r in &self.recipients {
-            let _ = writeln!(h, "rcpt: <{r}>");
+        if let Some(ret) = self.ret {
+            let _ = writeln!(h, "ret: {}", ret.as_str());
+        }
+        if let Some(envid) = &self.envid {
+            let _ = writeln!(h, "envid: {}", sanitize(envid.as_str()));
+        }
+        for (i, r) in self.recipients.iter().enumerate() {
+            let _ = writeln!(h, "rcpt: <{}>", r.address);
+            if let Some(params) = r.dsn_params() {
+                let _ = writeln!(h, "rcpt-dsn: {i} {}", sanitize(&params));
+            }
         }
         h.push('\n');
         h
@@ -75,6 +114,7 @@ impl Envelope {
         let (mut id, mut arrived, mut client_ip, mut helo, mut sender) =
             (None, None, None, String::new(), None);
         let (mut body, mut smtputf8, mut recipients) = (BodyType::SevenBit, false, Vec::new());
+        let (mut ret, mut envid, mut dsn) = (None, None, Vec::new());
         for line in lines {
             let (k, v) = line
                 .split_once(": ")
@@ -103,13 +143,28 @@ impl Envelope {
                     }
                 }
                 "smtputf8" => smtputf8 = v == "yes",
-                "rcpt" => recipients.push(parse_bracketed(v)?),
+                "rcpt" => recipients.push(Recipient::new(parse_bracketed(v)?)),
+                "ret" => ret = Some(Ret::parse(v).ok_or_else(|| format!("bad RET {v:?}"))?),
+                "envid" => {
+                    envid = Some(
+                        Xtext::parse(v, XtextField::Envid)
+                            .map_err(|e| format!("bad ENVID {v:?}: {e}"))?,
+                    )
+                }
+                "rcpt-dsn" => dsn.push(parse_rcpt_dsn(v)?),
                 // Keys from newer versions are kept by ignoring them, not by failing.
                 _ => {}
             }
         }
         if recipients.is_empty() {
             return Err("no recipients".into());
+        }
+        for (i, notify, orcpt) in dsn {
+            let r = recipients
+                .get_mut(i)
+                .ok_or("rcpt-dsn: recipient index out of range")?;
+            r.notify = notify.or(r.notify);
+            r.orcpt = orcpt.or(r.orcpt.take());
         }
         Ok(Envelope {
             id: id.ok_or("missing id")?,
@@ -120,8 +175,33 @@ impl Envelope {
             recipients,
             body,
             smtputf8,
+            ret,
+            envid,
         })
     }
+}
+
+/// `INDEX NOTIFY=... ORCPT=...` from an `rcpt-dsn:` line.
+fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), String> {
+    let mut words = v.split(' ');
+    let i = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("bad rcpt-dsn line {v:?}"))?;
+    let (mut notify, mut orcpt) = (None, None);
+    for w in words.filter(|w| !w.is_empty()) {
+        match w.split_once('=') {
+            Some(("NOTIFY", n)) => {
+                notify = Some(Notify::parse(n).map_err(|e| format!("rcpt-dsn: {e}"))?)
+            }
+            Some(("ORCPT", o)) => {
+                orcpt = Some(Orcpt::parse(o).map_err(|e| format!("rcpt-dsn: {e}"))?)
+            }
+            // Parameters from newer versions are ignored, as unknown keys are.
+            _ => {}
+        }
+    }
+    Ok((i, notify, orcpt))
 }
 
 fn parse_bracketed(v: &str) -> Result<Address, String> {
@@ -138,6 +218,10 @@ pub(crate) fn sanitize(s: &str) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
+
+/// How the reason of a recipient that failed by expiry starts (the scheduler writes
+/// it, bounces recognise it).
+pub(crate) const EXPIRED: &str = "message expired after ";
 
 /// Where a recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +266,9 @@ pub struct RcptState {
     pub last_attempt: Option<u64>,
     pub next_attempt: Option<u64>,
     pub reason: String,
+    /// The sender has been told about this recipient's final status, or asked not to be
+    /// (NOTIFY). A failed recipient without it is a bounce still owed.
+    pub notified: bool,
 }
 
 impl RcptState {
@@ -192,6 +279,7 @@ impl RcptState {
             last_attempt: None,
             next_attempt: None,
             reason: String::new(),
+            notified: false,
         }
     }
 }
@@ -202,7 +290,15 @@ impl Default for RcptState {
     }
 }
 
-pub(crate) fn format_state(states: &[RcptState]) -> String {
+/// Everything in an `ID.state` file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct StateFile {
+    pub rcpts: Vec<RcptState>,
+    /// When the delay warning was queued (at most one per message).
+    pub delay_warned: Option<u64>,
+}
+
+pub(crate) fn format_state(states: &[RcptState], delay_warned: Option<u64>) -> String {
     let t = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     let mut s = format!("{STATE_MAGIC}\n");
     for (i, r) in states.iter().enumerate() {
@@ -216,16 +312,50 @@ pub(crate) fn format_state(states: &[RcptState]) -> String {
             sanitize(&r.reason)
         );
     }
+    let notified: Vec<String> = states
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.notified)
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if !notified.is_empty() {
+        let _ = writeln!(s, "notified: {}", notified.join(" "));
+    }
+    if let Some(w) = delay_warned {
+        let _ = writeln!(s, "delay-warned: {w}");
+    }
     s
 }
 
-pub(crate) fn parse_state(text: &str, n: usize) -> Result<Vec<RcptState>, String> {
+pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, String> {
     let mut lines = text.lines();
     if lines.next() != Some(STATE_MAGIC) {
         return Err("bad state file header".into());
     }
-    let mut out = vec![RcptState::new(); n];
+    let mut out = StateFile {
+        rcpts: vec![RcptState::new(); n],
+        delay_warned: None,
+    };
+    let mut notified = Vec::new();
     for line in lines {
+        if !line.starts_with(|c: char| c.is_ascii_digit()) {
+            let (k, v) = line
+                .split_once(": ")
+                .ok_or_else(|| format!("bad state line {line:?}"))?;
+            match k {
+                "notified" => {
+                    for w in v.split(' ').filter(|w| !w.is_empty()) {
+                        notified.push(w.parse::<usize>().map_err(|_| "bad notified index")?);
+                    }
+                }
+                "delay-warned" => {
+                    out.delay_warned = Some(v.parse().map_err(|_| "bad delay-warned time")?)
+                }
+                // Keys from newer versions are ignored, not fatal.
+                _ => {}
+            }
+            continue;
+        }
         let mut f = line.splitn(6, ' ');
         let mut next = || f.next().ok_or_else(|| format!("short state line {line:?}"));
         let i: usize = next()?.parse().map_err(|_| "bad recipient index")?;
@@ -241,14 +371,21 @@ pub(crate) fn parse_state(text: &str, n: usize) -> Result<Vec<RcptState>, String
         let last_attempt = time(next()?)?;
         let next_attempt = time(next()?)?;
         let reason = f.next().unwrap_or("").to_string();
-        let slot = out.get_mut(i).ok_or("recipient index out of range")?;
+        let slot = out.rcpts.get_mut(i).ok_or("recipient index out of range")?;
         *slot = RcptState {
             status,
             attempts,
             last_attempt,
             next_attempt,
             reason,
+            notified: false,
         };
+    }
+    for i in notified {
+        out.rcpts
+            .get_mut(i)
+            .ok_or("notified index out of range")?
+            .notified = true;
     }
     Ok(out)
 }
@@ -259,6 +396,13 @@ mod tests {
     use postern_smtp::address::Domain;
 
     fn env() -> Envelope {
+        let mut carol = Recipient::new(parse_mailbox("c@[192.0.2.9]").unwrap());
+        carol.notify = Some(Notify {
+            success: true,
+            failure: true,
+            delay: false,
+        });
+        carol.orcpt = Some(Orcpt::parse("rfc822;C+2Bx@example.org").unwrap());
         Envelope {
             id: QueueId::generate(),
             arrived: 1_764_360_000,
@@ -268,12 +412,11 @@ mod tests {
                 local: "a b".into(),
                 domain: Domain::Name("x.org".into()),
             }),
-            recipients: vec![
-                parse_mailbox("bob@example.net").unwrap(),
-                parse_mailbox("c@[192.0.2.9]").unwrap(),
-            ],
+            recipients: vec![parse_mailbox("bob@example.net").unwrap().into(), carol],
             body: BodyType::EightBitMime,
             smtputf8: true,
+            ret: Some(Ret::Hdrs),
+            envid: Some(Xtext::parse("QQ+2B1", XtextField::Envid).unwrap()),
         }
     }
 
@@ -283,12 +426,50 @@ mod tests {
         let h = e.header();
         assert!(h.contains("from: <\"a b\"@x.org>\n"), "{h}");
         assert!(h.contains("client: [192.0.2.1] client??x\n"), "{h}");
+        assert!(h.contains("ret: HDRS\nenvid: QQ+2B1\n"), "{h}");
+        assert!(
+            h.contains("rcpt: <c@[192.0.2.9]>\nrcpt-dsn: 1 NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;C+2Bx@example.org\n"),
+            "{h}"
+        );
+        assert!(!h.contains("rcpt-dsn: 0"), "{h}");
         let back = Envelope::parse_header(h.trim_end_matches('\n')).unwrap();
-        assert_eq!(back.recipients, e.recipients);
-        assert_eq!(back.sender, e.sender);
-        assert_eq!(back.body, BodyType::EightBitMime);
-        assert!(back.smtputf8);
-        assert_eq!(back.arrived, e.arrived);
+        assert_eq!(back.helo, "client??x");
+        assert_eq!(
+            back,
+            Envelope {
+                helo: back.helo.clone(),
+                ..e
+            }
+        );
+    }
+
+    #[test]
+    fn headers_from_before_dsn_support_still_load() {
+        let old = "POSTERN-QUEUE 1\nid: 0063F1A2B3C4D00001\narrived: 1764360000\nclient: [-] x\nfrom: <a@b.example>\nbody: 7BIT\nsmtputf8: no\nrcpt: <c@d.example>";
+        let e = Envelope::parse_header(old).unwrap();
+        assert_eq!(e.ret, None);
+        assert_eq!(e.envid, None);
+        assert_eq!(e.recipients[0].notify, None);
+        assert_eq!(e.recipients[0].orcpt, None);
+        assert_eq!(e.recipients[0].to_string(), "c@d.example");
+        // Unknown keys and unknown rcpt-dsn parameters (a newer version) are ignored.
+        let newer = format!("{old}\nrcpt-dsn: 0 NOTIFY=NEVER FUTURE=1\nfuture: x");
+        let e = Envelope::parse_header(&newer).unwrap();
+        assert!(e.recipients[0].notify.unwrap().is_never());
+        // Damaged DSN lines are errors (the file is quarantined), never ignored silently.
+        for bad in [
+            "rcpt-dsn: 1 NOTIFY=NEVER",
+            "rcpt-dsn: x NOTIFY=NEVER",
+            "rcpt-dsn: 0 NOTIFY=SOMETIMES",
+            "rcpt-dsn: 0 ORCPT=nosemicolon",
+            "ret: ALL",
+            "envid: a=b",
+        ] {
+            assert!(
+                Envelope::parse_header(&format!("{old}\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -303,21 +484,46 @@ mod tests {
 
     #[test]
     fn state_round_trip() {
-        let mut s = vec![RcptState::new(), RcptState::new()];
+        let mut s = vec![RcptState::new(), RcptState::new(), RcptState::new()];
         s[1] = RcptState {
             status: RcptStatus::Deferred,
             attempts: 2,
             last_attempt: Some(10),
             next_attempt: Some(20),
             reason: "451 4.3.0 try later\nsecond line".into(),
+            notified: false,
         };
-        let text = format_state(&s);
-        let back = parse_state(&text, 2).unwrap();
-        assert_eq!(back[0], s[0]);
-        assert_eq!(back[1].reason, "451 4.3.0 try later?second line");
+        s[2].status = RcptStatus::Failed;
+        s[2].notified = true;
+        let text = format_state(&s, Some(15));
+        assert!(
+            text.ends_with("\nnotified: 2\ndelay-warned: 15\n"),
+            "{text}"
+        );
+        let back = parse_state(&text, 3).unwrap();
+        assert_eq!(back.rcpts[0], s[0]);
+        assert_eq!(back.rcpts[1].reason, "451 4.3.0 try later?second line");
+        assert_eq!(back.rcpts[2], s[2]);
+        assert_eq!(back.delay_warned, Some(15));
         assert!(parse_state(&text, 1).is_err());
         for cut in 0..text.len() {
-            let _ = parse_state(&text[..cut], 2);
+            let _ = parse_state(&text[..cut], 3);
         }
+    }
+
+    #[test]
+    fn state_files_from_before_dsn_support_still_load() {
+        let old =
+            "POSTERN-STATE 1\n0 failed 1 10 - 550 5.1.1 no such user\n1 delivered 1 10 - ok\n";
+        let back = parse_state(old, 2).unwrap();
+        assert_eq!(back.rcpts[0].status, RcptStatus::Failed);
+        assert!(
+            !back.rcpts[0].notified,
+            "an old failure is a bounce still owed"
+        );
+        assert_eq!(back.delay_warned, None);
+        let newer = format!("{old}some-future-key: 1\n");
+        assert!(parse_state(&newer, 2).is_ok());
+        assert!(parse_state(&format!("{old}notified: 7\n"), 2).is_err());
     }
 }

@@ -1,16 +1,20 @@
 //! The delivery scheduler: one task that knows when each message is due, and a bounded
-//! number of delivery tasks.
+//! number of delivery tasks. After each attempt, `notice.rs` queues the reports the
+//! sender is owed (bounces, delay warnings, delivery reports) before the new state is
+//! written.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use postern_smtp::address::ReversePath;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{error, info, warn};
 
-use crate::record::RcptStatus;
-use crate::spool::blocking;
+use crate::notice::Notifier;
+use crate::record::{EXPIRED, RcptStatus};
+use crate::spool::{Finished, blocking};
 use crate::{
     DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool,
     unix_now,
@@ -37,11 +41,28 @@ impl std::fmt::Debug for Cmd {
 }
 
 impl Queue {
-    /// Load what is already queued and start delivering. Must run inside a tokio runtime.
+    /// [`Queue::start_with`] without a host name: reports would come from
+    /// `MAILER-DAEMON@localhost`, so this logs a warning. Kept for callers not yet
+    /// updated.
     pub fn start(
         spool: Arc<Spool>,
         config: QueueConfig,
         agent: Arc<dyn DeliveryAgent>,
+    ) -> io::Result<Queue> {
+        warn!(
+            "the queue was started without a host name: bounces will come from MAILER-DAEMON@localhost (the daemon should call Queue::start_with)"
+        );
+        Queue::start_with(spool, config, agent, "localhost")
+    }
+
+    /// Load what is already queued and start delivering. `hostname` is Postern's own
+    /// name, used in the delivery reports the queue sends (`Reporting-MTA`, `From:
+    /// MAILER-DAEMON@hostname`). Must run inside a tokio runtime.
+    pub fn start_with(
+        spool: Arc<Spool>,
+        config: QueueConfig,
+        agent: Arc<dyn DeliveryAgent>,
+        hostname: &str,
     ) -> io::Result<Queue> {
         let existing = spool.load_all()?;
         if !existing.is_empty() {
@@ -52,10 +73,17 @@ impl Queue {
             );
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let config = Arc::new(config);
         let sched = Scheduler {
             spool: spool.clone(),
-            config: Arc::new(config),
+            config: config.clone(),
             agent,
+            notifier: Arc::new(Notifier {
+                hostname: hostname.to_string(),
+                spool: spool.clone(),
+                config,
+                tx: tx.clone(),
+            }),
             tx: tx.clone(),
             waiting: BTreeMap::new(),
             epoch: Instant::now(),
@@ -85,6 +113,7 @@ struct Scheduler {
     spool: Arc<Spool>,
     config: Arc<QueueConfig>,
     agent: Arc<dyn DeliveryAgent>,
+    notifier: Arc<Notifier>,
     tx: mpsc::UnboundedSender<Cmd>,
     /// (due, in ms since `epoch`; id) -> message.
     waiting: BTreeMap<(u64, QueueId), Box<QueuedMessage>>,
@@ -115,10 +144,11 @@ impl Scheduler {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, existing: Vec<QueuedMessage>) {
         for m in existing {
-            if m.pending().is_empty() {
+            if m.pending().is_empty() && !owes_bounce(&m) {
                 // All final but not yet cleaned up when the daemon stopped.
-                if let Err(e) = self.spool.finish(&m) {
-                    error!(queue_id = %m.envelope.id, "cannot finish message: {e}");
+                match self.spool.finish(&m) {
+                    Ok(how) => log_finished(&m, how, &self.spool),
+                    Err(e) => error!(queue_id = %m.envelope.id, "cannot finish message: {e}"),
                 }
                 continue;
             }
@@ -137,14 +167,15 @@ impl Scheduler {
                 let Some((_, msg)) = self.waiting.pop_first() else {
                     break;
                 };
-                let (agent, spool, config, tx) = (
+                let (agent, spool, config, notifier, tx) = (
                     self.agent.clone(),
                     self.spool.clone(),
                     self.config.clone(),
+                    self.notifier.clone(),
                     self.tx.clone(),
                 );
                 tokio::spawn(async move {
-                    let back = attempt(*msg, agent.as_ref(), &spool, &config)
+                    let back = attempt(*msg, agent.as_ref(), &spool, &config, &notifier)
                         .await
                         .map(Box::new);
                     drop(permit);
@@ -192,13 +223,20 @@ async fn attempt(
     agent: &dyn DeliveryAgent,
     spool: &Arc<Spool>,
     config: &QueueConfig,
+    notifier: &Notifier,
 ) -> Option<QueuedMessage> {
     let pending = msg.pending();
-    let outcomes = agent.deliver(&msg, &pending).await;
+    // No pending recipient: the message is only here for a bounce it still owes.
+    let outcomes = if pending.is_empty() {
+        Vec::new()
+    } else {
+        agent.deliver(&msg, &pending).await
+    };
     let now = unix_now();
     let id = msg.envelope.id;
     let expired = now.saturating_sub(msg.envelope.arrived) >= config.max_age.get().as_secs();
     let delay = now.saturating_sub(msg.envelope.arrived);
+    let mut newly_failed = Vec::new();
     for (n, &i) in pending.iter().enumerate() {
         let (relay, outcome) = match outcomes.get(n) {
             Some(o) => (o.relay.as_str(), o.outcome.clone()),
@@ -215,18 +253,23 @@ async fn attempt(
         st.last_attempt = Some(now);
         let (status, reason) = match outcome {
             Outcome::Delivered(r) => (RcptStatus::Delivered, r),
+            Outcome::Relayed(r) => {
+                // The next hop reports from now on.
+                st.notified = true;
+                (RcptStatus::Delivered, r)
+            }
             Outcome::Permanent(r) => (RcptStatus::Failed, r),
             Outcome::Temporary(r) if expired => (
                 RcptStatus::Failed,
-                format!(
-                    "message expired after {} in the queue; last error: {r}",
-                    config.max_age
-                ),
+                format!("{EXPIRED}{} in the queue; last error: {r}", config.max_age),
             ),
             Outcome::Temporary(r) => (RcptStatus::Deferred, r),
         };
         st.status = status;
         st.reason = reason;
+        if status == RcptStatus::Failed {
+            newly_failed.push(i);
+        }
         st.next_attempt = (status == RcptStatus::Deferred).then(|| {
             let base = config.delay_after(st.attempts).as_secs_f64();
             let jitter = 1.0 + (rand::random::<f64>() - 0.5) * 0.2;
@@ -246,34 +289,62 @@ async fn attempt(
             _ => warn!(queue_id = %id, "{line}"),
         }
     }
+    // Reports are queued (durably) before the state that says they were.
+    notifier.after_attempt(&mut msg, &newly_failed, now).await;
     let done = msg.pending().is_empty();
     let spool2 = spool.clone();
     let m2 = msg.clone();
     let res = blocking(move || {
         if done {
-            spool2.finish(&m2)
+            spool2.finish(&m2).map(Some)
         } else {
-            spool2.write_state(&m2)
+            spool2.write_state(&m2).map(|_| None)
         }
     })
     .await;
-    if let Err(e) = res {
+    match res {
+        Ok(Some(how)) => log_finished(&msg, how, spool),
+        Ok(None) => {}
         // The message stays in active/ with its old state: recipients are retried,
         // which may duplicate but never loses mail.
-        error!(queue_id = %id, "cannot record delivery state: {e}");
+        Err(e) => error!(queue_id = %id, "cannot record delivery state: {e}"),
     }
-    if done {
-        if msg.state.iter().any(|s| s.status == RcptStatus::Failed) {
+    if done { None } else { Some(msg) }
+}
+
+/// Whether a failed recipient has not been reported to a sender who can be told.
+fn owes_bounce(msg: &QueuedMessage) -> bool {
+    msg.envelope.sender != ReversePath::Null
+        && msg
+            .state
+            .iter()
+            .any(|s| s.status == RcptStatus::Failed && !s.notified)
+}
+
+/// The log line for a message that left `active/`.
+fn log_finished(msg: &QueuedMessage, how: Finished, spool: &Spool) {
+    let id = msg.envelope.id;
+    let count = |s: RcptStatus| msg.state.iter().filter(|r| r.status == s).count();
+    let (delivered, failed) = (count(RcptStatus::Delivered), count(RcptStatus::Failed));
+    match how {
+        Finished::Removed if failed == 0 => {
+            info!(queue_id = %id, "{id}: removed (all recipients delivered)")
+        }
+        Finished::Removed => info!(
+            queue_id = %id,
+            "{id}: removed ({delivered} delivered, {failed} failed and reported to the sender or not wanted by NOTIFY)"
+        ),
+        Finished::KeptInFailed => {
+            let why = if msg.envelope.sender == ReversePath::Null {
+                "it has a null sender, so no bounce can be sent"
+            } else {
+                "the bounce for them could not be queued"
+            };
             warn!(
                 queue_id = %id,
-                "{id}: has permanently failed recipients; kept in {} for the operator",
+                "{id}: has permanently failed recipients and {why}; kept in {} for the operator",
                 spool.failed_dir().display()
-            );
-        } else {
-            info!(queue_id = %id, "{id}: removed (all recipients delivered)");
+            )
         }
-        None
-    } else {
-        Some(msg)
     }
 }

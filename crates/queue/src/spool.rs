@@ -34,6 +34,18 @@ pub struct QueuedMessage {
     pub body_offset: u64,
     pub body_len: u64,
     pub state: Vec<RcptState>,
+    /// When the one delay warning for this message was queued.
+    pub delay_warned: Option<u64>,
+}
+
+/// Where [`Spool::finish`] put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Deleted: every recipient delivered, or reported to the sender as failed (or the
+    /// sender asked not to be told).
+    Removed,
+    /// Moved to `failed/`: a failed recipient could not be reported to the sender.
+    KeptInFailed,
 }
 
 impl QueuedMessage {
@@ -195,11 +207,15 @@ impl Spool {
             path: path.to_path_buf(),
             body_offset,
             body_len,
+            delay_warned: None,
         };
         let state_path = msg.state_path();
         match fs::read_to_string(&state_path) {
             Ok(s) => match record::parse_state(&s, msg.state.len()) {
-                Ok(st) => msg.state = st,
+                Ok(st) => {
+                    msg.state = st.rcpts;
+                    msg.delay_warned = st.delay_warned;
+                }
                 Err(e) => warn!(
                     file = %state_path.display(),
                     "unreadable delivery state ({e}); every recipient not known to be delivered will be tried again"
@@ -216,20 +232,25 @@ impl Spool {
         let path = msg.state_path();
         let tmp = path.with_extension("state.tmp");
         let mut f = File::create(&tmp)?;
-        f.write_all(record::format_state(&msg.state).as_bytes())?;
+        f.write_all(record::format_state(&msg.state, msg.delay_warned).as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     }
 
-    /// All recipients are final: remove the message, or keep it in `failed/` if any failed.
-    pub fn finish(&self, msg: &QueuedMessage) -> io::Result<()> {
-        let any_failed = msg.state.iter().any(|s| s.status == RcptStatus::Failed);
+    /// All recipients are final: remove the message, or move it to `failed/` when a
+    /// failed recipient was never reported to the sender (a null sender, or a bounce
+    /// that could not be queued), so that the operator still has it.
+    pub fn finish(&self, msg: &QueuedMessage) -> io::Result<Finished> {
+        let keep = msg
+            .state
+            .iter()
+            .any(|s| s.status == RcptStatus::Failed && !s.notified);
         let state = msg.state_path();
-        if any_failed {
+        if keep {
             let name = msg.envelope.id.to_string();
             let dst_state = self.failed.join(format!("{name}.state"));
             let mut f = File::create(&dst_state)?;
-            f.write_all(record::format_state(&msg.state).as_bytes())?;
+            f.write_all(record::format_state(&msg.state, msg.delay_warned).as_bytes())?;
             f.sync_all()?;
             fs::rename(&msg.path, self.failed.join(format!("{name}.msg")))?;
             sync_dir(&self.failed)?;
@@ -238,7 +259,11 @@ impl Spool {
         }
         match fs::remove_file(&state) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            _ => Ok(if keep {
+                Finished::KeptInFailed
+            } else {
+                Finished::Removed
+            }),
         }
     }
 
@@ -350,6 +375,7 @@ impl Incoming {
             path: self.spool.active.join(format!("{}.msg", self.envelope.id)),
             body_offset: self.body_offset,
             body_len: self.body_len,
+            delay_warned: None,
         };
         if let Some(n) = &self.notify {
             let _ = n.send(Cmd::Add(Box::new(msg.clone())));

@@ -21,9 +21,14 @@ fn envelope(rcpts: &[&str]) -> Envelope {
         client_ip: Some("127.0.0.1".parse().unwrap()),
         helo: "client.test".into(),
         sender: ReversePath::Address(parse_mailbox("alice@sender.test").unwrap()),
-        recipients: rcpts.iter().map(|r| parse_mailbox(r).unwrap()).collect(),
+        recipients: rcpts
+            .iter()
+            .map(|r| parse_mailbox(r).unwrap().into())
+            .collect(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        ret: None,
+        envid: None,
     }
 }
 
@@ -166,7 +171,7 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn retries_then_delivers_and_keeps_failures_for_the_operator() {
+async fn retries_then_delivers_and_bounces_failures_to_the_sender() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
     let agent = Arc::new(FlakyAgent {
@@ -178,7 +183,7 @@ async fn retries_then_delivers_and_keeps_failures_for_the_operator() {
         retry: vec!["1s".parse().unwrap()],
         ..QueueConfig::default()
     };
-    let queue = Queue::start(spool.clone(), config, agent.clone()).unwrap();
+    let queue = Queue::start_with(spool.clone(), config, agent.clone(), "mx.test").unwrap();
     let mut inc = queue
         .begin(envelope(&["good@local.test", "bad@local.test"]))
         .await
@@ -191,17 +196,19 @@ async fn retries_then_delivers_and_keeps_failures_for_the_operator() {
     assert_eq!(st[0].status, RcptStatus::Deferred);
     assert_eq!(st[1].status, RcptStatus::Failed);
     assert!(st[0].next_attempt.is_some());
-    // Second attempt (about a second later) delivers the good one only, once.
-    wait_for(|| !m.path.exists()).await;
-    assert_eq!(
-        *agent.delivered.lock().unwrap(),
-        vec!["good@local.test".to_string()]
-    );
-    let failed = spool.failed_dir().join(m.path.file_name().unwrap());
-    assert!(failed.exists());
-    let state = fs::read_to_string(failed.with_extension("state")).unwrap();
+    // The failure was reported at once: the state says so.
+    let state = fs::read_to_string(m.path.with_extension("state")).unwrap();
     assert!(state.contains("1 failed 1 "), "{state}");
-    assert!(state.contains("550 5.1.1 no such user"), "{state}");
+    assert!(state.contains("\nnotified: 1\n"), "{state}");
+    // Second attempt (about a second later) delivers the good one only, once, and the
+    // bounce (to alice@sender.test, whose address the agent delivers) goes out too.
+    wait_for(|| !m.path.exists()).await;
+    wait_for(|| agent.delivered.lock().unwrap().len() == 2).await;
+    let mut delivered = agent.delivered.lock().unwrap().clone();
+    delivered.sort();
+    assert_eq!(delivered, ["alice@sender.test", "good@local.test"]);
+    // Reported, so not kept: failed/ is for what the sender could not be told.
+    assert!(fs::read_dir(spool.failed_dir()).unwrap().next().is_none());
 }
 
 #[tokio::test]
@@ -220,6 +227,7 @@ async fn a_restart_picks_up_queued_mail() {
         fail_times: 0,
         delivered: Default::default(),
     });
+    // The old entry point still works (host name "localhost").
     let _queue = Queue::start(spool, QueueConfig::default(), agent.clone()).unwrap();
     wait_for(|| !path.exists()).await;
     assert_eq!(agent.delivered.lock().unwrap().len(), 1);

@@ -10,7 +10,9 @@
 //! author (tmp → new, unique names).
 
 mod maildir;
+pub mod outbound;
 mod route;
 
 pub use maildir::MaildirAgent;
+pub use outbound::config::{OutboundConfig, PolicyConfig, ResolverConfig, TlsLevel};
 pub use route::{NextHop, RouteConfig, Router, validate as validate_routes};

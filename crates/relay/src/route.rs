@@ -12,6 +12,7 @@ use postern_smtp::address::{Domain, parse_domain};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::MaildirAgent;
+use crate::outbound::agent::{SmtpAgent, SmtpHop};
 
 /// One `[[route]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -29,12 +30,26 @@ pub struct RouteConfig {
 pub enum NextHop {
     /// Deliver into Maildirs under this directory, one per recipient local part.
     Maildir(PathBuf),
+    /// Deliver over SMTP: `smtp:HOST[:PORT]` (MX lookup on HOST) or `smtp:[HOST][:PORT]`
+    /// (connect to HOST itself, Postfix bracket semantics).
+    Smtp(SmtpHop),
 }
 
 impl fmt::Display for NextHop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NextHop::Maildir(p) => write!(f, "maildir:{}", p.display()),
+            NextHop::Smtp(h) => {
+                if h.mx {
+                    write!(f, "smtp:{}", h.host)?;
+                } else {
+                    write!(f, "smtp:[{}]", h.host)?;
+                }
+                if let Some(p) = h.port {
+                    write!(f, ":{p}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -42,6 +57,7 @@ impl fmt::Display for NextHop {
 impl std::str::FromStr for NextHop {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        let hint = "write \"smtp:mx.example.org\" (MX lookup), \"smtp:[relay.example.org]:25\" (that host, no MX lookup) or \"maildir:PATH\"";
         match s.split_once(':') {
             Some(("maildir", path)) if !path.is_empty() => {
                 Ok(NextHop::Maildir(PathBuf::from(path)))
@@ -49,14 +65,49 @@ impl std::str::FromStr for NextHop {
             Some(("maildir", _)) => {
                 Err("maildir: needs a directory, e.g. \"maildir:/var/mail/postern\"".into())
             }
-            Some(("smtp" | "lmtp", _)) => Err(format!(
-                "{s:?}: SMTP next hops are not available in this version of Postern; only maildir:PATH is"
-            )),
-            _ => Err(format!(
-                "unknown next hop {s:?}: write it as \"maildir:PATH\""
-            )),
+            Some(("smtp", rest)) => parse_smtp(rest)
+                .map(NextHop::Smtp)
+                .map_err(|e| format!("{s:?}: {e}; {hint}")),
+            _ => Err(format!("unknown next hop {s:?}: {hint}")),
         }
     }
+}
+
+fn parse_smtp(rest: &str) -> Result<SmtpHop, String> {
+    let (host, mx, tail): (String, bool, &str) = if let Some(r) = rest.strip_prefix('[') {
+        let end = r.find(']').ok_or("missing ']'")?;
+        (
+            r[..end].trim_start_matches("IPv6:").to_string(),
+            false,
+            &r[end + 1..],
+        )
+    } else {
+        match rest.rfind(':') {
+            Some(i) => (rest[..i].to_string(), true, &rest[i..]),
+            None => (rest.to_string(), true, ""),
+        }
+    };
+    let port = match tail {
+        "" => None,
+        t => Some(
+            t.strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("bad port {t:?}"))?,
+        ),
+    };
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    if host.is_empty() || (!is_ip && parse_domain(&host).is_err()) {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    if is_ip && mx {
+        return Err(format!("an IP address needs brackets: smtp:[{host}]"));
+    }
+    Ok(SmtpHop {
+        host: host.to_ascii_lowercase(),
+        port,
+        mx,
+    })
 }
 
 impl<'de> Deserialize<'de> for NextHop {
@@ -109,26 +160,38 @@ pub struct Router {
     /// `.example.org` entries, keyed without the dot.
     parents: HashMap<String, NextHop>,
     default: Option<NextHop>,
-    agents: HashMap<NextHop, Arc<dyn DeliveryAgent>>,
+    maildirs: HashMap<PathBuf, Arc<MaildirAgent>>,
+    /// SMTP delivery; also the default for domains without a route.
+    smtp: Option<Arc<SmtpAgent>>,
 }
 
 impl Router {
-    /// Build from a validated table. `base` resolves relative Maildir paths.
-    pub fn new(routes: &[RouteConfig], base: &Path, hostname: &str) -> Router {
+    /// Build from a validated table. `base` resolves relative Maildir paths. Without an
+    /// SMTP agent, domains without a route have nowhere to go.
+    pub fn new(
+        routes: &[RouteConfig],
+        base: &Path,
+        hostname: &str,
+        smtp: Option<Arc<SmtpAgent>>,
+    ) -> Router {
         let mut r = Router {
             exact: HashMap::new(),
             parents: HashMap::new(),
             default: None,
-            agents: HashMap::new(),
+            maildirs: HashMap::new(),
+            smtp,
         };
         for route in routes {
             let hop = match &route.next_hop {
-                NextHop::Maildir(p) => NextHop::Maildir(base.join(p)),
+                NextHop::Maildir(p) => {
+                    let p = base.join(p);
+                    r.maildirs
+                        .entry(p.clone())
+                        .or_insert_with(|| Arc::new(MaildirAgent::new(p.clone(), hostname)));
+                    NextHop::Maildir(p)
+                }
+                other => other.clone(),
             };
-            let agent: Arc<dyn DeliveryAgent> = match &hop {
-                NextHop::Maildir(p) => Arc::new(MaildirAgent::new(p.clone(), hostname)),
-            };
-            r.agents.entry(hop.clone()).or_insert(agent);
             let d = route.domain.to_ascii_lowercase();
             if d == "*" {
                 r.default = Some(hop);
@@ -141,9 +204,9 @@ impl Router {
         r
     }
 
-    /// The next hop for a domain: exact entry, then `.parent` entries from the nearest
-    /// parent outwards, then `*` (Postfix transport-map order).
-    pub fn next_hop(&self, domain: &Domain) -> Option<&NextHop> {
+    /// The configured route for a domain: exact entry, then `.parent` entries from the
+    /// nearest parent outwards, then `*` (Postfix transport-map order).
+    pub fn explicit(&self, domain: &Domain) -> Option<&NextHop> {
         let Domain::Name(name) = domain else {
             return self.default.as_ref();
         };
@@ -160,9 +223,34 @@ impl Router {
         self.default.as_ref()
     }
 
+    /// Where mail for `domain` goes: its route, else (with SMTP delivery) the domain's MX
+    /// hosts, or for an address literal that address itself.
+    pub fn next_hop(&self, domain: &Domain) -> Option<NextHop> {
+        if let Some(h) = self.explicit(domain) {
+            return Some(h.clone());
+        }
+        self.smtp.as_ref()?;
+        Some(NextHop::Smtp(match domain {
+            Domain::Name(n) => SmtpHop {
+                host: n.clone(),
+                port: None,
+                mx: true,
+            },
+            Domain::Literal(ip) => SmtpHop {
+                host: ip.to_string(),
+                port: None,
+                mx: false,
+            },
+        }))
+    }
+
     /// Whether mail for `domain` has somewhere to go.
     pub fn routes(&self, domain: &Domain) -> bool {
         self.next_hop(domain).is_some()
+    }
+
+    pub fn smtp(&self) -> Option<&Arc<SmtpAgent>> {
+        self.smtp.as_ref()
     }
 }
 
@@ -174,27 +262,44 @@ impl DeliveryAgent for Router {
     ) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
         Box::pin(async move {
             let mut results: Vec<Option<DeliveryOutcome>> = vec![None; rcpts.len()];
-            let mut groups: HashMap<&NextHop, Vec<usize>> = HashMap::new();
+            // Group by next hop, and for SMTP also by recipient domain (the TLS policy key).
+            let mut groups: HashMap<(NextHop, String), Vec<usize>> = HashMap::new();
             for (n, &i) in rcpts.iter().enumerate() {
                 let domain = &msg.envelope.recipients[i].domain;
                 match self.next_hop(domain) {
-                    Some(h) => groups.entry(h).or_default().push(n),
+                    Some(h) => {
+                        let key = match &h {
+                            NextHop::Smtp(_) => domain
+                                .to_string()
+                                .trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_string(),
+                            NextHop::Maildir(_) => String::new(),
+                        };
+                        groups.entry((h, key)).or_default().push(n)
+                    }
                     None => {
                         results[n] = Some(DeliveryOutcome {
                             relay: "none".into(),
                             outcome: Outcome::Temporary(format!(
-                                "no route for domain {domain}: add a [[route]] for it (the message waits in the queue)"
+                                "4.3.5 no route for domain {domain}: add a [[route]] for it (the message waits in the queue)"
                             )),
                         })
                     }
                 }
             }
-            for (hop, positions) in groups {
-                let Some(agent) = self.agents.get(hop) else {
-                    continue;
-                };
+            for ((hop, domain), positions) in groups {
                 let idx: Vec<usize> = positions.iter().map(|&n| rcpts[n]).collect();
-                let outcomes = agent.deliver(msg, &idx).await;
+                let outcomes = match &hop {
+                    NextHop::Maildir(p) => match self.maildirs.get(p) {
+                        Some(agent) => agent.deliver(msg, &idx).await,
+                        None => Vec::new(),
+                    },
+                    NextHop::Smtp(h) => match &self.smtp {
+                        Some(agent) => agent.deliver(h, &domain, msg, &idx).await,
+                        None => Vec::new(),
+                    },
+                };
                 for (k, &n) in positions.iter().enumerate() {
                     results[n] = outcomes.get(k).cloned();
                 }
@@ -205,7 +310,7 @@ impl DeliveryAgent for Router {
                     o.unwrap_or(DeliveryOutcome {
                         relay: "none".into(),
                         outcome: Outcome::Temporary(
-                            "internal error: no outcome from the agent".into(),
+                            "4.3.0 internal error: no outcome from the delivery agent".into(),
                         ),
                     })
                 })
@@ -238,8 +343,9 @@ mod tests {
             ]),
             Path::new("/base"),
             "h",
+            None,
         );
-        let hop = |d: &str| r.next_hop(&Domain::Name(d.into())).map(|h| h.to_string());
+        let hop = |d: &str| r.explicit(&Domain::Name(d.into())).map(|h| h.to_string());
         assert_eq!(hop("example.org").as_deref(), Some("maildir:/base/a"));
         assert_eq!(hop("mx.example.org").as_deref(), Some("maildir:/base/b"));
         assert_eq!(hop("a.b.example.org").as_deref(), Some("maildir:/base/b"));
@@ -248,6 +354,7 @@ mod tests {
             &routes(&[("example.org", "maildir:/abs")]),
             Path::new("/base"),
             "h",
+            None,
         );
         assert_eq!(r.next_hop(&Domain::Name("sub.example.org".into())), None);
         assert_eq!(
@@ -275,12 +382,20 @@ mod tests {
             errs.iter()
                 .any(|e| e.message.contains("already routed by route[0]"))
         );
-        assert!(
-            "smtp:[mx.test]:25"
-                .parse::<NextHop>()
-                .unwrap_err()
-                .contains("not available")
+        let hop = |s: &str| s.parse::<NextHop>().map(|h| h.to_string());
+        assert_eq!(hop("smtp:[mx.test]:2525").unwrap(), "smtp:[mx.test]:2525");
+        assert_eq!(hop("smtp:example.org").unwrap(), "smtp:example.org");
+        assert_eq!(hop("smtp:Example.org:587").unwrap(), "smtp:example.org:587");
+        assert_eq!(hop("smtp:[192.0.2.1]").unwrap(), "smtp:[192.0.2.1]");
+        assert_eq!(
+            hop("smtp:[IPv6:2001:db8::1]:25").unwrap(),
+            "smtp:[2001:db8::1]:25"
         );
+        assert!(hop("smtp:192.0.2.1").is_err());
+        assert!(hop("smtp:[mx.test]:0").is_err());
+        assert!(hop("smtp:[mx.test]:x").is_err());
+        assert!(hop("smtp:bad host").is_err());
+        assert!(hop("smtp:[mx.test").is_err());
         assert!("maildir:".parse::<NextHop>().is_err());
         assert!("pigeon:x".parse::<NextHop>().is_err());
     }

@@ -1,4 +1,14 @@
 //! The SMTP command grammar, RFC 5321 §4.1 plus the ESMTP parameters Postern supports.
+//!
+//! # Standards
+//! RFC 5321 §4.1 (commands), RFC 1870 (SIZE), RFC 6152 (BODY), RFC 6531 (SMTPUTF8),
+//! RFC 3030 (BDAT), RFC 3461 §4 (DSN parameters: RET, ENVID, NOTIFY, ORCPT, and xtext).
+//!
+//! # Security
+//! DSN parameter values come back to the sender in bounces and go onward to the next
+//! hop, so they are checked here once: xtext must be well formed and must decode to
+//! printable US-ASCII (no CR, LF or NUL can reach a header), ENVID is at most 100
+//! characters and ORCPT at most 500, the limits RFC 3461 §5.4 asks servers to accept.
 
 use std::fmt;
 
@@ -30,11 +40,283 @@ pub struct MailParams {
     pub body: Option<BodyType>,
     /// RFC 6531 SMTPUTF8.
     pub smtputf8: bool,
+    /// RFC 3461 §4.3 RET=: how much of the message a failure report returns.
+    pub ret: Option<Ret>,
+    /// RFC 3461 §4.4 ENVID=: the sender's identifier for this transaction.
+    pub envid: Option<Xtext>,
 }
 
-/// RCPT TO parameters (DSN parameters arrive with the outbound relay).
+/// RCPT TO parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RcptParams {}
+pub struct RcptParams {
+    /// RFC 3461 §4.1 NOTIFY=: which reports the sender wants for this recipient.
+    pub notify: Option<Notify>,
+    /// RFC 3461 §4.2 ORCPT=: the recipient's address as the sender first gave it.
+    pub orcpt: Option<Orcpt>,
+}
+
+/// RFC 3461 §4.3 RET: return the full message, or only its headers, in a failure report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+impl Ret {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        }
+    }
+
+    /// `FULL` or `HDRS`, in any letter case.
+    pub fn parse(s: &str) -> Option<Ret> {
+        if s.eq_ignore_ascii_case("FULL") {
+            Some(Ret::Full)
+        } else if s.eq_ignore_ascii_case("HDRS") {
+            Some(Ret::Hdrs)
+        } else {
+            None
+        }
+    }
+}
+
+/// RFC 3461 §4.1 NOTIFY: the events the sender wants a report for. No event at all is
+/// `NEVER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl Notify {
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+
+    pub fn is_never(self) -> bool {
+        self == Notify::NEVER
+    }
+
+    /// `NEVER`, or a comma-separated list of `SUCCESS`, `FAILURE` and `DELAY`, in any
+    /// letter case. The error is the text for the client.
+    pub fn parse(s: &str) -> Result<Notify, &'static str> {
+        const USAGE: &str =
+            "NOTIFY must be NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY";
+        if s.eq_ignore_ascii_case("NEVER") {
+            return Ok(Notify::NEVER);
+        }
+        let mut n = Notify::NEVER;
+        for word in s.split(',') {
+            let flag = if word.eq_ignore_ascii_case("SUCCESS") {
+                &mut n.success
+            } else if word.eq_ignore_ascii_case("FAILURE") {
+                &mut n.failure
+            } else if word.eq_ignore_ascii_case("DELAY") {
+                &mut n.delay
+            } else if word.eq_ignore_ascii_case("NEVER") {
+                return Err("NOTIFY=NEVER cannot be combined with other values");
+            } else {
+                return Err(USAGE);
+            };
+            if *flag {
+                return Err("NOTIFY names the same event twice");
+            }
+            *flag = true;
+        }
+        Ok(n)
+    }
+}
+
+impl fmt::Display for Notify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_never() {
+            return f.write_str("NEVER");
+        }
+        let words = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ];
+        let on: Vec<&str> = words.iter().filter(|(b, _)| *b).map(|(_, w)| *w).collect();
+        f.write_str(&on.join(","))
+    }
+}
+
+/// Which parameter an xtext belongs to, so that errors can name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XtextField {
+    Envid,
+    Orcpt,
+}
+
+/// RFC 3461 §4 xtext, checked: printable ASCII other than `+` and `=`, and `+XX` (two
+/// upper-case hex digits) for any other octet. It must decode to printable US-ASCII
+/// (graphic characters and space), which is all a report can carry. The encoded form
+/// is kept, so that it can be relayed exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xtext(String);
+
+impl Xtext {
+    /// Check `s` as the xtext value of `field`. The error is the text for the client.
+    pub fn parse(s: &str, field: XtextField) -> Result<Xtext, &'static str> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => {
+                    let v = hex_pair(b, i + 1).ok_or(xtext_error(field, 0))?;
+                    if !(0x20..=0x7e).contains(&v) {
+                        return Err(xtext_error(field, 2));
+                    }
+                    i += 3;
+                }
+                b'!'..=b'~' if b[i] != b'=' => i += 1,
+                _ => return Err(xtext_error(field, 1)),
+            }
+        }
+        Ok(Xtext(s.to_string()))
+    }
+
+    /// Encode printable text as xtext. Other characters become `+XX` per UTF-8 octet.
+    pub fn encode(s: &str) -> Xtext {
+        let mut out = String::with_capacity(s.len());
+        for &c in s.as_bytes() {
+            if (b'!'..=b'~').contains(&c) && c != b'+' && c != b'=' {
+                out.push(c as char);
+            } else {
+                out.push_str(&format!("+{c:02X}"));
+            }
+        }
+        Xtext(out)
+    }
+
+    /// The encoded form, as on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The decoded text (printable US-ASCII: checked by [`Xtext::parse`]).
+    pub fn decoded(&self) -> String {
+        let b = self.0.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = if b[i] == b'+' {
+                hex_pair(b, i + 1)
+            } else {
+                None
+            };
+            match hex {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                }
+                None => {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl fmt::Display for Xtext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The octet written as two upper-case hex digits at `b[i..i + 2]`.
+fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    Some(digit(*b.get(i)?)? << 4 | digit(*b.get(i + 1)?)?)
+}
+
+fn xtext_error(field: XtextField, kind: u8) -> &'static str {
+    match (field, kind) {
+        (XtextField::Envid, 0) => "ENVID: '+' must be followed by two upper-case hex digits",
+        (XtextField::Envid, 1) => {
+            "ENVID: only printable ASCII other than '+' and '=' may appear unencoded"
+        }
+        (XtextField::Envid, _) => "ENVID must decode to printable US-ASCII",
+        (XtextField::Orcpt, 0) => "ORCPT: '+' must be followed by two upper-case hex digits",
+        (XtextField::Orcpt, 1) => {
+            "ORCPT: only printable ASCII other than '+' and '=' may appear unencoded"
+        }
+        (XtextField::Orcpt, _) => "ORCPT must decode to printable US-ASCII",
+    }
+}
+
+/// RFC 3461 §4.2 ORCPT: `addr-type;xtext`, e.g. `rfc822;bob@example.org`. The address
+/// is not required to follow the syntax of its type (the sender may have been given
+/// it in another mail system); it is only carried back and forth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orcpt {
+    /// The address type as received (compare it case-insensitively).
+    pub addr_type: String,
+    pub address: Xtext,
+}
+
+impl Orcpt {
+    /// Longest ORCPT value accepted (RFC 3461 §5.4).
+    pub const MAX_LEN: usize = 500;
+
+    /// Parse an ORCPT value. The error is the text for the client.
+    pub fn parse(s: &str) -> Result<Orcpt, &'static str> {
+        if s.len() > Orcpt::MAX_LEN {
+            return Err("ORCPT is longer than 500 characters");
+        }
+        let usage = "ORCPT must be addr-type;address, e.g. ORCPT=rfc822;bob@example.org";
+        let (t, a) = s.split_once(';').ok_or(usage)?;
+        if t.is_empty() || !t.bytes().all(is_atext) {
+            return Err(usage);
+        }
+        if a.is_empty() {
+            return Err("ORCPT has no address after the ';'");
+        }
+        Ok(Orcpt {
+            addr_type: t.to_string(),
+            address: Xtext::parse(a, XtextField::Orcpt)?,
+        })
+    }
+}
+
+/// The parameter value as received: `addr-type;xtext`.
+impl fmt::Display for Orcpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{};{}", self.addr_type, self.address)
+    }
+}
+
+/// RFC 5322 §3.2.3 atext.
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+}
+
+/// Longest ENVID value accepted (RFC 3461 §5.4).
+pub const MAX_ENVID: usize = 100;
+
+fn envid(v: &str) -> Result<Xtext, CommandError> {
+    if v.is_empty() {
+        return Err(CommandError::BadParameter("ENVID must not be empty"));
+    }
+    if v.len() > MAX_ENVID {
+        return Err(CommandError::BadParameter(
+            "ENVID is longer than 100 characters",
+        ));
+    }
+    Xtext::parse(v, XtextField::Envid).map_err(CommandError::BadParameter)
+}
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +549,14 @@ fn mail(rest: &str) -> Result<Command, CommandError> {
             ("SMTPUTF8", Some(_)) => {
                 return Err(CommandError::BadParameter("SMTPUTF8 takes no value"));
             }
+            ("RET", v) => {
+                p.ret = Some(
+                    v.and_then(Ret::parse)
+                        .ok_or(CommandError::BadParameter("RET must be FULL or HDRS"))?,
+                )
+            }
+            ("ENVID", Some(v)) => p.envid = Some(envid(v)?),
+            ("ENVID", None) => return Err(CommandError::BadParameter("ENVID needs a value")),
             _ => return Err(CommandError::UnknownParameter(k)),
         }
     }
@@ -276,13 +566,21 @@ fn mail(rest: &str) -> Result<Command, CommandError> {
 fn rcpt(rest: &str) -> Result<Command, CommandError> {
     let path = strip_keyword(rest, "TO:").ok_or(CommandError::Syntax("RCPT TO:<address>"))?;
     let (to, tail) = address::parse_forward_path(path).map_err(CommandError::BadRecipient)?;
-    if let Some((k, _)) = params(tail)?.into_iter().next() {
-        return Err(CommandError::UnknownParameter(k));
+    let mut p = RcptParams::default();
+    for (k, v) in params(tail)? {
+        match (k.as_str(), v) {
+            ("NOTIFY", Some(v)) => {
+                p.notify = Some(Notify::parse(v).map_err(CommandError::BadParameter)?)
+            }
+            ("ORCPT", Some(v)) => {
+                p.orcpt = Some(Orcpt::parse(v).map_err(CommandError::BadParameter)?)
+            }
+            ("NOTIFY", None) => return Err(CommandError::BadParameter("NOTIFY needs a value")),
+            ("ORCPT", None) => return Err(CommandError::BadParameter("ORCPT needs a value")),
+            _ => return Err(CommandError::UnknownParameter(k)),
+        }
     }
-    Ok(Command::Rcpt {
-        to,
-        params: RcptParams {},
-    })
+    Ok(Command::Rcpt { to, params: p })
 }
 
 fn bdat(rest: &str) -> Result<Command, CommandError> {
@@ -393,15 +691,114 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(
-            p("RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().reply().code,
-            555
-        );
+        assert_eq!(p("RCPT TO:<a@b> FOO=1").unwrap_err().reply().code, 555);
         assert_eq!(
             p("RCPT TO:<a@@b>").unwrap_err().reply().status,
             Some("5.1.3")
         );
         assert_eq!(p("RCPT <a@b>").unwrap_err().reply().code, 501);
+    }
+
+    #[test]
+    fn dsn_mail_parameters() {
+        let Command::Mail { params, .. } =
+            p("MAIL FROM:<a@b> RET=hdrs ENVID=QQ314159+2Bx").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(params.ret, Some(Ret::Hdrs));
+        let envid = params.envid.unwrap();
+        assert_eq!(envid.as_str(), "QQ314159+2Bx");
+        assert_eq!(envid.decoded(), "QQ314159+x");
+        let bad = |s: &str| p(s).unwrap_err().reply().to_string();
+        assert_eq!(
+            bad("MAIL FROM:<a@b> RET=BODY"),
+            "501 5.5.4 Invalid parameter: RET must be FULL or HDRS"
+        );
+        assert!(bad("MAIL FROM:<a@b> RET").contains("RET must be FULL or HDRS"));
+        assert!(bad("MAIL FROM:<a@b> ENVID").contains("ENVID needs a value"));
+        assert!(bad("MAIL FROM:<a@b> ENVID=").contains("ENVID must not be empty"));
+        assert!(bad("MAIL FROM:<a@b> ENVID=a+2b").contains("two upper-case hex digits"));
+        assert!(bad("MAIL FROM:<a@b> ENVID=a+2").contains("two upper-case hex digits"));
+        assert!(bad("MAIL FROM:<a@b> ENVID=a+0D+0A").contains("printable US-ASCII"));
+        assert!(
+            bad(&format!("MAIL FROM:<a@b> ENVID={}", "x".repeat(101))).contains("longer than 100")
+        );
+        assert!(p(&format!("MAIL FROM:<a@b> ENVID={}", "x".repeat(100))).is_ok());
+        assert_eq!(
+            p("MAIL FROM:<a@b> RET=FULL RET=HDRS")
+                .unwrap_err()
+                .reply()
+                .code,
+            501
+        );
+    }
+
+    #[test]
+    fn dsn_rcpt_parameters() {
+        let rcpt = |s: &str| match p(s) {
+            Ok(Command::Rcpt { params, .. }) => Ok(params),
+            Ok(c) => panic!("{c:?}"),
+            Err(e) => Err(e.reply().to_string()),
+        };
+        let r = rcpt("RCPT TO:<a@b> notify=Failure,delay ORCPT=rfc822;a+2Bx@b").unwrap();
+        assert_eq!(
+            r.notify,
+            Some(Notify {
+                success: false,
+                failure: true,
+                delay: true
+            })
+        );
+        assert_eq!(r.notify.unwrap().to_string(), "FAILURE,DELAY");
+        let o = r.orcpt.unwrap();
+        assert_eq!(o.to_string(), "rfc822;a+2Bx@b");
+        assert_eq!(o.address.decoded(), "a+x@b");
+        let never = rcpt("RCPT TO:<a@b> NOTIFY=never").unwrap().notify.unwrap();
+        assert!(never.is_never());
+        assert_eq!(never.to_string(), "NEVER");
+        for (line, text) in [
+            ("RCPT TO:<a@b> NOTIFY=NEVER,FAILURE", "cannot be combined"),
+            ("RCPT TO:<a@b> NOTIFY=FAILURE,NEVER", "cannot be combined"),
+            ("RCPT TO:<a@b> NOTIFY=ALWAYS", "NOTIFY must be NEVER or"),
+            ("RCPT TO:<a@b> NOTIFY=", "NOTIFY must be NEVER or"),
+            ("RCPT TO:<a@b> NOTIFY=SUCCESS,", "NOTIFY must be NEVER or"),
+            ("RCPT TO:<a@b> NOTIFY=DELAY,delay", "same event twice"),
+            ("RCPT TO:<a@b> NOTIFY", "NOTIFY needs a value"),
+            ("RCPT TO:<a@b> ORCPT=a@b", "ORCPT must be addr-type;address"),
+            (
+                "RCPT TO:<a@b> ORCPT=;a@b",
+                "ORCPT must be addr-type;address",
+            ),
+            ("RCPT TO:<a@b> ORCPT=rfc822;", "no address after"),
+            (
+                "RCPT TO:<a@b> ORCPT=rfc822;a+zz",
+                "two upper-case hex digits",
+            ),
+            ("RCPT TO:<a@b> ORCPT=rfc822;a+00", "printable US-ASCII"),
+            ("RCPT TO:<a@b> ORCPT=rfc822;a=b", "may appear unencoded"),
+        ] {
+            let got = rcpt(line).unwrap_err();
+            assert!(got.starts_with("501 5.5.4 Invalid parameter: "), "{got}");
+            assert!(got.contains(text), "{line}: {got}");
+        }
+        let long = format!("RCPT TO:<a@b> ORCPT=rfc822;{}", "x".repeat(500));
+        assert!(rcpt(&long).unwrap_err().contains("longer than 500"));
+    }
+
+    #[test]
+    fn xtext_round_trip() {
+        for s in ["plain", "a+b=c", "sp ace", "~!"] {
+            let x = Xtext::encode(s);
+            assert_eq!(Xtext::parse(x.as_str(), XtextField::Envid), Ok(x.clone()));
+            assert_eq!(x.decoded(), s);
+        }
+        assert_eq!(Xtext::encode("a+b=c d").as_str(), "a+2Bb+3Dc+20d");
+        // Every byte string: an error or a value, never a panic.
+        for b in 0u8..=255 {
+            let s = format!("+{}", b as char);
+            let _ = Xtext::parse(&s, XtextField::Orcpt);
+        }
     }
 
     #[test]

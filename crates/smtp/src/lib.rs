@@ -21,12 +21,14 @@ pub mod address;
 pub mod bdat;
 pub mod command;
 pub mod data;
+pub mod encode;
 pub mod reply;
 
 pub use address::{Address, Domain, ForwardPath, ReversePath};
 pub use bdat::BdatReader;
 pub use command::{BodyType, Command, CommandError, MailParams, RcptParams};
 pub use data::{ContentError, DataReader, Feed};
+pub use encode::DataEncoder;
 pub use reply::Reply;
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.

@@ -13,6 +13,7 @@
 //! # Standards
 //! RFC 8446 (TLS 1.3), RFC 5246 (TLS 1.2), RFC 3207 (STARTTLS).
 
+pub mod client;
 mod config;
 mod resolver;
 pub mod selfsigned;
@@ -20,7 +21,7 @@ mod server;
 
 pub use config::{CertificateConfig, Profile, TlsConfig};
 pub use resolver::{CertResolver, LoadedCert};
-pub use server::{TlsSummary, server_config, summarize};
+pub use server::{ClientAuth, TlsSummary, server_config, server_config_with, summarize};
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::server::TlsStream;
 

@@ -19,15 +19,50 @@ pub fn server_config(
     profile: Profile,
     certs: Vec<LoadedCert>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(profile, certs, ClientAuth::Off)
+}
+
+/// Whether clients are asked for a certificate.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    Off,
+    /// Ask; a presented certificate must verify against these roots, none is fine too.
+    Request(Arc<rustls::RootCertStore>),
+    /// Ask, and refuse the handshake without a certificate that verifies.
+    Require(Arc<rustls::RootCertStore>),
+}
+
+/// A server configuration with client-certificate verification.
+pub fn server_config_with(
+    profile: Profile,
+    certs: Vec<LoadedCert>,
+    client: ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::Invalid("no certificate to serve".into()));
     }
-    let cfg = ServerConfig::builder_with_provider(Arc::new(provider(profile)))
+    let provider = Arc::new(provider(profile));
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Invalid(format!("TLS profile cannot be built: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(CertResolver::new(certs)));
-    Ok(Arc::new(cfg))
+        .map_err(|e| TlsError::Invalid(format!("TLS profile cannot be built: {e}")))?;
+    let optional = matches!(client, ClientAuth::Request(_));
+    let builder = match client {
+        ClientAuth::Off => builder.with_no_client_auth(),
+        ClientAuth::Request(roots) | ClientAuth::Require(roots) => {
+            let mut v =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider);
+            if optional {
+                v = v.allow_unauthenticated();
+            }
+            let v = v
+                .build()
+                .map_err(|e| TlsError::Invalid(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(v)
+        }
+    };
+    Ok(Arc::new(
+        builder.with_cert_resolver(Arc::new(CertResolver::new(certs))),
+    ))
 }
 
 /// What was negotiated, for the Received header and the log.

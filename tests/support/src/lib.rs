@@ -4,8 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod ca;
 pub mod client;
 pub mod dialog;
+pub mod dns;
+pub mod fake_smtp;
 pub mod tls;
 
 pub use client::{ClientReply, SmtpClient};

@@ -1,4 +1,5 @@
-//! EHLO and HELO (RFC 5321 §4.1.1.1).
+//! EHLO and HELO (RFC 5321 §4.1.1.1). The EHLO reply lists the extensions; `DSN` is
+//! RFC 3461 (NOTIFY, ORCPT, RET, ENVID).
 
 use postern_smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,6 +22,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             "8BITMIME".into(),
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
+            "DSN".into(),
             "CHUNKING".into(),
         ];
         if self.tls.is_none() && self.starttls_available() {

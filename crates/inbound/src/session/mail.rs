@@ -1,4 +1,5 @@
-//! MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8).
+//! MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8,
+//! RFC 3461 §4.3 RET and §4.4 ENVID, which are stored in the envelope).
 
 use postern_smtp::Reply;
 use postern_smtp::address::ReversePath;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use postern_queue::{Envelope, Incoming, QueueId, unix_now};
-use postern_smtp::address::{Address, ReversePath};
+use postern_queue::{Envelope, Incoming, QueueId, Recipient, unix_now};
+use postern_smtp::address::ReversePath;
 use postern_smtp::command::{self, Command, MailParams};
 use postern_smtp::{BdatReader, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,7 +40,8 @@ pub(crate) enum Flow {
 pub(crate) struct Transaction {
     pub from: ReversePath,
     pub params: MailParams,
-    pub rcpts: Vec<Address>,
+    /// Accepted recipients, with their DSN parameters (RFC 3461).
+    pub rcpts: Vec<Recipient>,
     /// Set once the first BDAT chunk arrived.
     pub bdat: Option<BdatState>,
 }
@@ -184,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to, .. } => self.rcpt(to),
+            Command::Rcpt { to, params } => self.rcpt(to, params),
             Command::Data => self.data().await,
             Command::Bdat { size, last } => self.bdat(size, last).await,
             Command::Rset => self.rset(),
@@ -265,6 +266,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             recipients: tx.rcpts.clone(),
             body: tx.params.body.unwrap_or_default(),
             smtputf8: tx.params.smtputf8,
+            ret: tx.params.ret,
+            envid: tx.params.envid.clone(),
         };
         let id = envelope.id.to_string();
         let for_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].to_string());

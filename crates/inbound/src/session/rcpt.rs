@@ -1,19 +1,29 @@
-//! RCPT TO (RFC 5321 §4.1.1.3) and relay control.
+//! RCPT TO (RFC 5321 §4.1.1.3), its DSN parameters (RFC 3461 §4.1 NOTIFY, §4.2 ORCPT,
+//! checked by the parser and stored with the recipient), and relay control.
 
+use postern_queue::Recipient;
 use postern_smtp::Reply;
 use postern_smtp::address::{Address, Domain, ForwardPath};
+use postern_smtp::command::RcptParams;
 use postern_smtp::reply::std_replies;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Session};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
-    pub(crate) fn rcpt(&mut self, to: ForwardPath) -> Flow {
+    pub(crate) fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Flow {
         let Some(tx) = &self.tx else {
             return self.reply(std_replies::bad_sequence("Need MAIL command"));
         };
         if tx.bdat.is_some() {
             return self.reply(std_replies::bad_sequence("RCPT not allowed after BDAT"));
+        }
+        if !self.esmtp && params != RcptParams::default() {
+            return self.reply(Reply::new(
+                555,
+                "5.5.4",
+                "RCPT parameters need EHLO, not HELO",
+            ));
         }
         let smtputf8 = tx.params.smtputf8;
         let count = tx.rcpts.len();
@@ -39,9 +49,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         // One copy per mailbox: a repeat (also in other letter case) was already accepted.
         let duplicate = self.tx.as_ref().is_some_and(|tx| {
-            tx.rcpts
-                .iter()
-                .any(|r| r.domain == address.domain && r.local.eq_ignore_ascii_case(&address.local))
+            tx.rcpts.iter().any(|r| {
+                r.address.domain == address.domain
+                    && r.address.local.eq_ignore_ascii_case(&address.local)
+            })
         });
         if duplicate {
             return self.reply(std_replies::recipient_ok());
@@ -71,7 +82,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return self.reply(r);
         }
         if let Some(tx) = &mut self.tx {
-            tx.rcpts.push(address);
+            tx.rcpts.push(Recipient {
+                address,
+                notify: params.notify,
+                orcpt: params.orcpt,
+            });
         }
         self.reply(std_replies::recipient_ok())
     }

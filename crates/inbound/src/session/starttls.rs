@@ -63,9 +63,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let accept = TlsAcceptor::from(config).accept(plain);
         match tokio::time::timeout(self.command_timeout(), accept).await {
             Ok(Ok(tls)) => {
-                let summary = postern_tls::summarize(tls.get_ref().1);
+                let conn = tls.get_ref().1;
+                let summary = postern_tls::summarize(conn);
+                // With client certificates configured, say what the client proved.
+                let who = match (self.cfg.client_certificates, conn.peer_certificates()) {
+                    (crate::ClientCertificates::Off, _) => "",
+                    (_, Some(_)) => "Verified ",
+                    (_, None) => "Anonymous ",
+                };
                 info!(
-                    "TLS connection established from {}: {summary}",
+                    "{who}TLS connection established from {}: {summary}",
                     self.client()
                 );
                 self.conn.stream = Stream::Tls(Box::new(tls));

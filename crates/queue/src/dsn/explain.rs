@@ -1,0 +1,141 @@
+//! Part 1 of a report: the explanation for the person who sent the message, in plain
+//! words: what happened, to which addresses, what the receiving server said, what to
+//! do.
+
+use super::lines::{para, text};
+use super::{Action, HeadersOnly, Report, Returned, header_section, remote_mta, smtp_reply};
+use crate::date::rfc5322_date;
+use crate::record::EXPIRED;
+
+/// Part 1: the explanation for a person.
+pub(super) fn explanation(r: &Report<'_>) -> String {
+    let utf8 = r.original.smtputf8;
+    let mut t = String::new();
+    para(
+        &mut t,
+        &format!("This is the mail system at {}.", r.hostname),
+        "",
+    );
+    let sent = format!(
+        "Your message{} was received on {} (queue ID {}).",
+        subject_of(r.returned.bytes())
+            .map(|s| format!(" with the subject \"{}\"", text(&s, utf8)))
+            .unwrap_or_default(),
+        rfc5322_date(r.original.arrived),
+        r.original.id
+    );
+    let lead = match r.action {
+        Action::Failed => {
+            "I'm sorry: your message could not be delivered to the recipient(s) listed below. The mail system has given up."
+        }
+        Action::Delayed => {
+            "This is a warning only: your message has not been delivered yet to the recipient(s) listed below, and the mail system is still trying. You do not need to send it again."
+        }
+        Action::Delivered => {
+            "Your message was delivered to the mailbox of the recipient(s) listed below, as you asked."
+        }
+    };
+    para(&mut t, lead, "");
+    para(&mut t, &sent, "");
+    if let (Action::Delayed, Some(until)) = (r.action, r.retry_until) {
+        para(
+            &mut t,
+            &format!("It will keep trying until {}.", rfc5322_date(until)),
+            "",
+        );
+    }
+    for rr in &r.recipients {
+        t.push_str(&text(&format!("<{}>", rr.recipient.address), utf8));
+        t.push_str("\r\n");
+        why(&mut t, r.action, &rr.state.reason, utf8);
+    }
+    let advice = match r.action {
+        Action::Failed => Some(
+            "What you can do: check each address above for typing mistakes and send the message again. If an address is right, the problem is on the recipient's side: reach them another way, or ask their mail administrator. If you need help, forward this whole notice to your own mail administrator; the technical details that follow are for them.",
+        ),
+        Action::Delayed => Some(
+            "Delays like this usually come from a problem on the recipient's side that is fixed in time. If the message is urgent, reach the recipient another way.",
+        ),
+        Action::Delivered => None,
+    };
+    if let Some(a) = advice {
+        para(&mut t, a, "");
+    }
+    let returned = match r.returned {
+        Returned::Full(_) => "Your message is attached below.".to_string(),
+        Returned::Headers(_, HeadersOnly::Asked) => {
+            "Only the headers of your message are attached, as you asked.".to_string()
+        }
+        Returned::Headers(_, HeadersOnly::TooLarge(limit)) => format!(
+            "Only the headers of your message are attached: the whole message is larger than {} and is not sent back.",
+            postern_config::Size(limit)
+        ),
+        Returned::Headers(_, HeadersOnly::NotAFailure) => {
+            "The headers of your message are attached.".to_string()
+        }
+    };
+    para(&mut t, &returned, "");
+    t
+}
+
+/// Why one recipient is in the report, indented under its address.
+fn why(t: &mut String, action: Action, reason: &str, utf8: bool) {
+    let reason = text(reason, utf8);
+    match action {
+        Action::Delivered => {}
+        Action::Failed if reason.starts_with(EXPIRED) => {
+            let last = reason
+                .split_once("last error: ")
+                .map(|(_, l)| l)
+                .unwrap_or("");
+            para(
+                t,
+                "It could not be delivered for as long as the mail system keeps messages, so it was given up.",
+                "    ",
+            );
+            if !last.is_empty() {
+                para(t, &format!("The last problem was: {last}"), "    ");
+            }
+        }
+        _ => match smtp_reply(&reason) {
+            Some(reply) => {
+                let who = match remote_mta(&reason) {
+                    Some(h) => format!("The recipient's mail server ({h}) answered:"),
+                    None => "The receiving mail server answered:".to_string(),
+                };
+                para(t, &who, "    ");
+                para(t, reply, "        ");
+            }
+            None if reason.is_empty() => t.push_str("\r\n"),
+            None => para(t, &format!("The problem: {reason}"), "    "),
+        },
+    }
+    if action == Action::Delivered {
+        t.push_str("\r\n");
+    }
+}
+
+/// The original's Subject, unfolded, if its header section has one.
+fn subject_of(message: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(header_section(message));
+    let mut lines = head.split("\r\n");
+    while let Some(line) = lines.next() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !name.eq_ignore_ascii_case("subject") {
+            continue;
+        }
+        let mut v = value.trim().to_string();
+        for more in lines.by_ref() {
+            if !more.starts_with([' ', '\t']) {
+                break;
+            }
+            v.push(' ');
+            v.push_str(more.trim());
+        }
+        let v: String = v.chars().take(200).collect();
+        return (!v.is_empty()).then_some(v);
+    }
+    None
+}

@@ -1,0 +1,309 @@
+//! The `[outbound]`, `[[outbound.policy]]` and `[resolver]` sections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use postern_config::{Duration, KeyPath, Problems};
+use postern_smtp::address::parse_domain;
+use postern_tls::{CertificateConfig, Profile};
+use serde::{Deserialize, Serialize};
+
+/// TLS policy levels, in Postfix's names, ordered by what they guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsLevel {
+    /// Never use TLS.
+    None,
+    /// TLS when offered, any certificate; plaintext if TLS is not offered or fails.
+    May,
+    /// TLS required; the certificate is not checked.
+    Encrypt,
+    /// TLS required; the certificate or its public key must match a pinned SHA-256.
+    Fingerprint,
+    /// Reserved: DANE arrives in a later release.
+    Dane,
+    /// Reserved: DANE arrives in a later release.
+    DaneOnly,
+    /// TLS required; chain to a trust anchor and name = the MX host name.
+    Verify,
+    /// TLS required; chain to a trust anchor and name = the next-hop domain.
+    Secure,
+}
+
+impl TlsLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsLevel::None => "none",
+            TlsLevel::May => "may",
+            TlsLevel::Encrypt => "encrypt",
+            TlsLevel::Fingerprint => "fingerprint",
+            TlsLevel::Dane => "dane",
+            TlsLevel::DaneOnly => "dane-only",
+            TlsLevel::Verify => "verify",
+            TlsLevel::Secure => "secure",
+        }
+    }
+    /// Whether a delivery must fail rather than go without TLS.
+    pub fn mandatory(self) -> bool {
+        self >= TlsLevel::Encrypt
+    }
+}
+
+/// `[outbound]`: how Postern delivers to other SMTP servers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Default TLS level for destinations without a policy entry.
+    #[serde(default = "d_tls")]
+    pub tls: TlsLevel,
+    /// Port for hosts found by MX lookup. Keep 25 on the internet; other values are for
+    /// tests and special networks.
+    #[serde(default = "d_port")]
+    pub port: u16,
+    /// Name in our EHLO. Default: `server.hostname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo_name: Option<String>,
+    /// Our client certificate, presented where a policy asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<CertificateConfig>,
+    /// Trust anchors (PEM) for `verify`/`secure`. Default: the system store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default = "d_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Wait for the 220 greeting (RFC 5321 §4.5.3.2.1: 5 minutes).
+    #[serde(default = "d_five_min")]
+    pub greeting_timeout: Duration,
+    /// Wait for replies to EHLO, STARTTLS, MAIL, RCPT, DATA (RFC 5321: 5 minutes).
+    #[serde(default = "d_five_min")]
+    pub command_timeout: Duration,
+    /// Wait for the reply after the message content (RFC 5321 §4.5.3.2.6: 10 minutes).
+    #[serde(default = "d_data_timeout")]
+    pub data_timeout: Duration,
+    /// Connections at once to one destination.
+    #[serde(default = "d_per_destination")]
+    pub max_connections_per_destination: usize,
+    /// How long an idle connection is kept for the next message to the same destination.
+    #[serde(default = "d_idle")]
+    pub connection_reuse_time: Duration,
+    /// Per-destination TLS policies.
+    #[serde(default)]
+    pub policy: Vec<PolicyConfig>,
+}
+
+fn d_tls() -> TlsLevel {
+    TlsLevel::May
+}
+fn d_port() -> u16 {
+    25
+}
+fn d_connect_timeout() -> Duration {
+    Duration::secs(30)
+}
+fn d_five_min() -> Duration {
+    Duration::secs(300)
+}
+fn d_data_timeout() -> Duration {
+    Duration::secs(600)
+}
+fn d_per_destination() -> usize {
+    20
+}
+fn d_idle() -> Duration {
+    Duration::secs(10)
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            tls: d_tls(),
+            port: d_port(),
+            helo_name: None,
+            client_certificate: None,
+            ca: None,
+            connect_timeout: d_connect_timeout(),
+            greeting_timeout: d_five_min(),
+            command_timeout: d_five_min(),
+            data_timeout: d_data_timeout(),
+            max_connections_per_destination: d_per_destination(),
+            connection_reuse_time: d_idle(),
+            policy: Vec::new(),
+        }
+    }
+}
+
+/// Which client certificate a policy presents.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ClientCertChoice {
+    /// `true`: the `[outbound] client_certificate`; `false`: none.
+    Default(bool),
+    /// A certificate for this policy only.
+    Own(CertificateConfig),
+}
+
+/// One `[[outbound.policy]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// `example.org` (that domain) or `.example.org` (its subdomains).
+    pub domain: String,
+    pub tls: TlsLevel,
+    /// Names the certificate must carry: `nexthop`, `dot-nexthop`, `hostname` (verify
+    /// only), or literal names (`.domain` for any subdomain).
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_names: Vec<String>,
+    /// Trust anchors for this destination (a partner's CA), instead of `[outbound] ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// `sha256:HEX` of the certificate or of its public key (level `fingerprint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// `[resolver]`: where DNS questions go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverConfig {
+    /// `IP:PORT` of recursive resolvers. Empty: the system's /etc/resolv.conf.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    /// Per-query timeout.
+    #[serde(default = "d_dns_timeout")]
+    pub timeout: Duration,
+}
+
+fn d_dns_timeout() -> Duration {
+    Duration::secs(5)
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            nameservers: Vec::new(),
+            timeout: d_dns_timeout(),
+        }
+    }
+}
+
+/// Check `[outbound]` and its policies (files are checked when the policies are loaded).
+pub fn validate(o: &OutboundConfig, p: &mut Problems) {
+    let at = KeyPath::of("outbound");
+    check_level(o.tls, &at.key("tls"), p);
+    if o.tls == TlsLevel::Fingerprint {
+        p.push(at.key("tls"), "\"fingerprint\" needs pins, which only [[outbound.policy]] entries have: it cannot be the default level");
+    }
+    if o.port == 0 {
+        p.push(at.key("port"), "must be a TCP port (1-65535)");
+    }
+    if let Some(h) = &o.helo_name
+        && parse_domain(h).is_err()
+    {
+        p.push(at.key("helo_name"), format!("{h:?} is not a host name"));
+    }
+    if o.max_connections_per_destination == 0 {
+        p.push(
+            at.key("max_connections_per_destination"),
+            "must be at least 1",
+        );
+    }
+    let mut seen = HashMap::new();
+    for (i, pol) in o.policy.iter().enumerate() {
+        let at = KeyPath::of("outbound").key("policy").index(i);
+        let d = pol.domain.to_ascii_lowercase();
+        if parse_domain(d.strip_prefix('.').unwrap_or(&d)).is_err() {
+            p.push(
+                at.key("domain"),
+                format!("{:?} is not a domain or \".domain\"", pol.domain),
+            );
+        }
+        if let Some(first) = seen.insert(d, i) {
+            p.push(
+                at.key("domain"),
+                format!(
+                    "{:?} already has a policy: outbound.policy[{first}]",
+                    pol.domain
+                ),
+            );
+        }
+        check_level(pol.tls, &at.key("tls"), p);
+        if pol.tls == TlsLevel::Fingerprint && pol.fingerprints.is_empty() {
+            p.push(
+                at.key("fingerprints"),
+                "tls = \"fingerprint\" needs at least one \"sha256:HEX\" fingerprint",
+            );
+        }
+        if pol.tls != TlsLevel::Fingerprint && !pol.fingerprints.is_empty() {
+            p.push(
+                at.key("fingerprints"),
+                format!(
+                    "fingerprints are only used with tls = \"fingerprint\", not {:?}",
+                    pol.tls.as_str()
+                ),
+            );
+        }
+        for (j, f) in pol.fingerprints.iter().enumerate() {
+            let hex = f.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                p.push(
+                    at.key("fingerprints").index(j),
+                    format!("{f:?} is not \"sha256:\" followed by 64 hex digits"),
+                );
+            }
+        }
+        for (j, m) in pol.match_names.iter().enumerate() {
+            let ok = match m.as_str() {
+                "nexthop" | "dot-nexthop" => {
+                    pol.tls == TlsLevel::Secure || pol.tls == TlsLevel::Verify
+                }
+                "hostname" => pol.tls == TlsLevel::Verify,
+                name => parse_domain(name.strip_prefix('.').unwrap_or(name)).is_ok(),
+            };
+            if !ok {
+                p.push(
+                    at.key("match").index(j),
+                    format!(
+                        "{m:?} is not usable here: write \"nexthop\", \"dot-nexthop\", a host name or \".domain\" (\"hostname\" only with tls = \"verify\": under \"secure\" the MX name from DNS is not trusted)"
+                    ),
+                );
+            }
+        }
+        if !pol.match_names.is_empty() && !matches!(pol.tls, TlsLevel::Verify | TlsLevel::Secure) {
+            p.push(
+                at.key("match"),
+                "match names are only used with tls = \"verify\" or \"secure\"",
+            );
+        }
+        if matches!(
+            pol.client_certificate,
+            Some(ClientCertChoice::Default(true))
+        ) && o.client_certificate.is_none()
+        {
+            p.push(
+                at.key("client_certificate"),
+                "true means the [outbound] client_certificate, but none is configured",
+            );
+        }
+    }
+}
+
+fn check_level(l: TlsLevel, at: &KeyPath, p: &mut Problems) {
+    if matches!(l, TlsLevel::Dane | TlsLevel::DaneOnly) {
+        p.push(at.clone(), format!("tls = {:?} (DANE) is not available in this release; use \"verify\" or \"secure\" with a trust anchor", l.as_str()));
+    }
+}
+
+/// Check `[resolver]`.
+pub fn validate_resolver(r: &ResolverConfig, p: &mut Problems) {
+    if r.timeout.get() < std::time::Duration::from_millis(100) {
+        p.push(
+            KeyPath::of("resolver").key("timeout"),
+            "must be at least 100ms",
+        );
+    }
+}

@@ -1,0 +1,775 @@
+#!/usr/bin/env bash
+# Postfix interop: a real Postfix and the real postern binary relay to each other over
+# mutually verified TLS, all on 127.0.0.1 and without DNS.
+#
+#   tests/interop/postfix/run.sh
+#
+# (a) Postfix -> Postern: a private Postfix instance relays to Postern with
+#     smtp_tls_security_level = secure (it verifies Postern's certificate against a test
+#     CA and the name mx.postern.test).
+# (b) Postern -> Postfix: the same Postfix instance receives mail for partner.test with
+#     smtpd_tls_security_level = encrypt and smtpd_tls_req_ccert = yes (it verifies the
+#     client certificate against the test CA). Until Postern's outbound relay exists,
+#     swaks first stands in for Postern as the client, then Postern itself relays.
+#
+# POSTERN_BIN overrides the binary (default: target/debug/postern in the repository).
+# Postfix (and swaks, openssl) are installed with apt-get when missing; the system
+# Postfix is neither configured nor started. Prints "ok - ..." / "not ok - ..." /
+# "skip - ..." lines and ends with "N passed, M failed" (skips not counted); the exit
+# status is 0 only when M is 0. See README.md beside this file.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+INTEROP_DIR=$(cd -- "$SCRIPT_DIR/.." && pwd)
+REPO_ROOT=$(cd -- "$INTEROP_DIR/../.." && pwd)
+LOOPBACK_DNS="$INTEROP_DIR/lib/loopback-dns.sh"
+BIN=${POSTERN_BIN:-$REPO_ROOT/target/debug/postern}
+
+DELIVERY_WAIT=20   # seconds to wait for a message to arrive (or be deferred)
+PEER_TIMEOUT=30    # seconds any single peer command may run
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+COMPLETED=0
+
+WORK=
+PF_ETC=
+POSTFIX_STARTED=0
+POSTERN_PGIDS=()
+
+# --- results ---------------------------------------------------------------------------
+
+ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
+skip() { SKIPPED=$((SKIPPED + 1)); echo "skip - $1"; }
+
+# not_ok NAME DETAIL...: a failed test, with its details as "#" comment lines.
+not_ok() {
+    local name=$1
+    shift
+    FAILED=$((FAILED + 1))
+    echo "not ok - $name"
+    local d
+    for d in "$@"; do
+        printf '%s\n' "$d" | sed 's/\r$//; s/^/#   /'
+    done
+}
+
+# --- cleanup (always): stop Postfix and Postern, remove the temp dir, print the summary --
+
+stop_postfix() {
+    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
+    POSTFIX_STARTED=0
+    timeout 30 postfix -c "$PF_ETC" stop >/dev/null 2>&1 || true
+    # If "postfix stop" could not do it, end our own master by the pid in its pid file.
+    local pidfile="$WORK/postfix/spool/pid/master.pid" pid
+    if [ -f "$pidfile" ]; then
+        pid=$(tr -d ' \n' <"$pidfile" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 1
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+}
+
+# Each Postern runs as the leader of its own process group (setsid), with the
+# loopback-dns wrapper in the same group: the group id is the id we started.
+stop_posterns() {
+    local g
+    for g in "${POSTERN_PGIDS[@]}"; do
+        kill -TERM -- "-$g" 2>/dev/null || continue
+        for _ in $(seq 50); do
+            kill -0 -- "-$g" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$g" 2>/dev/null || true
+    done
+    POSTERN_PGIDS=()
+    wait 2>/dev/null || true
+}
+
+cleanup() {
+    set +e
+    stop_posterns
+    stop_postfix
+    [ -n "$WORK" ] && rm -rf -- "$WORK"
+    if [ "$COMPLETED" -ne 1 ]; then
+        FAILED=$((FAILED + 1))
+        echo "not ok - postfix interop harness stopped before all tests ran"
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ] && exit 0
+    exit 1
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- prerequisites ---------------------------------------------------------------------
+
+# The binary may be being rebuilt: wait a little for it to reappear.
+for _ in $(seq 60); do
+    [ -x "$BIN" ] && break
+    sleep 1
+done
+if [ ! -x "$BIN" ]; then
+    echo "postfix-interop: postern binary not found at $BIN (run 'cargo build' or set POSTERN_BIN)" >&2
+    exit 1
+fi
+
+# The system Postfix's master, if one runs, by the pid file of the default instance.
+system_postfix_pid() {
+    local f=/var/spool/postfix/pid/master.pid pid
+    [ -f "$f" ] || return 1
+    pid=$(tr -d ' \n' <"$f" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
+}
+
+install_missing() {
+    local need=()
+    command -v postfix >/dev/null 2>&1 && [ -x /usr/lib/postfix/sbin/master ] || need+=(postfix)
+    command -v swaks >/dev/null 2>&1 || need+=(swaks)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+    command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+    command -v timeout >/dev/null 2>&1 || need+=(coreutils)
+    [ "${#need[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "postfix-interop: missing ${need[*]}; run as root so they can be installed" >&2
+        exit 1
+    fi
+    local was_running=0
+    system_postfix_pid >/dev/null && was_running=1
+    echo "postfix-interop: installing ${need[*]} ..." >&2
+    local apt_log
+    apt_log=$(mktemp)
+    export DEBIAN_FRONTEND=noninteractive
+    # "No configuration": the package writes no main.cf and starts no system instance.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    if ! apt-get update -qq >"$apt_log" 2>&1 \
+        || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >>"$apt_log" 2>&1; then
+        echo "postfix-interop: apt-get could not install ${need[*]}:" >&2
+        tail -n 20 "$apt_log" >&2
+        rm -f "$apt_log"
+        exit 1
+    fi
+    rm -f "$apt_log"
+    # Should the package's maintainer scripts have started the system instance, stop it:
+    # only the private instance below may run.
+    if [ "$was_running" -eq 0 ] && system_postfix_pid >/dev/null; then
+        echo "postfix-interop: stopping the system Postfix that the package started" >&2
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            systemctl stop postfix >/dev/null 2>&1 || true
+        fi
+        postfix stop >/dev/null 2>&1 || true
+    fi
+}
+install_missing
+
+if ! "$LOOPBACK_DNS" true >/dev/null 2>&1; then
+    echo "postfix-interop: $LOOPBACK_DNS cannot create a private mount namespace (needs root)" >&2
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "postfix-interop: must run as root (a private Postfix instance needs it)" >&2
+    exit 1
+fi
+
+POSTFIX_VERSION=$(postconf -d -h mail_version 2>/dev/null || echo unknown)
+
+# Every third-party peer runs with DNS confined to loopback and a hard time limit.
+peer() {
+    timeout --kill-after=5 "$PEER_TIMEOUT" "$LOOPBACK_DNS" "$@"
+}
+
+# Distinct free ports on 127.0.0.1, held open together while they are chosen.
+pick_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# --- layout ------------------------------------------------------------------------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-postfix.XXXXXX")
+# Postfix daemons (user postfix) and the virtual delivery agent (user nobody) must be
+# able to reach their directories below it.
+chmod 755 "$WORK"
+CA="$WORK/ca"
+PF="$WORK/postfix"
+PF_ETC="$PF/etc"
+PF_SPOOL="$PF/spool"
+PF_DATA="$PF/data"
+PF_LOG="$PF/postfix.log"
+VMAIL="$PF/vmail"
+PA="$WORK/postern-a"
+PB="$WORK/postern-b"
+mkdir -p "$CA" "$PF_ETC" "$PF_SPOOL" "$PF_DATA" "$VMAIL" "$PA/state" "$PB/state"
+chmod 755 "$PF" "$PF_ETC" "$PF_SPOOL"
+chown postfix: "$PF_DATA"
+chmod 700 "$PF_DATA"
+chown nobody:nogroup "$VMAIL"
+NOBODY_UID=$(id -u nobody)
+NOBODY_GID=$(getent group nogroup | cut -d: -f3)
+
+read -r PF_PORT PA_PORT PA_BADNAME_PORT PB_PORT < <(pick_ports 4) \
+    || { echo "postfix-interop: python3 could not pick free ports" >&2; exit 1; }
+
+echo "# postfix $POSTFIX_VERSION (private instance, config $PF_ETC), smtpd 127.0.0.1:$PF_PORT"
+echo "# postern $("$BIN" --version 2>/dev/null | awk '{print $2}'): (a) 127.0.0.1:$PA_PORT, bad-name 127.0.0.1:$PA_BADNAME_PORT; (b) 127.0.0.1:$PB_PORT"
+
+# --- the test CA and its certificates (ECDSA P-256, SHA-256) -------------------------
+
+# issue NAME SUBJECT_CN SAN EKU: $CA/NAME.pem (leaf only) and $CA/NAME.key (PKCS#8).
+issue() {
+    local name=$1 cn=$2 san=$3 eku=$4
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$CA/$name.key" 2>/dev/null
+    openssl req -new -key "$CA/$name.key" -subj "/O=Postern interop/CN=$cn" -out "$CA/$name.csr" 2>/dev/null
+    cat >"$CA/$name.ext" <<EOF
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = $eku
+subjectAltName = $san
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+    openssl x509 -req -in "$CA/$name.csr" -CA "$CA/ca.pem" -CAkey "$CA/ca.key" -CAcreateserial \
+        -days 2 -sha256 -extfile "$CA/$name.ext" -out "$CA/$name.pem" 2>/dev/null
+}
+
+make_ca() {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$CA/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$CA/ca.key" -sha256 -days 2 \
+        -subj "/O=Postern interop/CN=Postern Interop Test CA" \
+        -addext "basicConstraints = critical, CA:TRUE" \
+        -addext "keyUsage = critical, keyCertSign, cRLSign" \
+        -addext "subjectKeyIdentifier = hash" \
+        -out "$CA/ca.pem" 2>/dev/null
+    # Postern as a server, and as a client (for direction b), both mx.postern.test.
+    issue postern-server mx.postern.test "DNS:mx.postern.test" serverAuth
+    issue postern-client mx.postern.test "DNS:mx.postern.test" clientAuth
+    # Postfix as the partner's server.
+    issue partner-server mx.partner.test "DNS:mx.partner.test" serverAuth
+    chmod 600 "$CA"/*.key
+}
+
+t_ca() {
+    local name="test CA issues Postern server/client and Postfix server certificates"
+    local out
+    if ! out=$(make_ca 2>&1); then
+        not_ok "$name" "openssl failed:" "$out"
+        return 1
+    fi
+    local n purpose
+    for n in postern-server:sslserver postern-client:sslclient partner-server:sslserver; do
+        purpose=${n#*:}
+        n=${n%%:*}
+        if ! out=$(openssl verify -CAfile "$CA/ca.pem" -purpose "$purpose" "$CA/$n.pem" 2>&1); then
+            not_ok "$name" "openssl verify -purpose $purpose $n.pem:" "$out"
+            return 1
+        fi
+    done
+    ok "$name"
+}
+
+# --- Postern -------------------------------------------------------------------------
+
+# write_postern_a: Postern as the receiving side of direction (a).
+write_postern_a() {
+    cat >"$PA/postern.toml" <<EOF
+# Written by tests/interop/postfix/run.sh: Postern receives from Postfix (direction a).
+[server]
+hostname = "mx.postern.test"
+state_dir = "$PA/state"
+
+[[tls.certificate]]
+chain = "$CA/postern-server.pem"
+key = "$CA/postern-server.key"
+
+[[listener]]
+address = "127.0.0.1:$PA_PORT"
+mode = "starttls"
+
+# Postfix is told to expect another name on this port: it must refuse to deliver here.
+[[listener]]
+address = "127.0.0.1:$PA_BADNAME_PORT"
+mode = "starttls"
+
+[relay]
+local_domains = ["postern.test", "badname.postern.test"]
+trusted_networks = []
+
+[[route]]
+domain = "postern.test"
+next_hop = "maildir:mail"
+
+[[route]]
+domain = "badname.postern.test"
+next_hop = "maildir:badname"
+EOF
+}
+
+# ======================================================================================
+# write_postern_b: Postern as the SENDING side of direction (b), as the outbound relay is
+# expected to be configured (draft spec; adjust here when the relay lands).
+#
+# The route's next hop is the IP literal [127.0.0.1], so "nexthop" would be 127.0.0.1,
+# which Postfix's certificate (SAN mx.partner.test only) does not carry. The policy
+# therefore names the expected host explicitly, as direction (a) does with Postfix's
+# "match=mx.postern.test".
+# ======================================================================================
+write_postern_b() {
+    cat >"$PB/postern.toml" <<EOF
+# Written by tests/interop/postfix/run.sh: Postern relays to Postfix (direction b).
+[server]
+hostname = "mx.postern.test"
+state_dir = "$PB/state"
+
+[[tls.certificate]]
+chain = "$CA/postern-server.pem"
+key = "$CA/postern-server.key"
+
+[[listener]]
+address = "127.0.0.1:$PB_PORT"
+mode = "starttls"
+
+[relay]
+local_domains = []
+trusted_networks = ["127.0.0.0/8"]
+
+[outbound]
+tls = "may"
+client_certificate = { chain = "$CA/postern-client.pem", key = "$CA/postern-client.key" }
+
+[[outbound.policy]]
+domain = "partner.test"
+tls = "secure"
+match = ["mx.partner.test"]
+ca = "$CA/ca.pem"
+client_certificate = true
+
+[[route]]
+domain = "partner.test"
+next_hop = "smtp:[127.0.0.1]:$PF_PORT"
+EOF
+}
+
+# start_postern DIR: run "$BIN serve -c DIR/postern.toml" (DNS confined to loopback) in
+# its own process group; wait up to 10 s for "started" in DIR/postern.log.
+start_postern() {
+    local dir=$1 pid
+    NO_COLOR=1 RUST_LOG=info setsid "$LOOPBACK_DNS" "$BIN" serve -c "$dir/postern.toml" --log-format text \
+        >"$dir/postern.stdout" 2>"$dir/postern.log" </dev/null &
+    pid=$!
+    POSTERN_PGIDS+=("$pid")
+    for _ in $(seq 100); do
+        grep -q "started" "$dir/postern.log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- the private Postfix instance -----------------------------------------------------
+
+write_postfix() {
+    cat >"$PF_ETC/main.cf" <<EOF
+# Written by tests/interop/postfix/run.sh: a private instance, started with
+# "postfix -c $PF_ETC start". Nothing here touches /etc/postfix.
+compatibility_level = 3.6
+config_directory = $PF_ETC
+queue_directory = $PF_SPOOL
+data_directory = $PF_DATA
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-interop
+maillog_file = $PF_LOG
+maillog_file_prefixes = $WORK
+
+myhostname = mx.partner.test
+mydomain = partner.test
+myorigin = partner.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+append_dot_mydomain = no
+biff = no
+
+# No DNS, ever: IP-literal next hops, native (files) lookups, no client name lookups.
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+lmtp_host_lookup = native
+smtpd_peername_lookup = no
+
+# No local delivery: partner.test is a virtual mailbox domain, every address of it
+# delivered to one Maildir, $VMAIL/partner/.
+alias_maps =
+alias_database =
+local_recipient_maps =
+local_transport = error:5.1.1 no local delivery in this instance
+virtual_mailbox_domains = partner.test
+virtual_mailbox_base = $VMAIL
+virtual_mailbox_maps = static:partner/
+virtual_uid_maps = static:$NOBODY_UID
+virtual_gid_maps = static:$NOBODY_GID
+
+# Direction (a): everything else goes to Postern, over TLS verified against the test
+# CA and the name mx.postern.test (the next hop is an IP literal, so the name is given
+# in the policy table).
+relayhost = [127.0.0.1]:$PA_PORT
+transport_maps = texthash:$PF_ETC/transport
+smtp_tls_security_level = secure
+smtp_tls_CAfile = $CA/ca.pem
+smtp_tls_secure_cert_match = nexthop
+smtp_tls_policy_maps = texthash:$PF_ETC/tls_policy
+smtp_tls_loglevel = 1
+
+# Direction (b): mandatory TLS, and a client certificate issued by the test CA.
+smtpd_tls_security_level = encrypt
+smtpd_tls_ask_ccert = yes
+smtpd_tls_req_ccert = yes
+smtpd_tls_CAfile = $CA/ca.pem
+smtpd_tls_chain_files = $CA/partner-server.key, $CA/partner-server.pem
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = yes
+
+# Keep retries quick and bounded: nothing here should wait long.
+minimal_backoff_time = 10s
+maximal_backoff_time = 20s
+queue_run_delay = 10s
+EOF
+
+    cat >"$PF_ETC/tls_policy" <<EOF
+[127.0.0.1]:$PA_PORT secure match=mx.postern.test
+[127.0.0.1]:$PA_BADNAME_PORT secure match=wrong-name.postern.test
+EOF
+    cat >"$PF_ETC/transport" <<EOF
+badname.postern.test smtp:[127.0.0.1]:$PA_BADNAME_PORT
+EOF
+
+    # service type private unpriv chroot wakeup maxproc command
+    cat >"$PF_ETC/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup     unix  n - n 60   1 pickup
+cleanup    unix  n - n -    0 cleanup
+qmgr       unix  n - n 300  1 qmgr
+tlsmgr     unix  - - n 1000? 1 tlsmgr
+rewrite    unix  - - n -    - trivial-rewrite
+bounce     unix  - - n -    0 bounce
+defer      unix  - - n -    0 bounce
+trace      unix  - - n -    0 bounce
+verify     unix  - - n -    1 verify
+flush      unix  n - n 1000? 0 flush
+proxymap   unix  - - n -    - proxymap
+proxywrite unix  - - n -    1 proxymap
+smtp       unix  - - n -    - smtp
+relay      unix  - - n -    - smtp
+showq      unix  n - n -    - showq
+error      unix  - - n -    - error
+retry      unix  - - n -    - error
+discard    unix  - - n -    - discard
+local      unix  - n n -    - local
+virtual    unix  - n n -    - virtual
+lmtp       unix  - - n -    - lmtp
+anvil      unix  - - n -    1 anvil
+scache     unix  - - n -    1 scache
+postlog    unix-dgram n - n - 1 postlogd
+EOF
+}
+
+t_postfix_start() {
+    local name="private Postfix $POSTFIX_VERSION starts with its own config, queue and data directories"
+    local out
+    write_postfix
+    if ! out=$(peer postfix -c "$PF_ETC" start 2>&1); then
+        not_ok "$name" "postfix -c $PF_ETC start failed:" "$out" "$(tail -n 20 "$PF_LOG" 2>/dev/null)"
+        return 1
+    fi
+    POSTFIX_STARTED=1
+    for _ in $(seq 100); do
+        if postfix -c "$PF_ETC" status >/dev/null 2>&1 \
+            && python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$PF_PORT" 2>/dev/null; then
+            ok "$name"
+            return 0
+        fi
+        sleep 0.1
+    done
+    not_ok "$name" "Postfix is not running or not listening on 127.0.0.1:$PF_PORT" "$out" "$(tail -n 20 "$PF_LOG" 2>/dev/null)"
+    return 1
+}
+
+# --- helpers ---------------------------------------------------------------------------
+
+# wait_for_file DIR MARKER: print a file under DIR containing MARKER (waits DELIVERY_WAIT).
+wait_for_file() {
+    local dir=$1 marker=$2 f
+    for _ in $(seq $((DELIVERY_WAIT * 10))); do
+        if [ -d "$dir" ]; then
+            f=$(grep -rlF -- "$marker" "$dir" 2>/dev/null | head -n 1 || true)
+            if [ -n "$f" ]; then
+                printf '%s\n' "$f"
+                return 0
+            fi
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_for_log FILE REGEX: wait until FILE has a line matching REGEX (ERE); print it.
+wait_for_log() {
+    local file=$1 re=$2 l
+    for _ in $(seq $((DELIVERY_WAIT * 10))); do
+        l=$(grep -E -- "$re" "$file" 2>/dev/null | head -n 1 || true)
+        if [ -n "$l" ]; then
+            printf '%s\n' "$l"
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# queue_id_of MARKER: the Postfix queue id whose cleanup logged message-id MARKER.
+queue_id_of() {
+    local l
+    l=$(wait_for_log "$PF_LOG" "cleanup\[[0-9]+\]: [0-9A-F]+: message-id=<$1>") || return 1
+    sed -E 's/.*cleanup\[[0-9]+\]: ([0-9A-F]+): message-id=.*/\1/' <<<"$l"
+}
+
+pf_log_tail() { tail -n 25 "$PF_LOG" 2>/dev/null || echo "(no Postfix log at $PF_LOG)"; }
+
+# postfix_inject FROM TO SUBJECT MSGID: submit with Postfix's own sendmail (-C: the
+# private instance), as a local program would.
+postfix_inject() {
+    printf 'From: <%s>\nTo: <%s>\nSubject: %s\nMessage-ID: <%s>\n\nsent through the private Postfix by sendmail -C\n' \
+        "$1" "$2" "$3" "$4" \
+        | peer /usr/sbin/sendmail -C "$PF_ETC" -f "$1" -- "$2"
+}
+
+# --- direction (a): Postfix relays into Postern, verifying Postern's certificate --------
+
+t_postfix_to_postern() {
+    local name="(a) Postfix relays to Postern with smtp_tls_security_level=secure: delivered, TLS verified on both sides"
+    local id="a-$RANDOM$RANDOM@partner.test" subj="postfix-to-postern-$RANDOM" out f qid l
+    if ! out=$(postfix_inject alice@partner.test someone@postern.test "$subj" "$id" 2>&1); then
+        not_ok "$name" "sendmail -C $PF_ETC failed:" "$out"
+        return 1
+    fi
+    if ! f=$(wait_for_file "$PA/state/mail/someone/new" "Subject: $subj"); then
+        not_ok "$name" "expected: a file in $PA/state/mail/someone/new/ with 'Subject: $subj' within ${DELIVERY_WAIT}s" \
+            "Postfix log:" "$(pf_log_tail)" "Postern log:" "$(tail -n 15 "$PA/postern.log")"
+        return 1
+    fi
+    qid=$(queue_id_of "$id") || { not_ok "$name" "no cleanup line for message-id <$id>" "$(pf_log_tail)"; return 1; }
+    # Postfix: the handshake verified the chain (test CA) and the name (mx.postern.test).
+    if ! l=$(wait_for_log "$PF_LOG" "smtp\[[0-9]+\]: Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:$PA_PORT: "); then
+        not_ok "$name" "expected in the Postfix log: 'Verified TLS connection established to 127.0.0.1[127.0.0.1]:$PA_PORT'" "$(pf_log_tail)"
+        return 1
+    fi
+    PROOF_A_VERIFIED=$l
+    if ! l=$(wait_for_log "$PF_LOG" "$qid: to=<someone@postern\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PA_PORT, .*status=sent"); then
+        not_ok "$name" "expected in the Postfix log: '$qid: to=<someone@postern.test>, relay=127.0.0.1[127.0.0.1]:$PA_PORT, ... status=sent'" "$(pf_log_tail)"
+        return 1
+    fi
+    PROOF_A_SENT=$l
+    # Postern: the TLS session it received the message on.
+    if ! l=$(grep -E "TLS connection established from [^ ]*\[127\.0\.0\.1\]: TLSv1\.[23] " "$PA/postern.log" | head -n 1) || [ -z "$l" ]; then
+        not_ok "$name" "expected in the Postern log: 'TLS connection established from ...[127.0.0.1]: TLSv1...'" "$(tail -n 20 "$PA/postern.log")"
+        return 1
+    fi
+    PROOF_A_POSTERN=$l
+    if ! grep -qF "with ESMTPS" "$f" || ! grep -qF "Received: from mx.partner.test" "$f"; then
+        not_ok "$name" "expected the delivered message to have 'Received: from mx.partner.test ... with ESMTPS'" "$(cat "$f")"
+        return 1
+    fi
+    ok "$name"
+}
+
+# Negative control: the same Postern certificate, but Postfix is told to expect another
+# name. With verification really on, Postfix must defer, and nothing is delivered.
+t_postfix_refuses_wrong_name() {
+    local name="(a) Postfix defers instead of delivering when Postern's certificate does not match the expected name"
+    local id="bad-$RANDOM$RANDOM@partner.test" subj="postfix-wrong-name-$RANDOM" out qid l
+    if ! out=$(postfix_inject alice@partner.test someone@badname.postern.test "$subj" "$id" 2>&1); then
+        not_ok "$name" "sendmail -C $PF_ETC failed:" "$out"
+        return 1
+    fi
+    qid=$(queue_id_of "$id") || { not_ok "$name" "no cleanup line for message-id <$id>" "$(pf_log_tail)"; return 1; }
+    if ! l=$(wait_for_log "$PF_LOG" "$qid: to=<someone@badname\.postern\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$PA_BADNAME_PORT, .*status=deferred \(Server certificate not verified\)"); then
+        not_ok "$name" "expected in the Postfix log: '$qid: to=<someone@badname.postern.test>, relay=...:$PA_BADNAME_PORT, ... status=deferred (Server certificate not verified)'" "$(pf_log_tail)"
+        return 1
+    fi
+    PROOF_A_DEFERRED=$l
+    if grep -rlqF -- "$subj" "$PA/state" 2>/dev/null; then
+        not_ok "$name" "the message must not reach Postern, but it is stored:" "$(grep -rlF -- "$subj" "$PA/state")"
+        return 1
+    fi
+    ok "$name"
+}
+
+# --- direction (b), Postfix side: smtpd requires TLS and a client certificate -----------
+
+# swaks_to_postfix SUBJECT [SWAKS OPTIONS...]: one message to someone@partner.test.
+swaks_to_postfix() {
+    local subj=$1
+    shift
+    peer swaks --server 127.0.0.1 --port "$PF_PORT" --helo mx.postern.test --timeout 15 \
+        --from sender@postern.test --to someone@partner.test \
+        --header "Subject: $subj" --body "direction b stand-in" "$@" 2>&1
+}
+
+t_postfix_accepts_client_cert() {
+    local name="(b) Postfix smtpd (encrypt, req_ccert) accepts a client presenting the test CA's certificate (swaks stand-in)"
+    local subj="clientcert-ok-$RANDOM" out rc f l
+    out=$(swaks_to_postfix "$subj" --tls --tls-cert "$CA/postern-client.pem" --tls-key "$CA/postern-client.key") && rc=0 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        not_ok "$name" "expected: swaks exits 0 (message accepted); got exit $rc" "$out" "Postfix log:" "$(pf_log_tail)"
+        return 1
+    fi
+    if ! f=$(wait_for_file "$VMAIL/partner/new" "Subject: $subj"); then
+        not_ok "$name" "expected: a file in $VMAIL/partner/new/ with 'Subject: $subj'" "$(pf_log_tail)"
+        return 1
+    fi
+    # The Received: header Postfix adds names the client certificate and its verification.
+    if ! grep -qF '(Client CN "mx.postern.test", Issuer "Postern Interop Test CA" (verified OK))' "$f"; then
+        not_ok "$name" "expected in the delivered message: (Client CN \"mx.postern.test\", Issuer \"Postern Interop Test CA\" (verified OK))" "$(cat "$f")"
+        return 1
+    fi
+    if ! l=$(wait_for_log "$PF_LOG" "smtpd\[[0-9]+\]: Trusted TLS connection established from [^ ]*\[127\.0\.0\.1\]: "); then
+        not_ok "$name" "expected in the Postfix log: 'Trusted TLS connection established from ...[127.0.0.1]'" "$(pf_log_tail)"
+        return 1
+    fi
+    PROOF_B_TRUSTED=$l
+    PROOF_B_RECEIVED=$(grep -F '(verified OK)' "$f" | head -n 1)
+    ok "$name"
+}
+
+t_postfix_refuses_no_client_cert() {
+    local name="(b) Postfix smtpd refuses a TLS client without a client certificate"
+    local subj="clientcert-missing-$RANDOM" out rc l
+    out=$(swaks_to_postfix "$subj" --tls) && rc=0 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        not_ok "$name" "expected: swaks fails; it exited 0" "$out"
+        return 1
+    fi
+    # swaks marks replies read over TLS "<~", and error replies with "*".
+    if ! grep -qE '^<[~*-]?\* +421 4\.7\.1 .*No client certificate presented' <<<"$out"; then
+        not_ok "$name" "expected: '421 4.7.1 ... Error: No client certificate presented' after STARTTLS (swaks exit $rc)" "$out" "$(pf_log_tail)"
+        return 1
+    fi
+    if ! l=$(wait_for_log "$PF_LOG" "smtpd\[[0-9]+\]: NOQUEUE: abort: TLS from [^ ]*\[127\.0\.0\.1\]: No client certificate presented"); then
+        not_ok "$name" "expected in the Postfix log: 'NOQUEUE: abort: TLS from ...[127.0.0.1]: No client certificate presented'" "$(pf_log_tail)"
+        return 1
+    fi
+    PROOF_B_ABORT=$l
+    PROOF_B_421=$(grep -E '^<[~*-]?\* +421' <<<"$out" | head -n 1)
+    if grep -rlqF -- "$subj" "$VMAIL" 2>/dev/null; then
+        not_ok "$name" "the refused message must not be delivered" "$(grep -rlF -- "$subj" "$VMAIL")"
+        return 1
+    fi
+    ok "$name"
+}
+
+t_postfix_refuses_plaintext() {
+    local name="(b) Postfix smtpd refuses MAIL without STARTTLS (530 5.7.0)"
+    local subj="plaintext-$RANDOM" out rc
+    out=$(swaks_to_postfix "$subj") && rc=0 || rc=$?
+    if [ "$rc" -eq 0 ] || ! grep -qE '^<\*\* +530 5\.7\.0 Must issue a STARTTLS command first' <<<"$out"; then
+        not_ok "$name" "expected: '530 5.7.0 Must issue a STARTTLS command first' (swaks exit $rc)" "$out"
+        return 1
+    fi
+    ok "$name"
+}
+
+# ======================================================================================
+# postern_relays_to_postfix: direction (b) with Postern itself as the client.
+# ======================================================================================
+postern_relays_to_postfix() {
+    local name="(b) Postern relays to Postfix with a verified client certificate and verified server certificate"
+    local subj="postern-to-postfix-$RANDOM" out rc f l
+    write_postern_b
+    if ! out=$("$BIN" check-config -c "$PB/postern.toml" 2>&1); then
+        not_ok "$name" "postern check-config refuses the direction (b) configuration:" "$out" "config:" "$(cat "$PB/postern.toml")"
+        return 1
+    fi
+    if ! start_postern "$PB"; then
+        not_ok "$name" "Postern (b) did not start within 10 s; its log:" "$(tail -n 30 "$PB/postern.log")"
+        return 1
+    fi
+    out=$(peer swaks --server 127.0.0.1 --port "$PB_PORT" --tls --helo client.postern.test --timeout 15 \
+        --from sender@postern.test --to someone@partner.test \
+        --header "Subject: $subj" --body "relayed by Postern to Postfix" 2>&1) && rc=0 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        not_ok "$name" "expected: Postern accepts the message for relay (swaks exit 0); got exit $rc" "$out"
+        return 1
+    fi
+    if ! f=$(wait_for_file "$VMAIL/partner/new" "Subject: $subj"); then
+        not_ok "$name" "expected: Postfix delivers it to $VMAIL/partner/new/" \
+            "Postern log:" "$(tail -n 30 "$PB/postern.log")" "Postfix log:" "$(pf_log_tail)"
+        return 1
+    fi
+    # Postfix verified Postern's client certificate ...
+    if ! grep -qF '(Client CN "mx.postern.test", Issuer "Postern Interop Test CA" (verified OK))' "$f"; then
+        not_ok "$name" "expected in the delivered message: (Client CN \"mx.postern.test\", ... (verified OK))" "$(cat "$f")"
+        return 1
+    fi
+    if ! grep -qE "Received: from mx\.postern\.test" "$f"; then
+        not_ok "$name" "expected the message to arrive from Postern (Received: from mx.postern.test)" "$(cat "$f")"
+        return 1
+    fi
+    # ... and Postern verified Postfix's server certificate (policy secure).
+    if ! l=$(wait_for_log "$PB/postern.log" "Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:$PF_PORT: TLSv1\.[23] with cipher"); then
+        not_ok "$name" "expected in the Postern log: a line saying the TLS connection to 127.0.0.1:$PF_PORT was verified" "$(tail -n 30 "$PB/postern.log")"
+        return 1
+    fi
+    ok "$name"
+}
+
+# --- run -------------------------------------------------------------------------------
+
+# The tests fill these in; they are printed at the end (read by name, hence SC2034).
+# shellcheck disable=SC2034
+{
+    PROOF_A_VERIFIED='' PROOF_A_SENT='' PROOF_A_POSTERN='' PROOF_A_DEFERRED=''
+    PROOF_B_TRUSTED='' PROOF_B_RECEIVED='' PROOF_B_ABORT='' PROOF_B_421=''
+}
+
+if t_ca; then
+    write_postern_a
+    if start_postern "$PA"; then
+        POSTERN_A_UP=1
+    else
+        POSTERN_A_UP=0
+        not_ok "Postern (direction a) starts with the test CA's certificate" "$(tail -n 30 "$PA/postern.log")"
+    fi
+    if t_postfix_start; then
+        if [ "$POSTERN_A_UP" -eq 1 ]; then
+            t_postfix_to_postern || true
+            t_postfix_refuses_wrong_name || true
+        fi
+        t_postfix_accepts_client_cert || true
+        t_postfix_refuses_no_client_cert || true
+        t_postfix_refuses_plaintext || true
+        postern_relays_to_postfix || true
+    fi
+fi
+
+# The log lines that show verification, for the record.
+for p in PROOF_A_VERIFIED PROOF_A_SENT PROOF_A_POSTERN PROOF_A_DEFERRED PROOF_B_TRUSTED PROOF_B_RECEIVED PROOF_B_421 PROOF_B_ABORT; do
+    [ -n "${!p}" ] && printf '# %s: %s\n' "$p" "$(tr -d '\r' <<<"${!p}")"
+done
+
+COMPLETED=1

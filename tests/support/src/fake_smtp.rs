@@ -1,0 +1,149 @@
+//! A scriptable fake SMTP server for outbound tests: it records every command it receives,
+//! so a test can prove what a client did *not* send (no MAIL in clear under a mandatory
+//! TLS policy).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// How the fake server behaves.
+#[derive(Debug, Clone, Default)]
+pub struct FakeOpts {
+    /// Advertise STARTTLS in the EHLO reply.
+    pub starttls: bool,
+    /// Answer STARTTLS with 220, then send garbage instead of a TLS handshake.
+    pub break_tls: bool,
+    /// Reply to every RCPT with this instead of 250 (e.g. "550 5.1.1 no such user").
+    pub rcpt_reply: Option<String>,
+    /// Advertise DSN (RFC 3461).
+    pub dsn: bool,
+    /// Address to bind (default 127.0.0.1:0).
+    pub bind: Option<SocketAddr>,
+}
+
+/// A running fake server; stops when dropped.
+#[derive(Debug)]
+pub struct FakeSmtp {
+    pub addr: SocketAddr,
+    commands: Arc<Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeSmtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeSmtp {
+    pub async fn start(opts: FakeOpts) -> FakeSmtp {
+        let listener =
+            TcpListener::bind(opts.bind.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .await
+                .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (c, m) = (commands.clone(), messages.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (c, m, o) = (c.clone(), m.clone(), opts.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, o, c, m).await;
+                });
+            }
+        });
+        FakeSmtp {
+            addr,
+            commands,
+            messages,
+            task,
+        }
+    }
+
+    /// Every command line received, in order, over all connections.
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+
+    /// Message contents received (unstuffed, without the final dot line).
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+async fn serve(
+    sock: tokio::net::TcpStream,
+    opts: FakeOpts,
+    commands: Arc<Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<Vec<u8>>>>,
+) -> std::io::Result<()> {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 fake.test ESMTP fake\r\n").await?;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end().to_string();
+        commands.lock().unwrap().push(line.clone());
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => {
+                let mut reply = String::from("250-fake.test\r\n250-PIPELINING\r\n");
+                if opts.starttls {
+                    reply.push_str("250-STARTTLS\r\n");
+                }
+                if opts.dsn {
+                    reply.push_str("250-DSN\r\n");
+                }
+                reply.push_str("250 8BITMIME\r\n");
+                w.write_all(reply.as_bytes()).await?;
+            }
+            "STARTTLS" if opts.break_tls => {
+                w.write_all(b"220 2.0.0 go ahead\r\n").await?;
+                // Wait for the ClientHello, then answer nonsense.
+                let mut buf = [0u8; 512];
+                let _ = r.read(&mut buf).await;
+                w.write_all(b"this is not TLS\r\n").await?;
+                return Ok(());
+            }
+            "STARTTLS" => w.write_all(b"454 4.7.0 TLS not available\r\n").await?,
+            "RCPT" => {
+                let reply = opts
+                    .rcpt_reply
+                    .clone()
+                    .unwrap_or_else(|| "250 2.1.5 ok".into());
+                w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+            }
+            "DATA" => {
+                w.write_all(b"354 go ahead\r\n").await?;
+                let mut msg = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    if l.starts_with(b"..") {
+                        l.remove(0);
+                    }
+                    msg.extend_from_slice(&l);
+                }
+                messages.lock().unwrap().push(msg);
+                w.write_all(b"250 2.0.0 queued by fake\r\n").await?;
+            }
+            "QUIT" => {
+                w.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            }
+            _ => w.write_all(b"250 2.0.0 ok\r\n").await?,
+        }
+    }
+}
