@@ -401,3 +401,45 @@ fn example_configs_load() {
         }
     }
 }
+
+#[tokio::test]
+async fn policy_explain_resolve_lists_the_hosts_in_order() {
+    let dns = postern_test_support::dns::TestDns::start().await;
+    dns.add_mx("partner.test", 20, "mx2.partner.test");
+    dns.add_mx("partner.test", 10, "mx1.partner.test");
+    dns.add_a("mx1.partner.test", "192.0.2.1".parse().unwrap());
+    dns.add_aaaa("mx2.partner.test", "2001:db8::2".parse().unwrap());
+    dns.null_mx("nomail.test");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!("{BASE}[resolver]\nnameservers = [\"{}\"]\n", dns.addr()),
+    )
+    .unwrap();
+    let run = move |domain: &str| {
+        let out = bin()
+            .args(["policy", "explain", "--resolve", domain, "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = tokio::task::spawn_blocking(move || (run("partner.test"), run("nomail.test")))
+        .await
+        .unwrap();
+    let (a, b) = text;
+    let one = a
+        .find("10 mx1.partner.test -> 192.0.2.1")
+        .unwrap_or_else(|| panic!("{a}"));
+    let two = a
+        .find("20 mx2.partner.test -> 2001:db8::2")
+        .unwrap_or_else(|| panic!("{a}"));
+    assert!(one < two, "{a}");
+    assert!(b.contains("null MX (RFC 7505)"), "{b}");
+}

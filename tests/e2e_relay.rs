@@ -681,3 +681,58 @@ async fn a_domain_without_mx_or_address_bounces() {
     assert!(text.contains("Status: 5.1.2"), "{text}");
     assert!(text.contains("has no MX and no address"), "{text}");
 }
+
+#[tokio::test]
+async fn encrypt_defers_then_delivers_once_the_peer_offers_tls() {
+    let w = World::new().await;
+    // First a server without STARTTLS on 127.0.0.1:P ...
+    let fake = FakeSmtp::start(FakeOpts::default()).await;
+    let p = fake.addr.port();
+    let a = w
+        .sender(
+            p,
+            "[[outbound.policy]]\ndomain = \"partner.test\"\ntls = \"encrypt\"\n",
+        )
+        .await;
+    send(&a, "bob@partner.test", "wait for tls").await;
+    deferred_with(&a, "did not offer STARTTLS").await;
+    assert!(!fake.commands().iter().any(|c| c.starts_with("MAIL")));
+    drop(fake);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ... then the real B, with TLS, on the same address.
+    let b = w
+        .receiver(
+            "later",
+            &["mx.partner.test"],
+            IssueOpts::default(),
+            None,
+            "",
+        )
+        .await
+        .rebind(&format!("127.0.0.1:{p}"))
+        .await;
+    a.running.as_ref().unwrap().queue.flush();
+    let got = b.wait_delivered("bob", 1).await;
+    assert!(String::from_utf8_lossy(&got[0]).contains("(using TLSv1.3"));
+}
+
+trait Rebind {
+    async fn rebind(self, addr: &str) -> TestServer;
+}
+
+impl Rebind for TestServer {
+    /// Restart this server with its listener on `addr` (same state directory).
+    async fn rebind(self, addr: &str) -> TestServer {
+        let cfg = std::fs::read_to_string(self.dir.path().join("config.toml")).unwrap();
+        let TestServer { dir, running, .. } = self;
+        if let Some(r) = running {
+            r.stop().await;
+        }
+        let cfg = cfg.replacen(
+            "address = \"127.0.0.1:0\"",
+            &format!("address = \"{addr}\""),
+            1,
+        );
+        TestServer::start_with(dir, &cfg).await
+    }
+}

@@ -53,6 +53,7 @@ next_hop = "maildir:mail"
         if std::env::var_os("POSTERN_TEST_LOG").is_some() {
             postern::logging::init(postern::logging::LogFormat::Text);
         }
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
         let loaded = postern::config::load_str("test.toml", text).unwrap_or_else(|e| {
             panic!(
                 "test config invalid: {}",
