@@ -21,6 +21,7 @@ pub mod address;
 pub mod bdat;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod encode;
 pub mod reply;
 
