@@ -106,7 +106,20 @@ impl Policies {
     /// Load every policy's files. Problems are reported against the config keys.
     pub fn load(o: &OutboundConfig, provider: &CryptoProvider, p: &mut Problems) -> Policies {
         let at = KeyPath::of("outbound");
-        let default_roots = load_roots(o.ca.as_deref(), &at.key("ca"), p);
+        // The system store is read only when some level needs it (verify/secure without
+        // their own CA); it is large, and under may/encrypt an empty store just means
+        // peers are logged as Untrusted, as Postfix does without a CAfile.
+        let verifying = |l: TlsLevel| matches!(l, TlsLevel::Verify | TlsLevel::Secure);
+        let needs_default = o.ca.is_some()
+            || verifying(o.tls)
+            || o.policy
+                .iter()
+                .any(|pc| pc.ca.is_none() && verifying(pc.tls));
+        let default_roots = if needs_default {
+            load_roots(o.ca.as_deref(), &at.key("ca"), p)
+        } else {
+            Arc::new(RootCertStore::empty())
+        };
         let default_client = o.client_certificate.as_ref().and_then(|c| {
             LoadedCert::load(&c.chain, &c.key, provider)
                 .map_err(|e| p.push(at.key("client_certificate"), e.to_string()))
