@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Postern vs Postfix on the same machine, same disk, same load generators.
+#
+#   tests/bench/run.sh            full run (release build, several rounds; ~10 minutes)
+#   tests/bench/run.sh --smoke    seconds-long version for CI, so the script cannot rot
+#   tests/bench/run.sh --out F    also write the results as JSON to F
+#
+# Both servers fsync every message before answering 250. Loads: Postfix's own smtp-source
+# (plaintext acceptance and relay), and tests/bench/loadgen (STARTTLS acceptance, latency,
+# idle connections, the disk's fsync rate). Relay goes to Postfix's smtp-sink. Everything
+# runs on 127.0.0.1 and stops by itself. Needs root (a private Postfix instance).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SMOKE=0
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        *) echo "usage: $0 [--smoke] [--out FILE]" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (a private Postfix instance needs it)" >&2; exit 1; }
+
+# --- tools ------------------------------------------------------------------------------
+need=()
+[ -x /usr/sbin/smtp-source ] && [ -x /usr/lib/postfix/sbin/master ] || need+=(postfix)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "bench: installing ${need[*]} ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The package must not leave a system instance running.
+    postfix stop >/dev/null 2>&1 || true
+fi
+
+if [ "$SMOKE" -eq 1 ]; then
+    PROFILE=debug
+    (cd "$ROOT" && cargo build -q -p postern --bin postern && cargo build -q -p postern-loadgen)
+    ROUNDS=1 N=60 NTLS=40 NIDLE=50 NFSYNC=30 SIZES="5120" CONCS="20"
+else
+    PROFILE=release
+    (cd "$ROOT" && cargo build -q --release -p postern --bin postern && cargo build -q --release -p postern-loadgen)
+    ROUNDS=3 N=2000 NTLS=1000 NIDLE=1000 NFSYNC=500 SIZES="5120 102400" CONCS="1 20 100"
+fi
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/$PROFILE/postern
+LOADGEN=$TARGET/$PROFILE/loadgen
+
+WORK=$(mktemp -d /tmp/postern-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+PF_ETC=$WORK/postfix/etc
+cleanup() {
+    [ -d "$PF_ETC" ] && postfix -c "$PF_ETC" stop >/dev/null 2>&1 || true
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "${BENCH_KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SINK=$(free_port); PN=$(free_port); PF=$(free_port)
+wait_port() {
+    for _ in $(seq 200); do
+        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
+}
+
+# --- the sink ---------------------------------------------------------------------------
+start_sink() { # start_sink [max-messages]
+    local extra=()
+    [ -n "${1:-}" ] && extra=(-M "$1")
+    smtp-sink -u nobody "${extra[@]}" "127.0.0.1:$SINK" 1000 >/dev/null 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    wait_port "$SINK"
+}
+stop_sink() { kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true; }
+
+# --- Postern ----------------------------------------------------------------------------
+mkdir -p "$WORK/postern"
+cat >"$WORK/postern/postern.toml" <<EOF
+[server]
+hostname = "mx.bench.test"
+state_dir = "$WORK/postern/state"
+[[listener]]
+address = "127.0.0.1:$PN"
+mode = "starttls"
+max_connections = 5000
+max_connections_per_ip = 5000
+[relay]
+local_domains = []
+trusted_networks = ["127.0.0.0/8"]
+[[route]]
+domain = "*"
+next_hop = "smtp:[127.0.0.1]:$SINK"
+[outbound]
+tls = "may"
+EOF
+RUST_LOG=warn "$BIN" serve -c "$WORK/postern/postern.toml" 2>"$WORK/postern/log" &
+POSTERN_PID=$!
+PIDS+=("$POSTERN_PID")
+
+# --- Postfix (private instance) -----------------------------------------------------------
+mkdir -p "$PF_ETC" "$WORK/postfix/spool" "$WORK/postfix/data"
+chown postfix "$WORK/postfix/data"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=mx.bench.test \
+    -keyout "$PF_ETC/key.pem" -out "$PF_ETC/cert.pem" >/dev/null 2>&1
+cat >"$PF_ETC/main.cf" <<EOF
+compatibility_level = 3.6
+config_directory = $PF_ETC
+queue_directory = $WORK/postfix/spool
+data_directory = $WORK/postfix/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = $WORK/postfix/log
+maillog_file_prefixes = $WORK
+myhostname = mx-postfix.bench.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$SINK
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_peername_lookup = no
+smtp_tls_security_level = may
+smtpd_tls_security_level = may
+smtpd_tls_chain_files = $PF_ETC/key.pem, $PF_ETC/cert.pem
+alias_maps =
+alias_database =
+# A fair comparison: no artificial client slow-down, room for every connection.
+in_flow_delay = 0
+smtpd_error_sleep_time = 0
+default_process_limit = 1200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+default_destination_concurrency_limit = 50
+EOF
+cat >"$PF_ETC/master.cf" <<EOF
+127.0.0.1:$PF inet n - n - - smtpd
+pickup     unix  n - n 60   1 pickup
+cleanup    unix  n - n -    0 cleanup
+qmgr       unix  n - n 300  1 qmgr
+tlsmgr     unix  - - n 1000? 1 tlsmgr
+rewrite    unix  - - n -    - trivial-rewrite
+bounce     unix  - - n -    0 bounce
+defer      unix  - - n -    0 bounce
+trace      unix  - - n -    0 bounce
+verify     unix  - - n -    1 verify
+flush      unix  n - n 1000? 0 flush
+proxymap   unix  - - n -    - proxymap
+smtp       unix  - - n -    - smtp
+relay      unix  - - n -    - smtp
+showq      unix  n - n -    - showq
+error      unix  - - n -    - error
+retry      unix  - - n -    - error
+discard    unix  - - n -    - discard
+anvil      unix  - - n -    1 anvil
+scache     unix  - - n -    1 scache
+postlog    unix-dgram n - n - 1 postlogd
+EOF
+if ! out=$(postfix -c "$PF_ETC" start 2>&1); then echo "bench: Postfix did not start: $out" >&2; cat "$WORK/postfix/log" >&2 2>/dev/null || true; exit 1; fi
+wait_port "$PF"
+wait_port "$PN"
+PF_VERSION=$(postconf -d -h mail_version)
+
+# --- measurements ---------------------------------------------------------------------------
+median() { python3 -c 'import sys,statistics; print(round(statistics.median(float(x) for x in sys.argv[1:]),1))' "$@"; }
+now() { python3 -c 'import time; print(time.time())'; }
+source_rate() { # source_rate PORT CONC COUNT SIZE -> messages/s (smtp-source)
+    local t0 t1
+    t0=$(now)
+    smtp-source -d -s "$2" -m "$3" -l "$4" -f load@bench.test -t sink@bench.test -M bench.test "127.0.0.1:$1" >/dev/null
+    t1=$(now)
+    python3 -c "print(round($3/($t1-$t0),1))"
+}
+jq_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+RESULTS=()
+row() { # row NAME POSTERN POSTFIX UNIT higher|lower
+    local ratio
+    ratio=$(python3 -c "a,b=float('$2'),float('$3'); print(round(a/b,2) if b else 'n/a')")
+    printf '%-46s %12s %12s %8s  %s\n' "$1" "$2" "$3" "$ratio" "$4"
+    RESULTS+=("{\"name\":\"$1\",\"postern\":$2,\"postfix\":$3,\"ratio\":\"$ratio\",\"unit\":\"$4\"}")
+}
+
+echo "Postern $("$BIN" --version | cut -d' ' -f2) ($PROFILE) vs Postfix $PF_VERSION on $(nproc) cores; spool on $(df -P "$WORK" | awk 'NR==2{print $1}')"
+printf '%-46s %12s %12s %8s  %s\n' "measure" "postern" "postfix" "ratio" "unit"
+
+FS=$("$LOADGEN" fsync "$WORK/fsync" "$NFSYNC")
+row "disk fsync rate (4 KiB file + fsync)" "$(jq_field "$FS" rate)" "$(jq_field "$FS" rate)" "fsync/s"
+
+start_sink
+for size in $SIZES; do
+    for c in $CONCS; do
+        n=$N
+        [ "$c" -eq 1 ] && n=$((N / 4))
+        a=() b=()
+        for _ in $(seq "$ROUNDS"); do
+            a+=("$(source_rate "$PN" "$c" "$n" "$size")")
+            b+=("$(source_rate "$PF" "$c" "$n" "$size")")
+        done
+        row "acceptance plaintext c=$c size=$((size / 1024))KiB" "$(median "${a[@]}")" "$(median "${b[@]}")" "msg/s"
+    done
+done
+
+a=() b=() pa=() pb=() qa=() qb=()
+for _ in $(seq "$ROUNDS"); do
+    r=$("$LOADGEN" smtp "127.0.0.1:$PN" 20 "$NTLS" 5120 tls); a+=("$(jq_field "$r" rate)"); pa+=("$(jq_field "$r" p50_ms)"); qa+=("$(jq_field "$r" p99_ms)")
+    r=$("$LOADGEN" smtp "127.0.0.1:$PF" 20 "$NTLS" 5120 tls); b+=("$(jq_field "$r" rate)"); pb+=("$(jq_field "$r" p50_ms)"); qb+=("$(jq_field "$r" p99_ms)")
+done
+row "acceptance STARTTLS c=20 size=5KiB" "$(median "${a[@]}")" "$(median "${b[@]}")" "msg/s"
+row "latency end-of-DATA to 250, p50, c=20, TLS" "$(median "${pa[@]}")" "$(median "${pb[@]}")" "ms"
+row "latency end-of-DATA to 250, p99, c=20, TLS" "$(median "${qa[@]}")" "$(median "${qb[@]}")" "ms"
+stop_sink
+
+relay_rate() { # relay_rate PORT COUNT -> messages/s from first send until the sink has all
+    local t0 t1
+    start_sink "$2"
+    t0=$(now)
+    smtp-source -d -s 20 -m "$2" -l 5120 -f load@bench.test -t sink@bench.test -M bench.test "127.0.0.1:$1" >/dev/null
+    for _ in $(seq 6000); do kill -0 "$SINK_PID" 2>/dev/null || break; sleep 0.05; done
+    t1=$(now)
+    stop_sink
+    python3 -c "print(round($2/($t1-$t0),1))"
+}
+# Let earlier deliveries drain before the relay measurement.
+sleep 2
+a=() b=()
+for _ in $(seq "$ROUNDS"); do
+    a+=("$(relay_rate "$PN" "$N")")
+    b+=("$(relay_rate "$PF" "$N")")
+done
+row "relay end to end (smtp-source -> sink) c=20" "$(median "${a[@]}")" "$(median "${b[@]}")" "msg/s"
+
+# Proportional set size (shared pages divided among their users), so that Postfix's many
+# smtpd processes are not charged the shared libraries once per process.
+pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+rss_kib() { pss_kib "$1"; }
+smtpd_rss_kib() { local s=0 p; for p in $(ps -C smtpd -o pid=); do s=$((s + $(pss_kib "$p"))); done; echo "$s"; }
+base_pn=$(rss_kib "$POSTERN_PID")
+"$LOADGEN" idle "127.0.0.1:$PN" "$NIDLE" 6 >"$WORK/idle-pn" &
+IDLE=$!; sleep 4
+held_pn=$(rss_kib "$POSTERN_PID"); wait "$IDLE" || true
+"$LOADGEN" idle "127.0.0.1:$PF" "$NIDLE" 6 >"$WORK/idle-pf" &
+IDLE=$!; sleep 4
+held_pf=$(smtpd_rss_kib); n_pf=$(ps -C smtpd -o pid= | wc -l); wait "$IDLE" || true
+per_pn=$(python3 -c "print(round(max($held_pn-$base_pn,0)/$NIDLE,1))")
+per_pf=$(python3 -c "print(round($held_pf/max($n_pf,1),1))")
+row "memory (PSS) per idle connection ($NIDLE open)" "$per_pn" "$per_pf" "KiB"
+row "memory (PSS) with $NIDLE idle connections" "$held_pn" "$held_pf" "KiB"
+
+echo "established: postern $(cat "$WORK/idle-pn"), postfix $(cat "$WORK/idle-pf") ($n_pf smtpd processes)"
+if [ -n "$OUT" ]; then
+    mkdir -p "$(dirname "$OUT")"
+    (IFS=,; echo "{\"profile\":\"$PROFILE\",\"postfix\":\"$PF_VERSION\",\"cores\":$(nproc),\"results\":[${RESULTS[*]}]}") >"$OUT"
+    echo "results written to $OUT"
+fi

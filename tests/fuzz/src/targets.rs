@@ -1,0 +1,138 @@
+//! The targets. Each asserts invariants beyond "does not panic" where there are any.
+
+use postern_smtp::{BdatReader, DataEncoder, DataReader};
+
+/// The command parser: never panics; every error maps to a 5xx reply.
+pub fn command(data: &[u8]) {
+    if let Err(e) = postern_smtp::command::parse(data) {
+        let r = e.reply();
+        assert!(r.code >= 500 && r.code < 600, "{r:?}");
+        let wire = r.to_bytes();
+        assert!(wire.ends_with(b"\r\n") && !wire[..wire.len() - 2].contains(&b'\n'), "reply text split the line");
+    }
+}
+
+/// The DATA reader: fed whole or in pieces it reaches the same verdict, never ends except
+/// at CRLF.CRLF, and never emits a bare LF or CR.
+pub fn data(input: &[u8]) {
+    let whole = feed_data(input, input.len().max(1));
+    for step in [1, 3, 7] {
+        assert_eq!(feed_data(input, step), whole, "chunking changed the result");
+    }
+    if let (Some(end), Ok(out)) = (&whole.0, &whole.1) {
+        assert!(input[..*end].ends_with(b"\r\n.\r\n") || input[..*end] == *b".\r\n", "ended without CRLF.CRLF");
+        for (i, &b) in out.iter().enumerate() {
+            if b == b'\n' {
+                assert!(i > 0 && out[i - 1] == b'\r', "bare LF emitted");
+            }
+            if b == b'\r' {
+                assert_eq!(out.get(i + 1), Some(&b'\n'), "bare CR emitted");
+            }
+        }
+    }
+}
+
+type DataResult = (Option<usize>, Result<Vec<u8>, postern_smtp::ContentError>);
+
+fn feed_data(input: &[u8], step: usize) -> DataResult {
+    let mut r = DataReader::new(1 << 20);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let end = (pos + step).min(input.len());
+        let f = r.feed(&input[pos..end], &mut out);
+        assert!(f.consumed <= end - pos);
+        pos += f.consumed;
+        if f.done {
+            return (Some(pos), r.result().map(|_| out));
+        }
+    }
+    (None, Ok(Vec::new()))
+}
+
+/// The BDAT checker: split anywhere, same verdict; accepted content has only CRLF endings.
+pub fn bdat(input: &[u8]) {
+    let split = input.first().map(|&b| b as usize % (input.len() + 1)).unwrap_or(0);
+    let run = |parts: &[&[u8]]| {
+        let mut r = BdatReader::new(1 << 20);
+        let mut out = Vec::new();
+        for p in parts {
+            r.feed(p, &mut out);
+        }
+        r.finish(&mut out).map(|_| out)
+    };
+    let a = run(&[input]);
+    let b = run(&[&input[..split], &input[split..]]);
+    assert_eq!(a, b);
+    if let Ok(out) = a {
+        assert!(out.is_empty() || out.ends_with(b"\r\n"));
+        for (i, &c) in out.iter().enumerate() {
+            if c == b'\n' {
+                assert!(i > 0 && out[i - 1] == b'\r');
+            }
+        }
+    }
+}
+
+/// What Postern sends onward (DataEncoder) is always read back by a strict DATA reader as
+/// exactly one message ending exactly at the end: nothing can be smuggled through us.
+pub fn roundtrip(input: &[u8]) {
+    let mut enc = DataEncoder::new();
+    let mut wire = Vec::new();
+    let split = input.len() / 2;
+    enc.encode(&input[..split], &mut wire);
+    enc.encode(&input[split..], &mut wire);
+    enc.finish(&mut wire);
+    let mut r = DataReader::new(u64::MAX);
+    let mut out = Vec::new();
+    let f = r.feed(&wire, &mut out);
+    assert!(f.done, "encoded message did not end");
+    assert_eq!(f.consumed, wire.len(), "encoded message ended early: smuggling");
+    if r.result().is_ok() {
+        let normalized: Vec<u8> = {
+            let mut v = Vec::new();
+            let mut e = DataEncoder::for_bdat();
+            e.encode(input, &mut v);
+            e.finish(&mut v);
+            v
+        };
+        assert_eq!(out, normalized);
+    }
+}
+
+/// Address parsers: never panic; what they accept prints and re-parses to the same value.
+pub fn address(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    if let Ok((postern_smtp::ForwardPath::Address(a), _)) = postern_smtp::address::parse_forward_path(s) {
+        let printed = format!("<{a}>");
+        let (again, rest) = postern_smtp::address::parse_forward_path(&printed).expect("printed address re-parses");
+        assert_eq!(again, postern_smtp::ForwardPath::Address(a));
+        assert!(rest.is_empty());
+    }
+    let _ = postern_smtp::address::parse_reverse_path(s);
+    let _ = postern_smtp::address::parse_mailbox(s);
+    let _ = postern_smtp::address::parse_domain(s);
+}
+
+/// The configuration loader: never panics; every error is located.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Err(errs) = postern::config::load_str("fuzz.toml", &text) {
+        for e in errs {
+            assert!(e.line >= 1 && e.col >= 1 && !e.key.is_empty(), "{e}");
+        }
+    }
+}
+
+/// The queue record reader: a damaged file is an error, never a panic, and never a message
+/// whose content runs outside the file.
+pub fn queue_record(data: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = postern_queue::Spool::open(dir.path()).unwrap();
+    let path = spool.active_dir().join("0000000000000000AA.msg");
+    std::fs::write(&path, data).unwrap();
+    if let Ok(m) = spool.load(&path) {
+        assert!(m.body_offset + m.body_len <= data.len() as u64);
+        let _ = m.read_body();
+    }
+}
