@@ -736,3 +736,42 @@ impl Rebind for TestServer {
         TestServer::start_with(dir, &cfg).await
     }
 }
+
+#[tokio::test]
+async fn no_smuggled_second_message_reaches_the_next_hop() {
+    let w = World::new().await;
+    let fake = FakeSmtp::start(FakeOpts::default()).await;
+    let a = w.sender(fake.addr.port(), "").await;
+    for (evil, bdat) in [(&b"x\n.\n"[..], false), (b"x\r.\r", false), (b"x\r\n.\n", false), (b"x\n.\r\n", false), (b"x\n.\n", true)] {
+        let mut c = SmtpClient::connect_greeted(a.addr()).await;
+        c.cmd("EHLO client.test").await;
+        c.cmd("MAIL FROM:<alice@sender.test>").await;
+        c.cmd("RCPT TO:<bob@partner.test>").await;
+        let mut body = b"Subject: first\r\n\r\n".to_vec();
+        body.extend_from_slice(evil);
+        body.extend_from_slice(b"MAIL FROM:<smuggled@evil.test>\r\nRCPT TO:<victim@partner.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n");
+        let r = if bdat {
+            c.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes()).await;
+            c.send(&body).await;
+            c.reply().await
+        } else {
+            assert_eq!(c.cmd("DATA").await.code, 354);
+            c.send(&body).await;
+            c.send(b".\r\n").await;
+            c.reply().await
+        };
+        assert!(r.last().starts_with("550 5.6.0"), "{evil:?}: {r:?}");
+    }
+    // A clean message afterwards shows the path works, and is the only thing the next hop saw.
+    send(&a, "bob@partner.test", "clean").await;
+    for _ in 0..200 {
+        if !fake.messages().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let cmds = fake.commands();
+    assert_eq!(fake.messages().len(), 1, "{cmds:?}");
+    assert!(!cmds.iter().any(|c| c.contains("smuggled") || c.contains("victim")), "{cmds:?}");
+    assert!(String::from_utf8_lossy(&fake.messages()[0]).contains("Subject: clean"));
+}
