@@ -102,6 +102,8 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub async fn connect(addr: SocketAddr) -> SmtpClient {
         let s = TcpStream::connect(addr).await.expect("connect");
+        // Small writes (".\r\n" after the body) must not wait for Nagle + delayed ACK.
+        let _ = s.set_nodelay(true);
         SmtpClient {
             stream: Stream::Plain(s),
             buf: Vec::new(),
