@@ -40,7 +40,11 @@ impl Rng {
         self.0
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -89,12 +93,18 @@ fn mutate(rng: &mut Rng, corpus: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
 }
 
 fn corpus_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name)
 }
 
 fn run(name: &str, target: Target, budget: Duration, seed: u64) -> bool {
     let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(corpus_dir(name))
-        .map(|rd| rd.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
         .unwrap_or_default();
     if corpus.is_empty() {
         corpus.push(Vec::new());
@@ -120,18 +130,26 @@ fn run(name: &str, target: Target, budget: Duration, seed: u64) -> bool {
         if outcome.is_err() {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
             let _ = std::fs::create_dir_all(&dir);
-            let hash = input.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+            let hash = input.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
             let path = dir.join(format!("{name}-{hash:016x}"));
             let _ = std::fs::write(&path, &input);
-            eprintln!("{name}: FINDING after {execs} inputs (seed {seed}); input saved to {}", path.display());
+            eprintln!(
+                "{name}: FINDING after {execs} inputs (seed {seed}); input saved to {}",
+                path.display()
+            );
             return false;
         }
         // Keep some mutants as new bases so inputs drift further from the seeds.
-        if execs % 97 == 0 && corpus.len() < 4096 {
+        if execs.is_multiple_of(97) && corpus.len() < 4096 {
             corpus.push(input);
         }
     }
-    println!("{name}: {execs} inputs in {:.1}s, no findings (seed {seed})", start.elapsed().as_secs_f64());
+    println!(
+        "{name}: {execs} inputs in {:.1}s, no findings (seed {seed})",
+        start.elapsed().as_secs_f64()
+    );
     true
 }
 
@@ -141,13 +159,22 @@ fn main() {
         [w, s] => (w.clone(), s.parse::<u64>().unwrap_or(10)),
         [w] => (w.clone(), 10),
         _ => {
-            eprintln!("usage: postern-fuzz TARGET|all [SECONDS]   targets: {}", targets().iter().map(|t| t.0).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "usage: postern-fuzz TARGET|all [SECONDS]   targets: {}",
+                targets().iter().map(|t| t.0).collect::<Vec<_>>().join(" ")
+            );
             std::process::exit(2);
         }
     };
-    let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
+    let seed = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
     // Findings are reported by the runner; keep the default panic message short.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let mut ok = true;
