@@ -28,6 +28,8 @@ fn targets() -> Vec<(&'static str, Target)> {
         ("address", targets::address),
         ("config", targets::config),
         ("queue_record", targets::queue_record),
+        ("x509", targets::x509),
+        ("server_hello", targets::server_hello),
     ]
 }
 

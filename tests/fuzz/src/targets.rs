@@ -8,7 +8,10 @@ pub fn command(data: &[u8]) {
         let r = e.reply();
         assert!(r.code >= 500 && r.code < 600, "{r:?}");
         let wire = r.to_bytes();
-        assert!(wire.ends_with(b"\r\n") && !wire[..wire.len() - 2].contains(&b'\n'), "reply text split the line");
+        assert!(
+            wire.ends_with(b"\r\n") && !wire[..wire.len() - 2].contains(&b'\n'),
+            "reply text split the line"
+        );
     }
 }
 
@@ -20,7 +23,10 @@ pub fn data(input: &[u8]) {
         assert_eq!(feed_data(input, step), whole, "chunking changed the result");
     }
     if let (Some(end), Ok(out)) = (&whole.0, &whole.1) {
-        assert!(input[..*end].ends_with(b"\r\n.\r\n") || input[..*end] == *b".\r\n", "ended without CRLF.CRLF");
+        assert!(
+            input[..*end].ends_with(b"\r\n.\r\n") || input[..*end] == *b".\r\n",
+            "ended without CRLF.CRLF"
+        );
         for (i, &b) in out.iter().enumerate() {
             if b == b'\n' {
                 assert!(i > 0 && out[i - 1] == b'\r', "bare LF emitted");
@@ -52,7 +58,10 @@ fn feed_data(input: &[u8], step: usize) -> DataResult {
 
 /// The BDAT checker: split anywhere, same verdict; accepted content has only CRLF endings.
 pub fn bdat(input: &[u8]) {
-    let split = input.first().map(|&b| b as usize % (input.len() + 1)).unwrap_or(0);
+    let split = input
+        .first()
+        .map(|&b| b as usize % (input.len() + 1))
+        .unwrap_or(0);
     let run = |parts: &[&[u8]]| {
         let mut r = BdatReader::new(1 << 20);
         let mut out = Vec::new();
@@ -87,7 +96,11 @@ pub fn roundtrip(input: &[u8]) {
     let mut out = Vec::new();
     let f = r.feed(&wire, &mut out);
     assert!(f.done, "encoded message did not end");
-    assert_eq!(f.consumed, wire.len(), "encoded message ended early: smuggling");
+    assert_eq!(
+        f.consumed,
+        wire.len(),
+        "encoded message ended early: smuggling"
+    );
     if r.result().is_ok() {
         let normalized: Vec<u8> = {
             let mut v = Vec::new();
@@ -102,10 +115,15 @@ pub fn roundtrip(input: &[u8]) {
 
 /// Address parsers: never panic; what they accept prints and re-parses to the same value.
 pub fn address(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
-    if let Ok((postern_smtp::ForwardPath::Address(a), _)) = postern_smtp::address::parse_forward_path(s) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok((postern_smtp::ForwardPath::Address(a), _)) =
+        postern_smtp::address::parse_forward_path(s)
+    {
         let printed = format!("<{a}>");
-        let (again, rest) = postern_smtp::address::parse_forward_path(&printed).expect("printed address re-parses");
+        let (again, rest) =
+            postern_smtp::address::parse_forward_path(&printed).expect("printed address re-parses");
         assert_eq!(again, postern_smtp::ForwardPath::Address(a));
         assert!(rest.is_empty());
     }
@@ -135,4 +153,18 @@ pub fn queue_record(data: &[u8]) {
         assert!(m.body_offset + m.body_len <= data.len() as u64);
         let _ = m.read_body();
     }
+}
+
+/// The certificate reader behind check-config reports and the scanner: never panics.
+pub fn x509(data: &[u8]) {
+    if let Ok(info) = postern_tls::x509::CertInfo::parse(data) {
+        let _ = info.weaknesses();
+        let _ = info.report("  ", 1_800_000_000);
+        let _ = info.days_to_expiry(1_800_000_000);
+    }
+}
+
+/// The scanner's ServerHello/alert parser (answers from arbitrary servers): never panics.
+pub fn server_hello(data: &[u8]) {
+    let _ = postern_scan::hello::parse_flight(data);
 }
