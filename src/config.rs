@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use postern_config::{ConfigError, KeyPath, Problems, parse_toml};
-use postern_inbound::{ListenerConfig, RelayConfig};
+use postern_inbound::{InboundConfig, ListenerConfig, RelayConfig};
 use postern_queue::QueueConfig;
 use postern_relay::{OutboundConfig, ResolverConfig, RouteConfig, Router};
 use postern_smtp::address::{Domain, parse_domain};
@@ -28,6 +28,9 @@ pub struct Config {
     pub listener: Vec<ListenerConfig>,
     #[serde(default)]
     pub relay: RelayConfig,
+    /// `[[inbound.partner]]` rules (partner mutual TLS).
+    #[serde(default)]
+    pub inbound: InboundConfig,
     #[serde(default)]
     pub route: Vec<RouteConfig>,
     #[serde(default)]
@@ -36,6 +39,10 @@ pub struct Config {
     pub outbound: OutboundConfig,
     #[serde(default)]
     pub resolver: ResolverConfig,
+    #[serde(default)]
+    pub metrics: postern_metrics::MetricsConfig,
+    #[serde(default)]
+    pub auth: postern_auth::AuthConfig,
 }
 
 /// `[server]`.
@@ -48,6 +55,9 @@ pub struct ServerConfig {
     /// Where the queue, generated certificates and local Maildirs live.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Where the queue lives. Default: `STATE_DIR/queue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_dir: Option<PathBuf>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -59,6 +69,7 @@ impl Default for ServerConfig {
         ServerConfig {
             hostname: None,
             state_dir: default_state_dir(),
+            queue_dir: None,
         }
     }
 }
@@ -67,6 +78,14 @@ impl Config {
     /// The host name to use: configured, or the system's.
     pub fn hostname(&self) -> String {
         self.server.hostname.clone().unwrap_or_else(system_hostname)
+    }
+
+    /// The queue directory: `[server] queue_dir`, or `STATE_DIR/queue`.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.server
+            .queue_dir
+            .clone()
+            .unwrap_or_else(|| self.server.state_dir.join("queue"))
     }
 
     /// The route table alone (no SMTP delivery), with relative Maildir paths under the
@@ -151,7 +170,17 @@ fn validate(c: &Config, p: &mut Problems) {
             ),
         );
     }
+    if let Some(q) = &c.server.queue_dir
+        && q.exists()
+        && !q.is_dir()
+    {
+        p.push(
+            KeyPath::of("server").key("queue_dir"),
+            format!("{} exists but is not a directory", q.display()),
+        );
+    }
     let provider = rustls::crypto::aws_lc_rs::default_provider();
+    crate::tls_checks::validate(c, p);
     for (i, cert) in c.tls.certificate.iter().enumerate() {
         if let Err(e) = LoadedCert::load(&cert.chain, &cert.key, &provider) {
             let at = KeyPath::of("tls").key("certificate").index(i);
@@ -180,6 +209,7 @@ fn validate(c: &Config, p: &mut Problems) {
     c.queue.validate(&KeyPath::of("queue"), p);
     postern_relay::outbound::config::validate(&c.outbound, p);
     postern_relay::outbound::config::validate_resolver(&c.resolver, p);
+    c.auth.validate(&KeyPath::of("auth"), p);
     // Loading the policies checks their CA, certificate and key files.
     let _ = postern_relay::outbound::policy::Policies::load(&c.outbound, &provider, p);
     let router = c.static_router();

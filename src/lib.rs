@@ -4,10 +4,18 @@
 //! the crate that uses it), builds the TLS store, opens the queue, starts the listeners,
 //! and handles signals. See `docs/message-flow.md` for the path a message takes.
 
+pub mod auth_cli;
 pub mod config;
+pub mod control;
 pub mod explain;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod operations;
+pub mod queue_cli;
 pub mod server;
+pub mod tls_check;
+pub mod tls_checks;
 
 pub use config::{Config, Loaded};
 pub use server::{Running, StartError, start};

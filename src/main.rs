@@ -40,6 +40,21 @@ enum Command {
     /// Outbound TLS policy questions.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Look at and act on the mail queue (works whether the daemon runs or not).
+    /// Without --config, /etc/postern/postern.toml is used when it exists.
+    #[command(subcommand)]
+    Queue(postern::queue_cli::QueueCommand),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(postern::auth_cli::DkimCommand),
+    /// Print the DNS records (MX, SPF, DKIM, DMARC, MTA-STS and TLS-RPT placeholders) to
+    /// publish for every configured mail domain, in zone-file syntax.
+    DnsRecords,
+    /// Scan a mail server's TLS (STARTTLS, or implicit TLS with --implicit): protocol
+    /// versions, cipher suites, groups, certificates, and a verdict against a profile.
+    /// Exit status 0 only if every requirement of the profile passes (1: some fail,
+    /// 2: the scan could not run).
+    TlsCheck(postern::tls_check::TlsCheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +75,11 @@ Examples:
   postern serve                          trial run with the built-in configuration
   postern check-config -c /etc/postern/postern.toml
   POSTERN_CONFIG=/etc/postern/postern.toml postern serve
+  postern queue list --state active      what is waiting, and why
+  postern queue flush --all              retry everything now
+  postern dkim keygen --domain example.org --selector s1 --out /etc/postern/dkim
+  postern dns-records -c /etc/postern/postern.toml
+  postern tls-check mx.example.org --profile ncsc-suite-b --name mx.example.org
 
 Documentation: README.md and docs/ (getting started, configuration reference, message flow).
 The annotated reference configuration is config/postern.toml.";
@@ -72,6 +92,30 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Explain { domain, resolve }) => {
             explain(cli.config, &domain, resolve)
         }
+        Command::Queue(cmd) => queue(cli.config, cmd),
+        Command::Dkim(cmd) => postern::auth_cli::dkim(cmd),
+        Command::TlsCheck(args) => postern::tls_check::run(args),
+        Command::DnsRecords => match load_or_report(cli.config) {
+            Ok(l) => {
+                print!("{}", postern::auth_cli::dns_records_for(&l.config));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// The configuration a Debian package installs.
+const SYSTEM_CONFIG: &str = "/etc/postern/postern.toml";
+
+fn queue(path: Option<PathBuf>, cmd: postern::queue_cli::QueueCommand) -> ExitCode {
+    let path = path.or_else(|| {
+        let p = PathBuf::from(SYSTEM_CONFIG);
+        p.exists().then_some(p)
+    });
+    match load_or_report(path) {
+        Ok(l) => postern::queue_cli::run(&l.config, cmd),
+        Err(code) => code,
     }
 }
 
@@ -134,6 +178,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             c.server.state_dir.display()
         );
     }
+    print!("{}", postern::tls_checks::report(c));
     ExitCode::SUCCESS
 }
 
@@ -166,27 +211,54 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        postern::notify::ready(&format!(
+            "accepting mail on {}",
+            running
+                .addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        run_until_stopped(&running).await;
+        postern::notify::stopping("stopping: finishing messages being received");
         tracing::info!(
             "stopping: no new connections are accepted; acknowledged mail stays queued on disk"
         );
         running.stop().await;
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// Serve until SIGTERM or SIGINT; reload on each SIGHUP, telling systemd
+/// (`RELOADING=1`, then `READY=1`).
+async fn run_until_stopped(running: &postern::Running) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot install signal handlers: only Ctrl-C stops the server");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("received SIGTERM");
+                return;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("received SIGINT");
+                return;
+            }
+            _ = hup.recv() => {
+                postern::notify::reloading();
+                running.reload().await;
+                postern::notify::ready("reloaded");
+            }
+        }
     }
 }
 

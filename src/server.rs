@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use postern_inbound::{Listener, RelayPolicy, ServerContext};
 use postern_queue::{Queue, Spool};
-use postern_tls::LoadedCert;
+use postern_tls::{CertificateConfig, ClientCertPolicy, TlsStore};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -29,6 +29,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Listen(std::io::Error),
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("outbound: {0}")]
     Outbound(String),
 }
@@ -39,17 +41,53 @@ pub struct Running {
     /// Bound addresses, in `[[listener]]` order (useful with port 0).
     pub addrs: Vec<SocketAddr>,
     pub queue: Queue,
+    /// Certificates, client CAs, CRLs and partner CAs: [`Running::reload_tls`] re-reads them.
+    pub tls: Arc<TlsStore>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Spool lock, control socket, metrics (see `operations.rs`).
+    pub ops: crate::operations::Operations,
 }
 
 impl Running {
-    /// Stop accepting connections and wait for the listeners to stop.
+    /// Re-read certificates, keys, client CAs, CRLs and partner CAs (SIGHUP). Sessions
+    /// keep running; new handshakes use the new files. A file that fails to load keeps the
+    /// old one in use, and the report (also logged) says why.
+    pub fn reload_tls(&self) -> postern_tls::ReloadReport {
+        self.tls.reload()
+    }
+
+    /// SIGHUP: re-read what can change without a restart. `main.rs` tells systemd
+    /// `RELOADING=1` before and `READY=1` after. Anything else that learns to reload
+    /// hooks in here.
+    pub async fn reload(&self) {
+        info!("reload requested (SIGHUP)");
+        // Certificates, keys, client CAs, CRLs, partner CAs (issue #5); logs its report.
+        let _ = self.reload_tls();
+        crate::metrics::record_certificates(&self.tls);
+    }
+
+    /// Stop gracefully: stop accepting; sessions end at their next command with 421
+    /// 4.3.2, a message being received is finished first (each listener waits at most
+    /// [`postern_inbound::DRAIN_TIMEOUT`]); then delivery attempts in progress are given
+    /// [`crate::operations::QUEUE_STOP_TIMEOUT`] to end and record their outcome.
+    /// Everything acknowledged is on disk throughout.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        if !self
+            .queue
+            .shutdown(crate::operations::QUEUE_STOP_TIMEOUT)
+            .await
+        {
+            warn!(
+                "delivery attempts still in progress after {}s are abandoned; those recipients are tried again at the next start",
+                crate::operations::QUEUE_STOP_TIMEOUT.as_secs()
+            );
+        }
+        drop(self.ops);
     }
 }
 
@@ -62,13 +100,27 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let loaded_certs = load_certs(config, &hostname, state)?;
-    let tls = Some(postern_tls::server_config(
+    let tls_store = Arc::new(TlsStore::load(
         config.tls.profile,
-        loaded_certs.clone(),
+        cert_configs(config, &hostname, state)?,
     )?);
+    for c in tls_store.resolver().certs().iter() {
+        info!(
+            "serving {:?} certificate {} (TLS profile {})",
+            c.algorithm,
+            c.info.as_ref().map(|i| i.subject.as_str()).unwrap_or("?"),
+            config.tls.profile
+        );
+    }
+    watch_outbound_certs(config, &tls_store);
+    let tls = Some(tls_store.server_config(None)?);
+    let partners = Arc::new(postern_inbound::Partners::load(&config.inbound)?);
+    for r in partners.reloadables() {
+        tls_store.add_reloadable(r);
+    }
 
-    let queue_dir = state.join("queue");
+    let queue_dir = config.queue_dir();
+    let queue_lock = crate::operations::lock_queue(&queue_dir)?;
     let spool = Spool::open(&queue_dir).map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
         source,
@@ -112,7 +164,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>| {
+    let auth = Some(Arc::new(
+        postern_auth::Auth::new(
+            &config.auth,
+            &hostname,
+            &config.resolver.nameservers,
+            config.resolver.timeout.get(),
+        )
+        .map_err(StartError::Auth)?,
+    ));
+    let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>,
+                    client_certs: Option<Arc<ClientCertPolicy>>| {
         let router = router.clone();
         Arc::new(ServerContext {
             hostname: hostname.clone(),
@@ -120,9 +182,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             routes: Box::new(move |d| router.routes(d)),
             queue: queue.clone(),
             tls,
+            client_certs,
+            partners: partners.clone(),
+            auth: auth.clone(),
         })
     };
-    let ctx = make_ctx(tls);
+    let ctx = make_ctx(tls, None);
     let (shutdown, rx) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
@@ -132,18 +197,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let lctx = match (&l.client_certificates, &l.client_ca) {
             (postern_inbound::ClientCertificates::Off, _) | (_, None) => ctx.clone(),
             (mode, Some(ca)) => {
-                let roots = Arc::new(postern_tls::client::load_roots(Some(ca))?);
-                let auth = match mode {
-                    postern_inbound::ClientCertificates::Require => {
-                        postern_tls::ClientAuth::Require(roots)
-                    }
-                    _ => postern_tls::ClientAuth::Request(roots),
-                };
-                make_ctx(Some(postern_tls::server_config_with(
+                let mandatory = *mode == postern_inbound::ClientCertificates::Require;
+                let policy = Arc::new(ClientCertPolicy::new(
                     config.tls.profile,
-                    loaded_certs.clone(),
-                    auth,
-                )?))
+                    ca,
+                    &l.crl,
+                    mandatory,
+                )?);
+                make_ctx(
+                    Some(tls_store.server_config(Some(policy.clone()))?),
+                    Some(policy),
+                )
             }
         };
         let listener = Listener::bind(l.clone(), lctx)
@@ -157,24 +221,59 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addrs.push(addr);
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
+    let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
+    crate::metrics::record_certificates(&tls_store);
     info!(
         "postern {} started: hostname={hostname}, state_dir={}",
         env!("CARGO_PKG_VERSION"),
         state.display()
     );
+    tls_store.warn_expiring(postern_tls::store::unix_now());
+    tasks.push(tokio::spawn(expiry_watch(tls_store.clone(), rx.clone())));
     Ok(Running {
         addrs,
         queue,
+        tls: tls_store,
         shutdown,
         tasks,
+        ops,
     })
 }
 
-fn load_certs(
+/// Warn about outbound client certificates close to expiry, as for served ones.
+fn watch_outbound_certs(config: &Config, store: &TlsStore) {
+    let mut files: Vec<&Path> = config
+        .outbound
+        .client_certificate
+        .iter()
+        .map(|c| c.chain.as_path())
+        .collect();
+    for p in &config.outbound.policy {
+        if let Some(postern_relay::outbound::config::ClientCertChoice::Own(c)) =
+            &p.client_certificate
+        {
+            files.push(&c.chain);
+        }
+    }
+    for f in files {
+        let info = postern_tls::read_chain(f)
+            .ok()
+            .and_then(|c| postern_tls::x509::CertInfo::parse(&c[0]).ok());
+        if let Some(info) = info {
+            store.watch_expiry(
+                format!("{} (outbound client certificate)", f.display()),
+                info,
+            );
+        }
+    }
+}
+
+/// The certificates to serve: configured, or self-signed ones generated on first start.
+fn cert_configs(
     config: &Config,
     hostname: &str,
     state: &Path,
-) -> Result<Vec<LoadedCert>, StartError> {
+) -> Result<Vec<CertificateConfig>, StartError> {
     let mut certs = config.tls.certificate.clone();
     if certs.is_empty() {
         let dir = state.join("tls");
@@ -188,18 +287,20 @@ fn load_certs(
         );
         certs = generated;
     }
-    let provider = postern_tls_provider();
-    let mut loaded = Vec::new();
-    for c in &certs {
-        let l = LoadedCert::load(&c.chain, &c.key, &provider)?;
-        info!(
-            "serving {:?} certificate from {}",
-            l.algorithm,
-            c.chain.display()
-        );
-        loaded.push(l);
+    Ok(certs)
+}
+
+/// Twice a day, warn about certificates that expire within 21 days.
+async fn expiry_watch(store: Arc<TlsStore>, mut stop: watch::Receiver<bool>) {
+    let period = std::time::Duration::from_secs(12 * 3600);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {
+                store.warn_expiring(postern_tls::store::unix_now());
+            }
+            _ = stop.changed() => return,
+        }
     }
-    Ok(loaded)
 }
 
 fn postern_tls_provider() -> rustls::crypto::CryptoProvider {

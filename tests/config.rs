@@ -51,6 +51,16 @@ fn everything() -> Config {
     };
     c.tls.certificate.push(cert.clone());
     c.listener[0].client_ca = Some("ca.pem".into());
+    c.listener[0].crl = vec!["partners.crl".into()];
+    c.relay.trusted_client_certificates = vec![format!("sha256:{}", "0".repeat(64))];
+    c.inbound.partner.push(postern_inbound::PartnerConfig {
+        domains: vec!["partner.example".into()],
+        require_tls: true,
+        ca: Some("partner-ca.pem".into()),
+        fingerprints: vec![format!("sha256:{}", "1".repeat(64))],
+        names: vec!["mx.partner.example".into()],
+        may_relay: true,
+    });
     c.outbound.helo_name = Some("mx.example.org".into());
     c.outbound.client_certificate = Some(cert.clone());
     c.outbound.ca = Some("ca.pem".into());
@@ -64,6 +74,16 @@ fn everything() -> Config {
         profile: Some(postern_tls::Profile::Default),
     });
     c.resolver.nameservers.push("127.0.0.1:53".parse().unwrap());
+    c.server.queue_dir = Some("/var/spool/postern".into());
+    c.metrics.listen = Some("127.0.0.1:9325".parse().unwrap());
+    c.auth.authserv_id = Some("mx.example.org".into());
+    c.auth.dkim_sign.push(postern_auth::DkimSignConfig {
+        domain: "example.org".into(),
+        selector: "s1".into(),
+        key: "k.pem".into(),
+        algorithm: postern_auth::SignAlgorithm::Ed25519Sha256,
+        headers: postern_auth::config::default_signed_headers(),
+    });
     c
 }
 

@@ -742,7 +742,13 @@ async fn no_smuggled_second_message_reaches_the_next_hop() {
     let w = World::new().await;
     let fake = FakeSmtp::start(FakeOpts::default()).await;
     let a = w.sender(fake.addr.port(), "").await;
-    for (evil, bdat) in [(&b"x\n.\n"[..], false), (b"x\r.\r", false), (b"x\r\n.\n", false), (b"x\n.\r\n", false), (b"x\n.\n", true)] {
+    for (evil, bdat) in [
+        (&b"x\n.\n"[..], false),
+        (b"x\r.\r", false),
+        (b"x\r\n.\n", false),
+        (b"x\n.\r\n", false),
+        (b"x\n.\n", true),
+    ] {
         let mut c = SmtpClient::connect_greeted(a.addr()).await;
         c.cmd("EHLO client.test").await;
         c.cmd("MAIL FROM:<alice@sender.test>").await;
@@ -751,7 +757,8 @@ async fn no_smuggled_second_message_reaches_the_next_hop() {
         body.extend_from_slice(evil);
         body.extend_from_slice(b"MAIL FROM:<smuggled@evil.test>\r\nRCPT TO:<victim@partner.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n");
         let r = if bdat {
-            c.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes()).await;
+            c.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes())
+                .await;
             c.send(&body).await;
             c.reply().await
         } else {
@@ -772,6 +779,11 @@ async fn no_smuggled_second_message_reaches_the_next_hop() {
     }
     let cmds = fake.commands();
     assert_eq!(fake.messages().len(), 1, "{cmds:?}");
-    assert!(!cmds.iter().any(|c| c.contains("smuggled") || c.contains("victim")), "{cmds:?}");
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| c.contains("smuggled") || c.contains("victim")),
+        "{cmds:?}"
+    );
     assert!(String::from_utf8_lossy(&fake.messages()[0]).contains("Subject: clean"));
 }

@@ -14,7 +14,10 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
@@ -57,7 +60,11 @@ async fn abusive_clients_do_not_grow_memory_without_bound() {
             let _ = c.send_raw(&junk).await;
             let _ = c.send_raw(b"\r\n").await;
             let _ = c.try_reply().await;
-            let _ = c.send_raw(b"EHLO mem.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\n").await;
+            let _ = c
+                .send_raw(
+                    b"EHLO mem.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\n",
+                )
+                .await;
             for _ in 0..4 {
                 let _ = c.try_reply().await;
             }
@@ -75,9 +82,20 @@ async fn abusive_clients_do_not_grow_memory_without_bound() {
         peak = peak.max(rss_kib(pid));
     }
     let after = rss_kib(pid);
-    println!("memory: before {before} KiB, peak {peak} KiB, after {after} KiB (100 abusive clients, 1 MB lines, 3 MB past a 1 MiB limit)");
+    println!(
+        "memory: before {before} KiB, peak {peak} KiB, after {after} KiB (100 abusive clients, 1 MB lines, 3 MB past a 1 MiB limit)"
+    );
     // 100 MB would be 1 MB per client: buffers are bounded far below that.
-    assert!(peak < before + 100 * 1024, "peak {peak} KiB from {before} KiB");
-    assert!(std::fs::read_dir(dir.path().join("state/queue/active")).unwrap().next().is_none(), "nothing queued");
+    assert!(
+        peak < before + 100 * 1024,
+        "peak {peak} KiB from {before} KiB"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("state/queue/active"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing queued"
+    );
     child.start_kill().unwrap();
 }

@@ -544,5 +544,7 @@ if ! kill -0 "$SERVER_PID" 2>/dev/null; then
 fi
 
 pf_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); pf_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/postfix/run.sh" 2>&1 || true); [ -n "$pf_sum" ] || { echo "FAILED - postfix interop (tests/interop/postfix/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
+tl_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); tl_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/tls/run.sh" 2>&1 || true); [ -n "$tl_sum" ] || { echo "FAILED - TLS interop (tests/interop/tls/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
+au_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); au_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/auth/run.sh" 2>&1 || true); [ -n "$au_sum" ] || { echo "FAILED - dkimpy interop (tests/interop/auth/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

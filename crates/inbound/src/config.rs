@@ -65,6 +65,9 @@ pub struct ListenerConfig {
     /// PEM bundle of the CAs that client certificates must chain to (partner CAs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<std::path::PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) checked for client certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crl: Vec<std::path::PathBuf>,
 }
 
 /// `client_certificates` on a listener.
@@ -115,6 +118,7 @@ impl ListenerConfig {
             data_timeout: d_data_timeout(),
             client_certificates: ClientCertificates::Off,
             client_ca: None,
+            crl: Vec::new(),
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct RelayConfig {
     /// Clients in these networks may send to any domain (relay).
     #[serde(default)]
     pub trusted_networks: Vec<Cidr>,
+    /// Clients presenting a certificate with one of these `sha256:` fingerprints (of the
+    /// certificate or its public key) may relay, like Postfix's `permit_tls_clientcerts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_client_certificates: Vec<String>,
 }
 
 /// Check `[[listener]]` entries and `[relay]`.
@@ -167,6 +175,12 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
         if l.client_certificates != ClientCertificates::Off && l.client_ca.is_none() {
             p.push(at.key("client_ca"), "client_certificates needs client_ca: the PEM file of the CAs client certificates must chain to");
         }
+        if !l.crl.is_empty() && l.client_certificates == ClientCertificates::Off {
+            p.push(
+                at.key("crl"),
+                "CRLs are only used for client certificates: set client_certificates = \"request\" or \"require\"",
+            );
+        }
         if l.client_certificates != ClientCertificates::Off && l.mode == Mode::Plain {
             p.push(
                 at.key("client_certificates"),
@@ -186,6 +200,16 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
             if d.get() < std::time::Duration::from_secs(1) {
                 p.push(at.key(key), "must be at least 1s");
             }
+        }
+    }
+    for (i, f) in relay.trusted_client_certificates.iter().enumerate() {
+        if !crate::partner::is_fingerprint(f) {
+            p.push(
+                KeyPath::of("relay")
+                    .key("trusted_client_certificates")
+                    .index(i),
+                format!("{f:?} is not a fingerprint: expected sha256: followed by 64 hex digits"),
+            );
         }
     }
     for (i, d) in relay.local_domains.iter().enumerate() {

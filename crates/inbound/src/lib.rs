@@ -7,7 +7,8 @@
 //! # Security
 //! - Relay control at RCPT: mail for `relay.local_domains` is accepted from anyone; any
 //!   other domain only from `relay.trusted_networks`; everything else gets
-//!   `554 5.7.1 Relay access denied`. Only the domain decides — `%`, `!`, quoted `@` and
+//!   `554 5.7.1 Relay access denied`, unless the client presented a certificate trusted
+//!   for relaying (`partner.rs`). Only the domain decides — `%`, `!`, quoted `@` and
 //!   source routes in an address never do.
 //! - STARTTLS: bytes pipelined after the STARTTLS command are discarded before the
 //!   handshake (CVE-2011-0411 class) and all session state is reset after it (RFC 3207 §4.2).
@@ -24,6 +25,8 @@
 mod config;
 mod conn;
 mod listener;
+mod metrics;
+pub mod partner;
 mod received;
 mod relay_control;
 mod session;
@@ -31,5 +34,6 @@ mod session;
 pub use config::{
     ClientCertificates, ListenerConfig, Mode, RelayConfig, validate as validate_config,
 };
-pub use listener::{Listener, ServerContext};
+pub use listener::{DRAIN_TIMEOUT, Listener, ServerContext};
+pub use partner::{InboundConfig, PartnerConfig, Partners};
 pub use relay_control::RelayPolicy;

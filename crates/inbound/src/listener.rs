@@ -17,6 +17,9 @@ use crate::conn::Stream;
 use crate::session::Session;
 use crate::{ListenerConfig, RelayPolicy};
 
+/// How long a stopping listener waits for its sessions (a message in DATA is finished).
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every session of every listener shares.
 pub struct ServerContext {
     /// Our name, in the greeting, EHLO reply and Received header.
@@ -27,6 +30,12 @@ pub struct ServerContext {
     pub queue: Queue,
     /// Server TLS configuration; `None` disables STARTTLS and implicit TLS.
     pub tls: Option<Arc<rustls_server::ServerConfig>>,
+    /// The listener's client-certificate verifier (when it asks for certificates).
+    pub client_certs: Option<Arc<postern_tls::ClientCertPolicy>>,
+    /// `[[inbound.partner]]` rules.
+    pub partners: Arc<crate::Partners>,
+    /// SPF / DKIM / DMARC checks and DKIM signing (`[auth]`); `None`: all off.
+    pub auth: Option<Arc<postern_auth::Auth>>,
 }
 
 mod rustls_server {
@@ -139,6 +148,7 @@ impl Listener {
             let _ = tcp.set_nodelay(true);
             let Some(slot) = self.limits.acquire(peer.ip()) else {
                 warn!(client = %peer.ip(), "connection refused from unknown[{}]: too many connections", peer.ip());
+                crate::metrics::refused(&self.config, "too_many_connections");
                 // On an implicit-TLS port a plaintext reply would only look like a broken
                 // handshake to the client: just close there.
                 let plaintext = self.config.mode != crate::Mode::ImplicitTls;
@@ -156,6 +166,7 @@ impl Listener {
                 peer,
                 self.config.clone(),
                 self.ctx.clone(),
+                shutdown.clone(),
             );
             let span = info_span!("smtp", session = %session.id(), client = %peer.ip());
             tokio::spawn(
@@ -168,5 +179,40 @@ impl Listener {
             );
         }
         info!("listener {} stopped", self.config.address);
+        // Close the socket first: new connections are refused while sessions drain.
+        let Listener {
+            config,
+            socket,
+            limits,
+            ..
+        } = self;
+        drop(socket);
+        drain(&config, &limits).await;
+    }
+}
+
+/// Wait for the sessions of this listener to end: idle ones end at once with 421
+/// (4.3.2); one receiving a message finishes it first. After [`DRAIN_TIMEOUT`] the
+/// rest are left to be cut off when the process exits — nothing they were sending
+/// has been acknowledged, so the client keeps responsibility for it.
+async fn drain(config: &ListenerConfig, limits: &Limits) {
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    let open = all as usize - limits.total.available_permits();
+    if open == 0 {
+        return;
+    }
+    info!(
+        "listener {}: waiting up to {}s for {open} session(s) to finish",
+        config.address,
+        DRAIN_TIMEOUT.as_secs()
+    );
+    match tokio::time::timeout(DRAIN_TIMEOUT, limits.total.acquire_many(all)).await {
+        Ok(_) => info!("listener {}: all sessions ended", config.address),
+        Err(_) => warn!(
+            "listener {}: {} session(s) still open after {}s are cut off; nothing they were sending was acknowledged",
+            config.address,
+            all as usize - limits.total.available_permits(),
+            DRAIN_TIMEOUT.as_secs()
+        ),
     }
 }

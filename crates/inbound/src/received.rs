@@ -11,6 +11,8 @@ pub(crate) struct Trace<'a> {
     pub protocol: &'a str,
     pub queue_id: &'a str,
     pub tls: Option<&'a postern_tls::TlsSummary>,
+    /// The subject of the verified client certificate, if any.
+    pub client_cert: Option<String>,
     /// Only when there is exactly one recipient (RFC 5321 §4.4 privacy advice).
     pub for_rcpt: Option<String>,
     pub now: u64,
@@ -31,6 +33,12 @@ pub(crate) fn received(t: &Trace<'_>) -> String {
             "\r\n\t(using {} with cipher {})",
             tls.version, tls.cipher
         ));
+        if let Some(subject) = &t.client_cert {
+            h.push_str(&format!(
+                "\r\n\t(verified client certificate \"{}\")",
+                clean_subject(subject)
+            ));
+        }
     }
     if let Some(r) = &t.for_rcpt {
         h.push_str(&format!("\r\n\tfor <{}>", clean(r)));
@@ -44,6 +52,21 @@ fn clean(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_graphic() && !"()\\;".contains(c) || !c.is_ascii() && !c.is_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// A certificate subject inside a quoted comment: printable ASCII, no quote, backslash or
+/// parentheses (which would end or nest the comment).
+fn clean_subject(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| {
+            if (c == ' ' || c.is_ascii_graphic()) && !"()\\\"".contains(c) {
                 c
             } else {
                 '?'
@@ -102,6 +125,32 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_subject() {
+        let tls = postern_tls::TlsSummary {
+            version: "TLSv1.2".into(),
+            cipher: "X".into(),
+        };
+        let h = received(&Trace {
+            helo: "c",
+            ip: "192.0.2.1".parse().unwrap(),
+            hostname: "mx.test",
+            session: "S1",
+            protocol: "ESMTPS",
+            queue_id: "ABC",
+            tls: Some(&tls),
+            client_cert: Some("CN=mx.partner.test, O=\"Evil\" (Inc)\r\nX: y".into()),
+            for_rcpt: None,
+            now: 0,
+        });
+        assert!(
+            h.contains(
+                "\r\n\t(verified client certificate \"CN=mx.partner.test, O=?Evil? ?Inc???X: y\");"
+            ),
+            "{h}"
+        );
+    }
+
+    #[test]
     fn header_shape() {
         let tls = postern_tls::TlsSummary {
             version: "TLSv1.3".into(),
@@ -115,6 +164,7 @@ mod tests {
             protocol: "ESMTPS",
             queue_id: "ABC",
             tls: Some(&tls),
+            client_cert: None,
             for_rcpt: Some("bob@local.test".into()),
             now: 0,
         });

@@ -14,6 +14,7 @@ pub struct RelayPolicy {
     local_domains: HashSet<String>,
     first_local: Option<String>,
     trusted: Vec<Cidr>,
+    trusted_certs: Vec<String>,
 }
 
 /// Why a recipient is acceptable.
@@ -36,6 +37,11 @@ impl RelayPolicy {
             first_local: local.first().cloned(),
             local_domains: local.into_iter().collect(),
             trusted: cfg.trusted_networks.clone(),
+            trusted_certs: cfg
+                .trusted_client_certificates
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -61,6 +67,11 @@ impl RelayPolicy {
         }
     }
 
+    /// Is this client certificate trusted for relaying (by fingerprint)?
+    pub fn trusts_certificate(&self, cert: &postern_tls::PresentedCert) -> bool {
+        cert.matches_fingerprint(&self.trusted_certs)
+    }
+
     /// The domain `<postmaster>` is delivered to.
     pub fn postmaster_domain(&self) -> Option<&str> {
         self.first_local.as_deref()
@@ -76,6 +87,7 @@ mod tests {
         let p = RelayPolicy::new(&RelayConfig {
             local_domains: vec!["Local.Test".into()],
             trusted_networks: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
         });
         let outside: IpAddr = "192.0.2.1".parse().unwrap();
         let inside: IpAddr = "10.1.2.3".parse().unwrap();

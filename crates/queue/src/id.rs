@@ -20,6 +20,12 @@ impl QueueId {
         QueueId((micros << 20) | u128::from(n & 0xF_FFFF))
     }
 
+    /// When the ID was generated (Unix seconds): the message's arrival, even when its
+    /// file cannot be read.
+    pub fn unix_time(&self) -> u64 {
+        ((self.0 >> 20) / 1_000_000) as u64
+    }
+
     pub fn parse(s: &str) -> Option<QueueId> {
         if s.len() != 18
             || !s

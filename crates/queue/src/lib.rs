@@ -6,6 +6,7 @@
 //! |-------------|-------|
 //! | `incoming/` | messages being received; never delivered; emptied at start-up |
 //! | `active/`   | `ID.msg` (envelope + message, written once) and `ID.state` (per-recipient status, rewritten atomically) |
+//! | `hold/`     | messages the operator put on hold (`postern queue hold`); never delivered until released |
 //! | `failed/`   | messages with permanently failed recipients, kept for the operator (bounces arrive with the outbound relay) |
 //! | `corrupt/`  | files that could not be read back, moved aside with a log line |
 //!
@@ -29,15 +30,18 @@
 //! RFC 5321 §6.1 (responsibility once accepted), RFC 3461 (DSN parameters and when
 //! reports are sent), RFC 3464 and RFC 6522 (report format).
 
+pub mod admin;
 mod agent;
 mod config;
 mod date;
 pub mod dsn;
 mod id;
+mod lock;
 mod notice;
 mod recipient;
 mod record;
 mod scheduler;
+mod splice;
 mod spool;
 
 pub use agent::{DeliveryAgent, DeliveryOutcome, Outcome};
@@ -48,9 +52,10 @@ pub mod agent_future {
 pub use config::QueueConfig;
 pub use date::rfc5322_date;
 pub use id::QueueId;
+pub use lock::SpoolLock;
 pub use recipient::Recipient;
 pub use record::{Envelope, RcptState, RcptStatus};
-pub use scheduler::Queue;
+pub use scheduler::{AdminOp, Queue, bounce_offline};
 pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 
 /// Seconds since the Unix epoch, now.

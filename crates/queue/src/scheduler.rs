@@ -3,13 +3,17 @@
 //! sender is owed (bounces, delay warnings, delivery reports) before the new state is
 //! written.
 
-use std::collections::BTreeMap;
+mod ops;
+
+pub use ops::{AdminOp, bounce_offline};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern_smtp::address::ReversePath;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::notice::Notifier;
@@ -23,8 +27,12 @@ use crate::{
 pub(crate) enum Cmd {
     Add(Box<QueuedMessage>),
     /// A delivery attempt ended; the message comes back if recipients remain.
-    Done(Option<Box<QueuedMessage>>),
+    Done(QueueId, Option<Box<QueuedMessage>>),
     FlushAll,
+    /// An operator command (`postern queue ...`).
+    Admin(AdminOp, ops::Responder),
+    /// Start no more attempts; answer once those in progress have ended.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Handle to the running queue: receives new messages and schedules deliveries.
@@ -87,6 +95,9 @@ impl Queue {
             tx: tx.clone(),
             waiting: BTreeMap::new(),
             epoch: Instant::now(),
+            in_flight: HashSet::new(),
+            deferred: HashMap::new(),
+            stopping: None,
         };
         tokio::spawn(sched.run(rx, existing));
         Ok(Queue { spool, tx })
@@ -107,6 +118,29 @@ impl Queue {
     pub fn spool(&self) -> &Arc<Spool> {
         &self.spool
     }
+
+    /// Carry out an operator command; the answer is a line for the operator. A command
+    /// for a message being delivered right now is answered when that attempt ends.
+    pub async fn admin(&self, op: AdminOp) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Admin(op, tx))
+            .map_err(|_| "the queue is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the queue stopped before answering".to_string())?
+    }
+
+    /// Stop starting delivery attempts and wait (at most `limit`) for those in progress
+    /// to end and record their outcome. Returns whether they all ended in time; any
+    /// still running are retried after the next start (a recipient may then get a
+    /// message twice, never none).
+    pub async fn shutdown(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Stop(tx)).is_err() {
+            return true;
+        }
+        tokio::time::timeout(limit, rx).await.is_ok()
+    }
 }
 
 struct Scheduler {
@@ -118,6 +152,12 @@ struct Scheduler {
     /// (due, in ms since `epoch`; id) -> message.
     waiting: BTreeMap<(u64, QueueId), Box<QueuedMessage>>,
     epoch: Instant,
+    /// Messages being delivered right now (not in `waiting`).
+    in_flight: HashSet<QueueId>,
+    /// Operator commands waiting for the attempt in progress on their message.
+    deferred: HashMap<QueueId, Vec<(AdminOp, ops::Responder)>>,
+    /// Set by [`Cmd::Stop`]: who waits for the attempts in progress to end.
+    stopping: Option<Vec<oneshot::Sender<()>>>,
 }
 
 impl Scheduler {
@@ -158,7 +198,7 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.config.delivery_concurrency.max(1)));
         loop {
             while let Some((&(due, _), _)) = self.waiting.first_key_value() {
-                if due > self.now_ms() {
+                if due > self.now_ms() || self.stopping.is_some() {
                     break;
                 }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -167,6 +207,8 @@ impl Scheduler {
                 let Some((_, msg)) = self.waiting.pop_first() else {
                     break;
                 };
+                let id = msg.envelope.id;
+                self.in_flight.insert(id);
                 let (agent, spool, config, notifier, tx) = (
                     self.agent.clone(),
                     self.spool.clone(),
@@ -179,7 +221,7 @@ impl Scheduler {
                         .await
                         .map(Box::new);
                     drop(permit);
-                    let _ = tx.send(Cmd::Done(back));
+                    let _ = tx.send(Cmd::Done(id, back));
                 });
             }
             let sleep = match self.waiting.first_key_value() {
@@ -197,11 +239,9 @@ impl Scheduler {
                         let now = self.now_ms();
                         self.insert(m, now);
                     }
-                    Some(Cmd::Done(Some(m))) => {
-                        let due = self.due(&m);
-                        self.insert(m, due);
-                    }
-                    Some(Cmd::Done(None)) => {}
+                    Some(Cmd::Done(id, back)) => self.attempt_ended(id, back).await,
+                    Some(Cmd::Admin(op, reply)) => self.admin(op, reply).await,
+                    Some(Cmd::Stop(reply)) => self.stopping.get_or_insert_default().push(reply),
                     Some(Cmd::FlushAll) => {
                         let now = self.now_ms();
                         let all = std::mem::take(&mut self.waiting);
@@ -211,6 +251,15 @@ impl Scheduler {
                     }
                 },
                 _ = tokio::time::sleep(sleep) => {}
+            }
+            if self.in_flight.is_empty()
+                && let Some(waiters) = self.stopping.take()
+            {
+                info!("queue stopped: no delivery attempt in progress");
+                for w in waiters {
+                    let _ = w.send(());
+                }
+                break;
             }
         }
     }
@@ -280,6 +329,10 @@ async fn attempt(
             RcptStatus::Deferred => "deferred",
             _ => "failed",
         };
+        postern_metrics::inc(
+            "postern_delivery_attempts_total",
+            &[("outcome", if word == "sent" { "delivered" } else { word })],
+        );
         let line = format!(
             "{id}: to=<{rcpt}>, relay={relay}, delay={delay}, attempts={}, status={word} ({})",
             st.attempts, st.reason

@@ -22,6 +22,8 @@ const WRITE_BUFFER: usize = 128 << 10;
 pub struct Spool {
     incoming: PathBuf,
     active: PathBuf,
+    /// Messages the operator put on hold (`postern queue hold`): never delivered.
+    hold: PathBuf,
     failed: PathBuf,
     corrupt: PathBuf,
 }
@@ -84,10 +86,11 @@ impl Spool {
         let s = Spool {
             incoming: dir.join("incoming"),
             active: dir.join("active"),
+            hold: dir.join("hold"),
             failed: dir.join("failed"),
             corrupt: dir.join("corrupt"),
         };
-        for d in [&s.incoming, &s.active, &s.failed, &s.corrupt] {
+        for d in [&s.incoming, &s.active, &s.hold, &s.failed, &s.corrupt] {
             fs::create_dir_all(d).map_err(|e| annotate(e, d))?;
         }
         for entry in fs::read_dir(&s.incoming)? {
@@ -100,6 +103,9 @@ impl Spool {
 
     pub fn active_dir(&self) -> &Path {
         &self.active
+    }
+    pub fn hold_dir(&self) -> &Path {
+        &self.hold
     }
     pub fn failed_dir(&self) -> &Path {
         &self.failed
@@ -130,6 +136,8 @@ impl Spool {
             file: Some(file),
             body_len: 0,
             committed: false,
+            flushed: 0,
+            new_head: None,
             notify: None,
         })
     }
@@ -308,6 +316,10 @@ pub struct Incoming {
     body_offset: u64,
     body_len: u64,
     committed: bool,
+    /// Bytes of the file already written out (envelope header first).
+    flushed: u64,
+    /// Set by [`Incoming::replace_head`]: content bytes to replace, and their replacement.
+    new_head: Option<(u64, Vec<u8>)>,
     pub(crate) notify: Option<mpsc::UnboundedSender<Cmd>>,
 }
 
@@ -323,6 +335,35 @@ impl Incoming {
 
     pub fn is_empty(&self) -> bool {
         self.body_len == 0
+    }
+
+    /// The first `max` bytes of the message content received so far (for checks that
+    /// need the message, such as DKIM). Buffered content is not forced to disk.
+    pub async fn read_content(&mut self, max: u64) -> io::Result<Vec<u8>> {
+        let want = self.body_len.min(max);
+        let on_disk = self.flushed.saturating_sub(self.body_offset).min(want);
+        let mut v = if on_disk > 0 {
+            let (p, off) = (self.path.clone(), self.body_offset);
+            blocking(move || crate::splice::read_range(&p, off, on_disk)).await?
+        } else {
+            Vec::new()
+        };
+        // `buf` holds what follows the flushed part (the envelope header too, if nothing
+        // was flushed yet).
+        let skip = self.body_offset.saturating_sub(self.flushed) as usize;
+        let rest = (want - on_disk) as usize;
+        v.extend_from_slice(
+            &self.buf[skip.min(self.buf.len())..][..rest.min(self.buf.len().saturating_sub(skip))],
+        );
+        Ok(v)
+    }
+
+    /// At commit, replace the first `old_len` bytes of the content with `head` (header
+    /// fields added or removed by checks at the end of the message). The content stays
+    /// streamed: a message still in the write buffer is edited there, a larger one is
+    /// copied once into a new file.
+    pub fn replace_head(&mut self, old_len: u64, head: Vec<u8>) {
+        self.new_head = Some((old_len.min(self.body_len), head));
     }
 
     /// Append message content.
@@ -346,6 +387,7 @@ impl Incoming {
         if finish {
             buf.extend_from_slice(format!("{END}{}\n", self.body_len).as_bytes());
         }
+        self.flushed += buf.len() as u64;
         let (file, buf) = blocking(move || {
             file.write_all(&buf)?;
             if finish {
@@ -367,7 +409,11 @@ impl Incoming {
     /// `active/`, fsync the directory. Only after this returns `Ok` may the client be
     /// told 250.
     pub async fn commit(mut self) -> io::Result<QueuedMessage> {
-        self.flush(true).await?;
+        if let Some((old_len, head)) = self.new_head.take() {
+            self.apply_head(old_len, head).await?;
+        } else {
+            self.flush(true).await?;
+        }
         self.committed = true;
         let msg = QueuedMessage {
             state: vec![RcptState::new(); self.envelope.recipients.len()],
@@ -381,6 +427,32 @@ impl Incoming {
             let _ = n.send(Cmd::Add(Box::new(msg.clone())));
         }
         Ok(msg)
+    }
+}
+
+impl Incoming {
+    /// Commit with the top of the content replaced (see [`Incoming::replace_head`]).
+    async fn apply_head(&mut self, old_len: u64, head: Vec<u8>) -> io::Result<()> {
+        let new_len = self.body_len - old_len + head.len() as u64;
+        if self.flushed == 0 {
+            let start = self.body_offset as usize;
+            self.buf.splice(start..start + old_len as usize, head);
+            self.body_len = new_len;
+            return self.flush(true).await;
+        }
+        self.flush(false).await?;
+        self.body_len = new_len;
+        let trailer = format!("{END}{new_len}\n").into_bytes();
+        let (src, keep, id) = (self.path.clone(), self.body_offset, self.envelope.id);
+        let (tmp, active) = (self.path.with_extension("head"), self.spool.active.clone());
+        blocking(move || {
+            crate::splice::splice_copy(&src, &tmp, keep, old_len, &head, &trailer)?;
+            fs::rename(&tmp, active.join(format!("{id}.msg")))?;
+            sync_dir(&active)?;
+            let _ = fs::remove_file(&src);
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -301,6 +301,15 @@ pub fn client_config(
     verifier: Arc<PeerVerifier>,
     client_cert: Option<&LoadedCert>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(provider, verifier, client_cert)
+}
+
+/// A client configuration with any server-certificate verifier (the scanner records).
+pub fn client_config_with(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+    client_cert: Option<&LoadedCert>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Invalid(format!("TLS client profile cannot be built: {e}")))?

@@ -25,10 +25,15 @@ pub struct CertificateConfig {
     pub key: PathBuf,
 }
 
-/// TLS profiles. `default`: TLS 1.2 and 1.3 with rustls' secure cipher suites.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// TLS profiles (see `profiles.rs` and docs/tls-profiles.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
+    /// TLS 1.2 and 1.3 with rustls' secure cipher suites and groups.
     #[default]
     Default,
+    /// NCSC preferred profile: Suite B combination 1 (ECDSA P-256, AES-128-GCM, P-256).
+    NcscSuiteB,
+    /// NCSC Foundation profile: RSA-2048/SHA-256, AES-128 (GCM), ECDHE.
+    NcscFoundation,
 }

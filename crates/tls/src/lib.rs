@@ -1,4 +1,5 @@
-//! TLS for Postern: profiles, the certificate store, and the server-side configuration.
+//! TLS for Postern: profiles, the certificate store (with reload and expiry warnings),
+//! client-certificate verification with CRLs, and the server-side configuration.
 //!
 //! A server may hold several certificates at once (typically RSA-2048 and ECDSA P-256, as
 //! the NCSC guidance recommends); [`CertResolver`] picks, per handshake, the first one the
@@ -14,14 +15,21 @@
 //! RFC 8446 (TLS 1.3), RFC 5246 (TLS 1.2), RFC 3207 (STARTTLS).
 
 pub mod client;
+pub mod clientauth;
 mod config;
+pub mod profiles;
 mod resolver;
 pub mod selfsigned;
 mod server;
+pub mod store;
+pub mod x509;
 
+pub use clientauth::{ClientCertPolicy, PresentedCert};
 pub use config::{CertificateConfig, Profile, TlsConfig};
-pub use resolver::{CertResolver, LoadedCert};
+pub use profiles::provider;
+pub use resolver::{CertResolver, LoadedCert, read_chain};
 pub use server::{ClientAuth, TlsSummary, server_config, server_config_with, summarize};
+pub use store::{ReloadReport, TlsStore};
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::server::TlsStream;
 

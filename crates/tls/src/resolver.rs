@@ -1,7 +1,7 @@
 //! Loading certificates and choosing one per handshake.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::SignatureAlgorithm;
 use rustls::crypto::CryptoProvider;
@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::TlsError;
+use crate::x509::CertInfo;
 
 /// A certificate chain with its key, ready to serve.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     /// `ECDSA`, `RSA`, `ED25519` ... for logs.
     pub algorithm: SignatureAlgorithm,
+    /// What the leaf certificate says (`None` if it could not be parsed for the report).
+    pub info: Option<CertInfo>,
 }
 
 impl LoadedCert {
@@ -27,27 +30,7 @@ impl LoadedCert {
         key: &Path,
         provider: &CryptoProvider,
     ) -> Result<LoadedCert, TlsError> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| TlsError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-        };
-        let chain_pem = read(chain)?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                TlsError::Invalid(format!(
-                    "{}: not a PEM certificate chain: {e}",
-                    chain.display()
-                ))
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::Invalid(format!(
-                "{}: no CERTIFICATE blocks found (expected PEM, leaf certificate first)",
-                chain.display()
-            )));
-        }
+        let certs = read_chain(chain)?;
         let key_pem = read(key)?;
         let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             TlsError::Invalid(format!("{}: no usable PEM private key: {e}", key.display()))
@@ -56,6 +39,7 @@ impl LoadedCert {
             TlsError::Invalid(format!("{}: unsupported private key: {e}", key.display()))
         })?;
         let algorithm = signing.algorithm();
+        let info = CertInfo::parse(&certs[0]).ok();
         let ck = CertifiedKey::new(certs, signing);
         ck.keys_match().map_err(|e| {
             TlsError::Invalid(format!(
@@ -67,37 +51,87 @@ impl LoadedCert {
         Ok(LoadedCert {
             key: Arc::new(ck),
             algorithm,
+            info,
         })
     }
+
+    /// Every certificate of the chain, parsed (leaf first; unparseable ones left out).
+    pub fn chain_info(&self) -> Vec<CertInfo> {
+        self.key
+            .cert
+            .iter()
+            .filter_map(|c| CertInfo::parse(c).ok())
+            .collect()
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(p).map_err(|source| TlsError::Read {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+/// A PEM certificate chain (at least one certificate).
+pub fn read_chain(chain: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain_pem = read(chain)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            TlsError::Invalid(format!(
+                "{}: not a PEM certificate chain: {e}",
+                chain.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "{}: no CERTIFICATE blocks found (expected PEM, leaf certificate first)",
+            chain.display()
+        )));
+    }
+    Ok(certs)
 }
 
 /// Picks the certificate for each handshake: the first (ECDSA before RSA) whose key can
-/// sign with one of the schemes the client offered.
+/// sign with one of the schemes the client offered. The set can be replaced while the
+/// server runs (certificate reload); handshakes in progress keep the key they chose.
 #[derive(Debug)]
 pub struct CertResolver {
-    certs: Vec<LoadedCert>,
+    certs: RwLock<Arc<Vec<LoadedCert>>>,
 }
 
 impl CertResolver {
-    pub fn new(mut certs: Vec<LoadedCert>) -> CertResolver {
-        // ECDSA first: smaller, faster, and what Suite B wants; RSA for older clients.
-        certs.sort_by_key(|c| match c.algorithm {
-            SignatureAlgorithm::ECDSA => 0,
-            SignatureAlgorithm::ED25519 => 1,
-            _ => 2,
-        });
-        CertResolver { certs }
+    pub fn new(certs: Vec<LoadedCert>) -> CertResolver {
+        CertResolver {
+            certs: RwLock::new(Arc::new(sorted(certs))),
+        }
     }
 
-    pub fn certs(&self) -> &[LoadedCert] {
-        &self.certs
+    /// The certificates served now.
+    pub fn certs(&self) -> Arc<Vec<LoadedCert>> {
+        self.certs.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Serve these from the next handshake on.
+    pub fn replace(&self, certs: Vec<LoadedCert>) {
+        *self.certs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(sorted(certs));
+    }
+}
+
+fn sorted(mut certs: Vec<LoadedCert>) -> Vec<LoadedCert> {
+    // ECDSA first: smaller, faster, and what Suite B wants; RSA for older clients.
+    certs.sort_by_key(|c| match c.algorithm {
+        SignatureAlgorithm::ECDSA => 0,
+        SignatureAlgorithm::ED25519 => 1,
+        _ => 2,
+    });
+    certs
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let offered = hello.signature_schemes();
-        self.certs
+        self.certs()
             .iter()
             .find(|c| c.key.key.choose_scheme(offered).is_some())
             .map(|c| c.key.clone())

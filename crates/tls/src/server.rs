@@ -5,14 +5,8 @@ use std::sync::Arc;
 use rustls::server::ServerConnection;
 use rustls::{ProtocolVersion, ServerConfig};
 
+use crate::profiles::{provider, usable_certs, versions};
 use crate::{CertResolver, LoadedCert, Profile, TlsError};
-
-/// The crypto provider for a profile.
-pub fn provider(profile: Profile) -> rustls::crypto::CryptoProvider {
-    match profile {
-        Profile::Default => rustls::crypto::aws_lc_rs::default_provider(),
-    }
-}
 
 /// A server configuration serving `certs` under `profile`.
 pub fn server_config(
@@ -38,12 +32,20 @@ pub fn server_config_with(
     certs: Vec<LoadedCert>,
     client: ClientAuth,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    let (certs, skipped) = usable_certs(profile, &certs);
     if certs.is_empty() {
-        return Err(TlsError::Invalid("no certificate to serve".into()));
+        return Err(TlsError::Invalid(format!(
+            "no certificate to serve under TLS profile {profile}{}",
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skipped.join("; "))
+            }
+        )));
     }
     let provider = Arc::new(provider(profile));
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions(profile))
         .map_err(|e| TlsError::Invalid(format!("TLS profile cannot be built: {e}")))?;
     let optional = matches!(client, ClientAuth::Request(_));
     let builder = match client {
@@ -60,9 +62,9 @@ pub fn server_config_with(
             builder.with_client_cert_verifier(v)
         }
     };
-    Ok(Arc::new(
-        builder.with_cert_resolver(Arc::new(CertResolver::new(certs))),
-    ))
+    let mut cfg = builder.with_cert_resolver(Arc::new(CertResolver::new(certs)));
+    cfg.ignore_client_order = true;
+    Ok(Arc::new(cfg))
 }
 
 /// What was negotiated, for the Received header and the log.

@@ -94,6 +94,8 @@ pub struct Issued {
     pub chain_pem: String,
     /// The leaf certificate, DER.
     pub der: Vec<u8>,
+    /// The serial number (big-endian bytes), for revocation lists.
+    pub serial: Vec<u8>,
 }
 
 impl Issued {
@@ -136,7 +138,22 @@ pub struct TestCa {
 impl TestCa {
     /// Creates a CA whose subject common name is `name`.
     pub fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate a P-256 key");
+        TestCa::with_key(name, KeyType::EcdsaP256)
+    }
+
+    /// Creates a CA with an RSA-2048 key (its certificates are signed sha256WithRSAEncryption).
+    pub fn new_rsa(name: &str) -> TestCa {
+        TestCa::with_key(name, KeyType::Rsa2048)
+    }
+
+    fn with_key(name: &str, key_type: KeyType) -> TestCa {
+        let key = match key_type {
+            KeyType::EcdsaP256 => {
+                KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate a P-256 key")
+            }
+            KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)
+                .expect("generate an RSA 2048 key"),
+        };
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -241,6 +258,32 @@ impl TestCa {
         params
     }
 
+    /// A CRL from this CA revoking `revoked`, PEM (valid from an hour ago for a week).
+    pub fn crl_pem(&self, revoked: &[&Issued]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|i| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(i.serial.clone()),
+                    revocation_time: now - Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("sign the CRL with the test CA")
+            .pem()
+            .expect("PEM-encode the CRL")
+    }
+
     fn issue(&self, params: CertificateParams, opts: IssueOpts) -> Issued {
         let key = match opts.key_type {
             KeyType::EcdsaP256 => {
@@ -249,11 +292,17 @@ impl TestCa {
             KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)
                 .expect("generate an RSA 2048 key"),
         };
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign with the test CA");
         let cert_pem = cert.pem();
         Issued {
+            serial,
             chain_pem: format!("{cert_pem}{}", self.cert_pem),
             cert_pem,
             key_pem: key.serialize_pem(),

@@ -81,3 +81,31 @@ pub fn client_config(schemes: Option<Vec<SignatureScheme>>) -> (Arc<ClientConfig
         .with_no_client_auth();
     (Arc::new(cfg), verifier)
 }
+
+/// A client config that accepts any server certificate, with a chosen provider (e.g. a TLS
+/// profile's, to act as a Suite B-only client), signature schemes, and client certificate.
+pub fn client_config_with(
+    provider: CryptoProvider,
+    schemes: Option<Vec<SignatureScheme>>,
+    client: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> (Arc<ClientConfig>, Arc<AcceptAny>) {
+    let provider = Arc::new(provider);
+    let verifier = Arc::new(AcceptAny {
+        provider: provider.clone(),
+        seen: Mutex::new(None),
+        schemes,
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone());
+    let cfg = match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    (Arc::new(cfg), verifier)
+}

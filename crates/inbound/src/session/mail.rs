@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Flow, Session, Transaction};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
-    pub(crate) fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
+    pub(crate) async fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
         if self.helo.is_none() {
             return self.reply(std_replies::bad_sequence("Send HELO/EHLO first"));
         }
@@ -41,11 +41,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.log_reject("MAIL", &r, None);
             return self.reply(r);
         }
+        if let Err((r, why)) = crate::partner::check_mail(
+            &self.ctx,
+            &from,
+            self.tls.is_some(),
+            self.client_cert.as_ref(),
+        ) {
+            tracing::warn!(
+                "NOQUEUE: reject: MAIL from {}: {r}; from={} reason: {why}",
+                self.client(),
+                from
+            );
+            return self.reply(r);
+        }
+        let spf = match self.auth_spf(&from).await {
+            Ok(spf) => spf,
+            Err(r) => {
+                self.log_reject("MAIL", &r, None);
+                return self.reply(r);
+            }
+        };
         self.tx = Some(Transaction {
             from,
             params,
             rcpts: Vec::new(),
             bdat: None,
+            spf,
+            trace_len: 0,
         });
         self.reply(std_replies::sender_ok())
     }

@@ -1,6 +1,7 @@
 //! One SMTP session. The loop reads a command, the command's own file handles it, and the
 //! handler returns a [`Flow`] saying whether to go on, close, or start TLS.
 
+mod auth;
 mod bdat;
 mod data;
 mod hello;
@@ -19,6 +20,7 @@ use postern_smtp::address::ReversePath;
 use postern_smtp::command::{self, Command, MailParams};
 use postern_smtp::{BdatReader, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::conn::{Conn, Line, ReadError, Stream};
@@ -44,6 +46,10 @@ pub(crate) struct Transaction {
     pub rcpts: Vec<Recipient>,
     /// Set once the first BDAT chunk arrived.
     pub bdat: Option<BdatState>,
+    /// SPF results from MAIL FROM, for DMARC and the headers at the end of the message.
+    pub spf: Option<postern_auth::SpfCheck>,
+    /// Length of our Received field at the top of the spooled content.
+    pub trace_len: usize,
 }
 
 pub(crate) struct BdatState {
@@ -61,8 +67,12 @@ pub(crate) struct Session<S> {
     helo: Option<String>,
     esmtp: bool,
     tls: Option<postern_tls::TlsSummary>,
+    /// The client certificate presented in the TLS handshake, with its verdict.
+    client_cert: Option<postern_tls::PresentedCert>,
     tx: Option<Transaction>,
     errors: u32,
+    /// Turns true when the daemon stops: the session ends at its next command, with 421.
+    shutdown: watch::Receiver<bool>,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
@@ -73,6 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         peer: SocketAddr,
         cfg: Arc<ListenerConfig>,
         ctx: Arc<ServerContext>,
+        shutdown: watch::Receiver<bool>,
     ) -> Self {
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:X}{:04X}", unix_now() & 0xFF_FFFF, n & 0xFFFF);
@@ -85,8 +96,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             helo: None,
             esmtp: false,
             tls: None,
+            client_cert: None,
             tx: None,
             errors: 0,
+            shutdown,
         }
     }
 
@@ -118,17 +131,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.conn.send(&greeting);
         let mut commands = 0u32;
         loop {
-            let flow = match self
-                .conn
-                .read_line(MAX_COMMAND_LINE, self.command_timeout())
-                .await
-            {
-                Ok(Line::Ok(line)) => {
+            let flow = match self.next_line().await {
+                None => {
+                    // Between commands, never inside DATA/BDAT: a message being received
+                    // is finished (and acknowledged) first.
+                    info!(
+                        "closing the session with {}: Postern is shutting down",
+                        self.client()
+                    );
+                    self.conn
+                        .send(&postern_smtp::reply::std_replies::shutting_down());
+                    Flow::Close
+                }
+                Some(Ok(Line::Ok(line))) => {
                     commands += 1;
                     self.handle_line(&line).await
                 }
-                Ok(Line::TooLong) => self.reply(command::CommandError::LineTooLong.reply()),
-                Err(e) => self.read_failed(e, "command"),
+                Some(Ok(Line::TooLong)) => self.reply(command::CommandError::LineTooLong.reply()),
+                Some(Err(e)) => self.read_failed(e, "command"),
             };
             match flow {
                 Flow::Continue => {}
@@ -142,6 +162,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         self.conn.shutdown().await;
         info!("disconnect from {} commands={commands}", self.client());
+        crate::metrics::session_ended(&self.cfg, self.tls.as_ref());
+    }
+
+    /// The next command line, or `None` when the daemon is stopping. Replies already
+    /// queued (a 250 for a message) are sent before the stop is looked at.
+    async fn next_line(&mut self) -> Option<Result<Line, ReadError>> {
+        if let Err(e) = self.conn.flush().await {
+            return Some(Err(ReadError::Io(e)));
+        }
+        let timeout = self.command_timeout();
+        let stopping = async {
+            // A dropped sender (the daemon's handle gone) is not a stop request.
+            if self.shutdown.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stopping => None,
+            r = self.conn.read_line(MAX_COMMAND_LINE, timeout) => Some(r),
+        }
     }
 
     /// A read failed: say why on the wire if the peer can still hear it, and close.
@@ -184,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         match cmd {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
-            Command::Mail { from, params } => self.mail(from, params),
+            Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, params } => self.rcpt(to, params),
             Command::Data => self.data().await,
             Command::Bdat { size, last } => self.bdat(size, last).await,
@@ -228,6 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     /// Postfix-style rejection log line, for the operator's grep.
     pub(crate) fn log_reject(&self, stage: &str, reply: &Reply, to: Option<&str>) {
+        crate::metrics::rejected(&self.cfg, stage, reply);
         let from = self
             .tx
             .as_ref()
@@ -279,16 +321,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             protocol: self.protocol(),
             queue_id: &id,
             tls: self.tls.as_ref(),
+            client_cert: self
+                .client_cert
+                .as_ref()
+                .filter(|c| c.verified())
+                .map(|c| c.subject()),
             for_rcpt,
             now: envelope.arrived,
         });
         let mut incoming = self.ctx.queue.begin(envelope).await?;
         incoming.write(header.as_bytes()).await?;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.trace_len = header.len();
+        }
         Ok(incoming)
     }
 
     /// Make the message durable and answer 250, or answer why not.
-    pub(crate) async fn commit_message(&mut self, incoming: Incoming) -> Flow {
+    pub(crate) async fn commit_message(&mut self, mut incoming: Incoming) -> Flow {
+        if let Err(r) = self.auth_message(&mut incoming).await {
+            self.log_reject("END-OF-MESSAGE", &r, None);
+            self.tx = None;
+            return self.reply(r);
+        }
         let id = incoming.id();
         let size = incoming.len();
         let tx = self.tx.take();
@@ -304,6 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     self.protocol(),
                     self.tls.as_ref().map(|t| format!(", tls={t}")).unwrap_or_default()
                 );
+                crate::metrics::accepted(&self.cfg, self.tls.as_ref());
                 self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
             }
             Err(e) => self.storage_failed(e),

@@ -11,6 +11,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Flow, Session};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    /// Relay permission by client certificate (`partner.rs`); logged when granted.
+    fn relay_by_certificate(&self, to: &Address) -> bool {
+        match crate::partner::may_relay(&self.ctx, self.client_cert.as_ref()) {
+            Some(why) => {
+                tracing::info!("relay to <{to}> permitted for {}: {why}", self.client());
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Flow {
         let Some(tx) = &self.tx else {
             return self.reply(std_replies::bad_sequence("Need MAIL command"));
@@ -67,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .relay
             .check(self.peer.ip(), &address.domain)
             .is_none()
+            && !self.relay_by_certificate(&address)
         {
             let r = std_replies::relay_denied();
             self.log_reject("RCPT", &r, Some(&address.to_string()));

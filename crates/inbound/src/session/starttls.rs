@@ -65,16 +65,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Ok(Ok(tls)) => {
                 let conn = tls.get_ref().1;
                 let summary = postern_tls::summarize(conn);
-                // With client certificates configured, say what the client proved.
-                let who = match (self.cfg.client_certificates, conn.peer_certificates()) {
-                    (crate::ClientCertificates::Off, _) => "",
-                    (_, Some(_)) => "Verified ",
-                    (_, None) => "Anonymous ",
+                // Say what the client proved: Verified / Untrusted certificate, or none.
+                let presented = match (conn.peer_certificates(), &self.ctx.client_certs) {
+                    (Some(chain), Some(policy)) => Some(policy.classify(chain)),
+                    _ => None,
                 };
                 info!(
-                    "{who}TLS connection established from {}: {summary}",
-                    self.client()
+                    "{} TLS connection established from {}: {summary}{}",
+                    presented.as_ref().map(|c| c.word()).unwrap_or("Anonymous"),
+                    self.client(),
+                    presented
+                        .as_ref()
+                        .map(crate::partner::describe_cert)
+                        .unwrap_or_default()
                 );
+                self.client_cert = presented;
                 self.conn.stream = Stream::Tls(Box::new(tls));
                 self.tls = Some(summary);
                 // RFC 3207 §4.2: forget everything learnt before TLS.

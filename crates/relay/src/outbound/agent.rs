@@ -200,6 +200,7 @@ impl SmtpAgent {
         if let Some(mut c) = self.take_pooled(&key) {
             if c.reset().await {
                 if let Ok(outcomes) = c.transaction(msg, rcpts).await {
+                    super::metrics::delivered(&c, &outcomes);
                     let relay = c.peer.to_string();
                     self.put_pooled(key, c);
                     return wrap(&relay, outcomes);
@@ -221,6 +222,7 @@ impl SmtpAgent {
             {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
                     Ok(outcomes) => {
+                        super::metrics::delivered(&c, &outcomes);
                         let relay = c.peer.to_string();
                         self.put_pooled(key, c);
                         return wrap(&relay, outcomes);
@@ -255,6 +257,7 @@ impl SmtpAgent {
         if !c.caps.starttls {
             if policy.level.mandatory() {
                 c.quit().await;
+                super::metrics::policy_failure(nexthop, policy.level.as_str());
                 return Err(format!(
                     "4.7.4 TLS is required for {nexthop} (policy {}), but host {peer} did not offer STARTTLS",
                     policy.level.as_str()
@@ -263,18 +266,19 @@ impl SmtpAgent {
             info!(queue_id = %id, "no TLS to {peer}: STARTTLS not offered (policy may: continuing in plaintext)");
             return Ok(c);
         }
+        // The policy's TLS profile decides suites, groups and signature schemes.
+        let provider = match policy.profile {
+            postern_tls::Profile::Default => self.provider.clone(),
+            p => Arc::new(postern_tls::provider(p)),
+        };
         let verifier = Arc::new(PeerVerifier::new(
             policy.roots.clone(),
-            self.provider.clone(),
+            provider.clone(),
             policy.expect(nexthop, &peer.host),
             &peer.host,
         ));
-        let config = client_config(
-            self.provider.clone(),
-            verifier.clone(),
-            policy.client_cert.as_ref(),
-        )
-        .map_err(|e| format!("4.7.5 TLS client configuration: {e}"))?;
+        let config = client_config(provider, verifier.clone(), policy.client_cert.as_ref())
+            .map_err(|e| format!("4.7.5 TLS client configuration: {e}"))?;
         // A server may refuse us only after the handshake (TLS 1.3 client certificates):
         // count a failure of the EHLO that follows as a TLS failure too.
         let mut result = c.starttls(config).await;
@@ -300,6 +304,7 @@ impl SmtpAgent {
                     _ => format!("handshake failed: {e}"),
                 };
                 if policy.level.mandatory() {
+                    super::metrics::policy_failure(nexthop, policy.level.as_str());
                     return Err(format!(
                         "4.7.5 TLS with {peer} failed for {nexthop} (policy {}): {why}",
                         policy.level.as_str()

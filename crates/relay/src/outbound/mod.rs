@@ -16,4 +16,5 @@ pub mod agent;
 pub mod client;
 pub mod config;
 pub mod dns;
+mod metrics;
 pub mod policy;

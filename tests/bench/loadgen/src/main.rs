@@ -19,13 +19,19 @@ use std::time::{Duration, Instant};
 use postern_test_support::SmtpClient;
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen smtp ADDR CONCURRENCY MESSAGES SIZE [tls] | idle ADDR CONNECTIONS SECONDS | fsync DIR COUNT");
+    eprintln!(
+        "usage: loadgen smtp ADDR CONCURRENCY MESSAGES SIZE [tls] | idle ADDR CONNECTIONS SECONDS | fsync DIR COUNT"
+    );
     std::process::exit(2)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     match args.first().map(String::as_str) {
         Some("smtp") if args.len() >= 5 => {
             let addr: SocketAddr = args[1].parse().unwrap_or_else(|_| usage());
@@ -41,14 +47,19 @@ fn main() {
             let secs: u64 = args[3].parse().unwrap_or_else(|_| usage());
             rt.block_on(idle(addr, n, secs));
         }
-        Some("fsync") if args.len() == 3 => fsync(&args[1], args[2].parse().unwrap_or_else(|_| usage())),
+        Some("fsync") if args.len() == 3 => {
+            fsync(&args[1], args[2].parse().unwrap_or_else(|_| usage()))
+        }
         _ => usage(),
     }
 }
 
 fn message(size: usize, n: usize) -> Vec<u8> {
-    let mut m = format!("From: load@bench.test\r\nTo: sink@bench.test\r\nSubject: load {n}\r\n\r\n").into_bytes();
-    let line = b"The quick brown fox jumps over the lazy dog, again and again, for the benchmark.\r\n";
+    let mut m =
+        format!("From: load@bench.test\r\nTo: sink@bench.test\r\nSubject: load {n}\r\n\r\n")
+            .into_bytes();
+    let line =
+        b"The quick brown fox jumps over the lazy dog, again and again, for the benchmark.\r\n";
     while m.len() + line.len() <= size {
         m.extend_from_slice(line);
     }
@@ -78,7 +89,9 @@ async fn smtp(addr: SocketAddr, conc: usize, n: usize, size: usize, tls: bool) {
                     break;
                 }
                 let body = message(size, i);
-                if c.cmd("MAIL FROM:<load@bench.test>").await.code != 250 || c.cmd("RCPT TO:<sink@bench.test>").await.code != 250 {
+                if c.cmd("MAIL FROM:<load@bench.test>").await.code != 250
+                    || c.cmd("RCPT TO:<sink@bench.test>").await.code != 250
+                {
                     failures.fetch_add(1, Ordering::Relaxed);
                     c.cmd("RSET").await;
                     continue;
@@ -106,7 +119,11 @@ async fn smtp(addr: SocketAddr, conc: usize, n: usize, size: usize, tls: bool) {
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     println!(
         "{{\"messages\":{n},\"failures\":{},\"seconds\":{secs:.3},\"rate\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
         failures.load(Ordering::Relaxed),
@@ -153,5 +170,8 @@ fn fsync(dir: &str, count: usize) {
     for i in 0..count {
         let _ = std::fs::remove_file(d.join(format!("fsync-{i}")));
     }
-    println!("{{\"fsyncs\":{count},\"seconds\":{secs:.3},\"rate\":{:.1}}}", count as f64 / secs);
+    println!(
+        "{{\"fsyncs\":{count},\"seconds\":{secs:.3},\"rate\":{:.1}}}",
+        count as f64 / secs
+    );
 }

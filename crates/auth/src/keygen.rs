@@ -1,0 +1,159 @@
+//! `postern dkim keygen`: a new signing key (PKCS#8 PEM, mode 0600) and its DNS record.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::b64;
+use crate::config::SignAlgorithm;
+use crate::sign::txt_record;
+
+/// Key types `keygen` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa2048,
+    Ed25519,
+}
+
+impl KeyKind {
+    pub fn algorithm(self) -> SignAlgorithm {
+        match self {
+            KeyKind::Rsa2048 => SignAlgorithm::RsaSha256,
+            KeyKind::Ed25519 => SignAlgorithm::Ed25519Sha256,
+        }
+    }
+}
+
+/// A generated key.
+#[derive(Debug)]
+pub struct Generated {
+    /// Where the private key was written.
+    pub path: PathBuf,
+    /// `SELECTOR._domainkey.DOMAIN`.
+    pub record_name: String,
+    /// The TXT value to publish.
+    pub record: String,
+}
+
+/// Generate a key for `domain`/`selector` into `dir` as `DOMAIN.SELECTOR.key` (created with
+/// mode 0600; an existing file is never overwritten).
+pub fn keygen(
+    domain: &str,
+    selector: &str,
+    kind: KeyKind,
+    dir: &Path,
+) -> Result<Generated, String> {
+    let (pkcs8, public) = generate(kind)?;
+    let path = dir.join(format!("{domain}.{selector}.key"));
+    write_private(&path, &b64::pem("PRIVATE KEY", &pkcs8))?;
+    Ok(Generated {
+        path,
+        record_name: format!("{selector}._domainkey.{domain}"),
+        record: txt_record(kind.algorithm(), &public),
+    })
+}
+
+/// A new key: (PKCS#8 DER private key, public key as DKIM publishes it).
+pub fn generate(kind: KeyKind) -> Result<(Vec<u8>, Vec<u8>), String> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair;
+    match kind {
+        KeyKind::Rsa2048 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|e| format!("RSA key generation failed: {e}"))?;
+            let private = pair
+                .as_der()
+                .map_err(|e| format!("cannot encode the RSA key: {e}"))?
+                .as_ref()
+                .to_vec();
+            let public = pair
+                .public_key()
+                .as_der()
+                .map_err(|e| format!("cannot encode the RSA public key: {e}"))?
+                .as_ref()
+                .to_vec();
+            Ok((private, public))
+        }
+        KeyKind::Ed25519 => {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|e| format!("Ed25519 key generation failed: {e}"))?;
+            let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|e| format!("Ed25519 key generation failed: {e}"))?;
+            Ok((doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
+        }
+    }
+}
+
+fn write_private(path: &Path, pem: &str) -> Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} already exists; not overwriting a key (remove it, or choose another selector)",
+                path.display()
+            )
+        } else {
+            format!("cannot create {}: {e}", path.display())
+        }
+    })?;
+    f.write_all(pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Split a TXT value into quoted strings of at most 255 octets (RFC 1035 §3.3.14), as a
+/// zone file wants them.
+pub fn zone_strings(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DkimSignConfig;
+    use crate::sign::SigningKey;
+
+    #[test]
+    fn generated_keys_load_back_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        for (kind, sel) in [(KeyKind::Ed25519, "e1"), (KeyKind::Rsa2048, "r1")] {
+            let g = keygen("example.org", sel, kind, dir.path()).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&g.path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+            let key = SigningKey::load(&DkimSignConfig {
+                domain: "example.org".into(),
+                selector: sel.into(),
+                key: g.path.clone(),
+                algorithm: kind.algorithm(),
+                headers: crate::config::default_signed_headers(),
+            })
+            .unwrap();
+            assert_eq!(key.txt_record(), g.record);
+            assert!(keygen("example.org", sel, kind, dir.path()).is_err());
+        }
+    }
+
+    #[test]
+    fn long_txt_values_are_split() {
+        let v = "a".repeat(300);
+        assert_eq!(
+            zone_strings(&v),
+            format!("\"{}\" \"{}\"", "a".repeat(255), "a".repeat(45))
+        );
+    }
+}

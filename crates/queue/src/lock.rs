@@ -1,0 +1,99 @@
+//! The spool lock: one process at a time owns a queue directory.
+//!
+//! The daemon takes an exclusive `flock(2)` on `QUEUE/lock` before it opens the spool and
+//! holds it until it exits (the kernel drops it even after `kill -9`). `postern queue`
+//! commands take the same lock when they work on the files directly, so they only ever
+//! do that while no daemon runs; when the lock is taken they talk to the daemon through
+//! its control socket instead, and the daemon makes the change itself. Either way one
+//! process changes the spool, so no command races a delivery.
+//!
+//! # Security
+//! The lock file holds the owner's process ID, for the error message only; nothing
+//! trusts it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Held for as long as the spool is owned; dropping it releases the lock.
+#[derive(Debug)]
+pub struct SpoolLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl SpoolLock {
+    /// The lock file of the queue directory `dir`.
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join("lock")
+    }
+
+    /// Take the lock of the existing queue directory `dir`, or `Ok(None)` when another
+    /// process holds it. A caller who may not write the lock file (an operator in the
+    /// `postern` group) still gets the lock, through a read-only descriptor.
+    pub fn try_acquire(dir: &Path) -> io::Result<Option<SpoolLock>> {
+        let path = Self::path_in(dir);
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path);
+        let (mut file, writable) = match opened {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => (
+                File::open(&path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
+                false,
+            ),
+            Err(e) => {
+                return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot lock {}: {e}", path.display()),
+                ));
+            }
+        }
+        if writable {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            let _ = writeln!(file, "{}", std::process::id());
+        }
+        Ok(Some(SpoolLock { _file: file, path }))
+    }
+
+    /// The process ID written by whoever holds the lock of `dir`, if readable.
+    pub fn holder(dir: &Path) -> Option<u32> {
+        let mut s = String::new();
+        File::open(Self::path_in(dir))
+            .ok()?
+            .read_to_string(&mut s)
+            .ok()?;
+        s.trim().parse().ok()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SpoolLock::try_acquire(dir.path()).unwrap().unwrap();
+        assert!(SpoolLock::try_acquire(dir.path()).unwrap().is_none());
+        assert_eq!(SpoolLock::holder(dir.path()), Some(std::process::id()));
+        drop(a);
+        assert!(SpoolLock::try_acquire(dir.path()).unwrap().is_some());
+    }
+}

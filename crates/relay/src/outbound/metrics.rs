@@ -1,0 +1,35 @@
+//! What outbound delivery counts (see `postern-metrics` for the names and help texts).
+
+use postern_queue::Outcome;
+
+use super::client::Client;
+
+/// Recipients handed to a remote server on `c`, by outcome and the TLS level achieved
+/// (`Verified`, `Trusted`, `Untrusted`, or `plaintext`; Postfix's `Anonymous` cannot occur:
+/// no anonymous cipher suite is ever offered).
+pub(crate) fn delivered(c: &Client, outcomes: &[Outcome]) {
+    let tls = c
+        .tls
+        .as_ref()
+        .map(|(trust, _)| trust.as_str())
+        .unwrap_or("plaintext");
+    for o in outcomes {
+        let outcome = match o {
+            Outcome::Delivered(_) | Outcome::Relayed(_) => "delivered",
+            Outcome::Temporary(_) => "deferred",
+            Outcome::Permanent(_) => "failed",
+        };
+        postern_metrics::inc(
+            "postern_outbound_deliveries_total",
+            &[("outcome", outcome), ("tls", tls)],
+        );
+    }
+}
+
+/// A connection was abandoned because the TLS policy for `domain` could not be met.
+pub(crate) fn policy_failure(domain: &str, level: &str) {
+    postern_metrics::inc(
+        "postern_outbound_tls_policy_failures_total",
+        &[("domain", domain), ("level", level)],
+    );
+}

@@ -1,0 +1,125 @@
+//! `postern tls-check`: the command-line side of the TLS scanner (`crates/scan`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+/// Arguments of `postern tls-check`.
+#[derive(Debug, Args)]
+pub struct TlsCheckArgs {
+    /// HOST or HOST:PORT (default port 25, or 465 with --implicit). IPv6: [ADDR]:PORT.
+    pub target: String,
+    /// TLS from the first byte (port 465 style) instead of STARTTLS.
+    #[arg(long)]
+    pub implicit: bool,
+    /// The profile to judge against.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Default)]
+    pub profile: ProfileArg,
+    /// PEM file of trust anchors (default: the system trust store).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The name the certificate must carry (also sent as SNI).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Present this certificate chain (PEM) to test a partner's mutual TLS; needs --client-key.
+    #[arg(long, value_name = "CHAIN", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Print the report as JSON (for scheduled scans).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--profile` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileArg {
+    Default,
+    NcscSuiteB,
+    NcscFoundation,
+}
+
+impl From<ProfileArg> for postern_tls::Profile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Default => postern_tls::Profile::Default,
+            ProfileArg::NcscSuiteB => postern_tls::Profile::NcscSuiteB,
+            ProfileArg::NcscFoundation => postern_tls::Profile::NcscFoundation,
+        }
+    }
+}
+
+/// Run the scan and print the report. Exit 0: all requirements pass; 1: some fail;
+/// 2: the scan could not run (bad arguments, cannot connect, not SMTP).
+pub fn run(a: TlsCheckArgs) -> ExitCode {
+    let target = match postern_scan::Target::parse(&a.target, a.implicit, a.name.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("postern tls-check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client_cert = match (&a.client_cert, &a.client_key) {
+        (Some(c), Some(k)) => {
+            match postern_tls::LoadedCert::load(
+                c,
+                k,
+                &postern_tls::provider(postern_tls::Profile::Default),
+            ) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("postern tls-check: --client-cert: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(ca) = &a.ca
+        && let Err(e) = postern_tls::client::load_roots(Some(ca))
+    {
+        eprintln!("postern tls-check: --ca: {e}");
+        return ExitCode::from(2);
+    }
+    let opts = postern_scan::Options {
+        profile: a.profile.into(),
+        ca: a.ca.clone(),
+        client_cert,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern tls-check: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(postern_scan::scan(&target, &opts)) {
+        Ok(report) => {
+            if a.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("postern tls-check: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{}", postern_scan::render_text(&report));
+            }
+            if report.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("postern tls-check {}:{}: {e}", target.host, target.port);
+            ExitCode::from(2)
+        }
+    }
+}

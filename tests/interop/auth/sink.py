@@ -1,0 +1,52 @@
+#!/usr/bin/python3
+"""A minimal SMTP server that writes each message it receives to DIR/N.eml.
+
+    sink.py PORT DIR
+"""
+import socketserver
+import sys
+
+PORT = int(sys.argv[1])
+DIR = sys.argv[2]
+count = 0
+
+
+class Smtp(socketserver.StreamRequestHandler):
+    def say(self, line):
+        self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
+
+    def handle(self):
+        global count
+        self.say("220 sink.test ESMTP")
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            cmd = line.decode(errors="replace").strip().upper()
+            if cmd.startswith("EHLO"):
+                self.say("250-sink.test")
+                self.say("250 8BITMIME")
+            elif cmd == "DATA":
+                self.say("354 go ahead")
+                data = b""
+                while True:
+                    l = self.rfile.readline()
+                    if not l or l == b".\r\n":
+                        break
+                    if l.startswith(b".."):
+                        l = l[1:]
+                    data += l
+                count += 1
+                with open(f"{DIR}/{count}.eml", "wb") as f:
+                    f.write(data)
+                self.say("250 ok")
+            elif cmd == "QUIT":
+                self.say("221 bye")
+                return
+            else:
+                self.say("250 ok")
+
+
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("127.0.0.1", PORT), Smtp).serve_forever()
