@@ -247,3 +247,55 @@ algorithm = "ed25519-sha256"
     );
     s.stop().await;
 }
+
+async fn quarantine_case(action: &str) -> TestServer {
+    let dns = TestDns::start().await;
+    // SPF fails for 127.0.0.1 and there is no signature: DMARC fails, p=quarantine.
+    dns.add_txt("example.org", "v=spf1 ip4:192.0.2.1 -all");
+    dns.add_txt("_dmarc.example.org", "v=DMARC1; p=quarantine");
+    let s = TestServer::start(
+        "",
+        &format!(
+            "[resolver]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\n[auth]\nspf = \"tag\"\ndkim = \"verify\"\ndmarc = \"enforce\"\nquarantine_action = \"{action}\"\n",
+            dns.addr()
+        ),
+    )
+    .await;
+    let mut c = client(&s).await;
+    let r = c
+        .send_mail(
+            "alice@example.org",
+            &["bob@local.test"],
+            &message("alice@example.org", ""),
+        )
+        .await;
+    assert_eq!(r.code, 250, "quarantined mail is accepted: {r:?}");
+    std::mem::forget(dns);
+    s
+}
+
+#[tokio::test]
+async fn quarantine_tag_delivers_with_the_header() {
+    let s = quarantine_case("tag").await;
+    let got = s.wait_delivered("bob", 1).await;
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("X-Postern-Quarantine:"), "{text}");
+}
+
+#[tokio::test]
+async fn quarantine_hold_keeps_the_message_for_the_operator() {
+    let s = quarantine_case("hold").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.all_delivered().is_empty(),
+        "held mail must not be delivered"
+    );
+    let held: Vec<_> = std::fs::read_dir(s.state().join("queue/hold"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(held.len(), 1, "one message on hold");
+    let text = std::fs::read_to_string(held[0].path()).unwrap();
+    assert!(text.contains("X-Postern-Quarantine:"), "{text}");
+    assert_eq!(s.queued(), 0);
+}

@@ -127,6 +127,11 @@ pub struct AuthConfig {
     /// Header added to mail that DMARC enforcement quarantines (`p=quarantine`).
     #[serde(default = "default_quarantine_header")]
     pub quarantine_header: String,
+    /// What else happens to quarantined mail: `"tag"` (only the header; delivered as usual)
+    /// or `"hold"` (also put on hold in the queue until an operator releases or deletes it
+    /// with `postern queue release|delete`).
+    #[serde(default)]
+    pub quarantine_action: QuarantineAction,
     /// Largest message whose DKIM signatures are verified (or that is signed): the check
     /// holds the whole message in memory. Larger messages are recorded as
     /// `dkim=policy` and not signed.
@@ -140,6 +145,17 @@ pub struct AuthConfig {
 fn yes() -> bool {
     true
 }
+/// `quarantine_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuarantineAction {
+    /// Add the quarantine header and deliver.
+    #[default]
+    Tag,
+    /// Add the header and put the message on hold.
+    Hold,
+}
+
 fn default_quarantine_header() -> String {
     "X-Postern-Quarantine".into()
 }
@@ -156,6 +172,7 @@ impl Default for AuthConfig {
             authserv_id: None,
             exempt_trusted_networks: true,
             quarantine_header: default_quarantine_header(),
+            quarantine_action: QuarantineAction::Tag,
             max_message_size: default_max_message_size(),
             dkim_sign: Vec::new(),
         }

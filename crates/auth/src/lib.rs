@@ -43,7 +43,9 @@ pub mod verify;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use config::{AuthConfig, DkimMode, DkimSignConfig, DmarcPolicy, SignAlgorithm, SpfPolicy};
+pub use config::{
+    AuthConfig, DkimMode, DkimSignConfig, DmarcPolicy, QuarantineAction, SignAlgorithm, SpfPolicy,
+};
 pub use mail_auth::SpfResult;
 pub use sign::{Signed, Signer};
 pub use verify::{Received, SpfCheck, SpfDecision, Verdict, Verifier};
@@ -55,6 +57,7 @@ pub struct Auth {
     signer: Signer,
     exempt_trusted_networks: bool,
     max_message_size: u64,
+    hold_quarantined: bool,
 }
 
 impl Auth {
@@ -78,6 +81,7 @@ impl Auth {
             signer,
             exempt_trusted_networks: cfg.exempt_trusted_networks,
             max_message_size: cfg.max_message_size.bytes(),
+            hold_quarantined: cfg.quarantine_action == QuarantineAction::Hold,
         })
     }
 
@@ -93,6 +97,11 @@ impl Auth {
     /// Whether clients in trusted networks skip the checks.
     pub fn exempt_trusted_networks(&self) -> bool {
         self.exempt_trusted_networks
+    }
+
+    /// Whether mail quarantined by DMARC goes on hold (`quarantine_action = "hold"`).
+    pub fn hold_quarantined(&self) -> bool {
+        self.hold_quarantined
     }
 
     /// Largest message verified or signed (held in memory for it).

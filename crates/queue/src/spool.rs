@@ -136,6 +136,7 @@ impl Spool {
             file: Some(file),
             body_len: 0,
             committed: false,
+            hold: false,
             flushed: 0,
             new_head: None,
             notify: None,
@@ -316,6 +317,8 @@ pub struct Incoming {
     body_offset: u64,
     body_len: u64,
     committed: bool,
+    /// Commit into `hold/` instead of `active/` (quarantine).
+    hold: bool,
     /// Bytes of the file already written out (envelope header first).
     flushed: u64,
     /// Set by [`Incoming::replace_head`]: content bytes to replace, and their replacement.
@@ -382,7 +385,7 @@ impl Incoming {
             .take()
             .ok_or_else(|| io::Error::other("spool file already failed"))?;
         let mut buf = std::mem::take(&mut self.buf);
-        let (incoming, active) = (self.path.clone(), self.spool.active.clone());
+        let (incoming, active) = (self.path.clone(), self.destination());
         let id = self.envelope.id;
         if finish {
             buf.extend_from_slice(format!("{END}{}\n", self.body_len).as_bytes());
@@ -418,12 +421,13 @@ impl Incoming {
         let msg = QueuedMessage {
             state: vec![RcptState::new(); self.envelope.recipients.len()],
             envelope: self.envelope.clone(),
-            path: self.spool.active.join(format!("{}.msg", self.envelope.id)),
+            path: self.destination().join(format!("{}.msg", self.envelope.id)),
             body_offset: self.body_offset,
             body_len: self.body_len,
             delay_warned: None,
         };
-        if let Some(n) = &self.notify {
+        // A held message waits for the operator, not for the scheduler.
+        if let Some(n) = self.notify.as_ref().filter(|_| !self.hold) {
             let _ = n.send(Cmd::Add(Box::new(msg.clone())));
         }
         Ok(msg)
@@ -431,6 +435,19 @@ impl Incoming {
 }
 
 impl Incoming {
+    /// Commit into `hold/` (quarantine): kept until an operator releases or deletes it.
+    pub fn hold_on_commit(&mut self) {
+        self.hold = true;
+    }
+
+    fn destination(&self) -> PathBuf {
+        if self.hold {
+            self.spool.hold.clone()
+        } else {
+            self.spool.active.clone()
+        }
+    }
+
     /// Commit with the top of the content replaced (see [`Incoming::replace_head`]).
     async fn apply_head(&mut self, old_len: u64, head: Vec<u8>) -> io::Result<()> {
         let new_len = self.body_len - old_len + head.len() as u64;
@@ -444,7 +461,7 @@ impl Incoming {
         self.body_len = new_len;
         let trailer = format!("{END}{new_len}\n").into_bytes();
         let (src, keep, id) = (self.path.clone(), self.body_offset, self.envelope.id);
-        let (tmp, active) = (self.path.with_extension("head"), self.spool.active.clone());
+        let (tmp, active) = (self.path.with_extension("head"), self.destination());
         blocking(move || {
             crate::splice::splice_copy(&src, &tmp, keep, old_len, &head, &trailer)?;
             fs::rename(&tmp, active.join(format!("{id}.msg")))?;

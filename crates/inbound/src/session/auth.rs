@@ -117,11 +117,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 return Err(r);
             }
             if verdict.quarantined {
+                let hold = auth.hold_quarantined();
                 warn!(
-                    "{}: quarantined by DMARC policy ({})",
+                    "{}: quarantined by DMARC policy ({}){}",
                     incoming.id(),
-                    verdict.summary
+                    verdict.summary,
+                    if hold {
+                        "; put on hold: release or delete it with postern queue"
+                    } else {
+                        ""
+                    }
                 );
+                if hold {
+                    incoming.hold_on_commit();
+                }
             }
             prepend = verdict.prepend;
             strip = verdict.strip;
