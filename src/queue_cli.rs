@@ -243,6 +243,12 @@ fn offline(config: &Config, spool: &Arc<Spool>, op: AdminOp) -> Result<String, S
             Ok(format!("{id}: deleted"))
         }
         AdminOp::Bounce(id) => {
+            let signer = postern_auth::Signer::load(&config.auth.dkim_sign)
+                .map_err(|e| format!("cannot load the DKIM signing keys: {e}"))?;
+            let sign: Option<postern_queue::Sign> = (!signer.is_empty()).then(|| {
+                Arc::new(move |report: &[u8]| crate::server::sign_report(&signer, report))
+                    as postern_queue::Sign
+            });
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -252,6 +258,7 @@ fn offline(config: &Config, spool: &Arc<Spool>, op: AdminOp) -> Result<String, S
                 config.queue.clone(),
                 &config.hostname(),
                 id,
+                sign,
             ))
             .map(|t| format!("{t} {not_running}"))
         }

@@ -47,6 +47,9 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Spool lock, control socket, metrics (see `operations.rs`).
     pub ops: crate::operations::Operations,
+    /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
+    smtp: Arc<postern_relay::outbound::agent::SmtpAgent>,
+    outbound: postern_relay::OutboundConfig,
 }
 
 impl Running {
@@ -57,6 +60,34 @@ impl Running {
         self.tls.reload()
     }
 
+    /// Re-read the outbound policies' CA files and client certificates. If any fails to
+    /// load, the old policies stay in use and the log says why.
+    pub fn reload_outbound(&self) -> bool {
+        let provider = postern_tls_provider();
+        let mut problems = postern_config::Problems::new();
+        let policies = postern_relay::outbound::policy::Policies::load(
+            &self.outbound,
+            &provider,
+            &mut problems,
+        );
+        if problems.is_empty() {
+            self.smtp.replace_policies(policies);
+            info!("outbound TLS policies reloaded (CA files, client certificates)");
+            true
+        } else {
+            let errs: Vec<String> = problems
+                .locate_in("(reload)", "")
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect();
+            warn!(
+                "outbound TLS policies NOT reloaded, the previous ones stay in use: {}",
+                errs.join("; ")
+            );
+            false
+        }
+    }
+
     /// SIGHUP: re-read what can change without a restart. `main.rs` tells systemd
     /// `RELOADING=1` before and `READY=1` after. Anything else that learns to reload
     /// hooks in here.
@@ -64,6 +95,7 @@ impl Running {
         info!("reload requested (SIGHUP)");
         // Certificates, keys, client CAs, CRLs, partner CAs (issue #5); logs its report.
         let _ = self.reload_tls();
+        self.reload_outbound();
         crate::metrics::record_certificates(&self.tls);
     }
 
@@ -88,6 +120,30 @@ impl Running {
             );
         }
         drop(self.ops);
+    }
+}
+
+/// The queue's signing hook for its own reports (bounces, delay warnings, delivery
+/// reports from `MAILER-DAEMON@hostname`): `None` without `[[auth.dkim_sign]]` entries.
+/// The signer picks the key by the report's From domain and signs nothing else.
+pub fn report_signer(auth: Arc<postern_auth::Auth>) -> Option<postern_queue::Sign> {
+    if auth.signer().is_empty() {
+        return None;
+    }
+    Some(Arc::new(move |report: &[u8]| {
+        sign_report(auth.signer(), report)
+    }))
+}
+
+/// Sign one report: the `DKIM-Signature` fields to prepend, if a key applies (the queue
+/// logs that it signed). A signing failure is logged and the report goes out unsigned, as relayed mail does.
+pub fn sign_report(signer: &postern_auth::Signer, report: &[u8]) -> Option<Vec<u8>> {
+    match signer.sign(report) {
+        Ok(signed) => signed.map(|s| s.headers.into_bytes()),
+        Err(e) => {
+            warn!("DKIM signing of a delivery report failed, it is sent unsigned: {e}");
+            None
+        }
     }
 }
 
@@ -151,19 +207,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &config.route,
         state,
         &hostname,
-        Some(smtp),
+        Some(smtp.clone()),
     ));
-    let queue = Queue::start_with(
-        Arc::new(spool),
-        config.queue.clone(),
-        router.clone(),
-        &hostname,
-    )
-    .map_err(|source| StartError::Queue {
-        path: queue_dir.display().to_string(),
-        source,
-    })?;
-
     let auth = Some(Arc::new(
         postern_auth::Auth::new(
             &config.auth,
@@ -173,6 +218,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         )
         .map_err(StartError::Auth)?,
     ));
+    let queue = Queue::start_signed(
+        Arc::new(spool),
+        config.queue.clone(),
+        router.clone(),
+        &hostname,
+        auth.clone().and_then(report_signer),
+    )
+    .map_err(|source| StartError::Queue {
+        path: queue_dir.display().to_string(),
+        source,
+    })?;
+
     let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>,
                     client_certs: Option<Arc<ClientCertPolicy>>| {
         let router = router.clone();
@@ -237,6 +294,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tasks,
         ops,
+        smtp,
+        outbound: config.outbound.clone(),
     })
 }
 

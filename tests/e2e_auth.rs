@@ -299,3 +299,134 @@ async fn quarantine_hold_keeps_the_message_for_the_operator() {
     assert!(text.contains("X-Postern-Quarantine:"), "{text}");
     assert_eq!(s.queued(), 0);
 }
+
+/// A server that signs for `sign_domain` (when given) and relays remote.test to a next hop
+/// that refuses every recipient, so mail from alice@local.test bounces to her Maildir.
+async fn bouncing_server(dns: &TestDns, next: &FakeSmtp, sign_domain: Option<&str>) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut sign = String::new();
+    if let Some(domain) = sign_domain {
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        let rsa = keygen(domain, "b1", KeyKind::Rsa2048, &keys).unwrap();
+        dns.add_txt(&rsa.record_name, &rsa.record);
+        sign = format!(
+            "\n[[auth.dkim_sign]]\ndomain = \"{domain}\"\nselector = \"b1\"\nkey = \"{}\"\n",
+            rsa.path.display()
+        );
+    }
+    let text = format!(
+        r#"
+[server]
+hostname = "mx.postern.test"
+state_dir = "{state}"
+
+[[listener]]
+address = "127.0.0.1:0"
+
+[relay]
+local_domains = ["local.test"]
+trusted_networks = ["127.0.0.0/8"]
+
+[[route]]
+domain = "local.test"
+next_hop = "maildir:mail"
+
+[[route]]
+domain = "remote.test"
+next_hop = "smtp:[127.0.0.1]:{port}"
+
+[outbound]
+tls = "none"
+
+[resolver]
+nameservers = ["{dns}"]
+
+[auth]
+spf = "off"
+dkim = "off"
+{sign}"#,
+        state = state.display(),
+        port = next.addr.port(),
+        dns = dns.addr(),
+    );
+    let s = TestServer::start_with(dir, &text).await;
+    let mut c = client(&s).await;
+    let from = "alice@local.test";
+    let r = c
+        .send_mail(from, &["carol@remote.test"], &message(from, ""))
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    s
+}
+
+fn refusing_next_hop() -> FakeOpts {
+    FakeOpts {
+        rcpt_reply: Some("550 5.1.1 <carol@remote.test>: no such user".into()),
+        ..FakeOpts::default()
+    }
+}
+
+#[tokio::test]
+async fn bounces_are_signed_for_the_hostnames_domain_and_verify() {
+    let dns = TestDns::start().await;
+    let next = FakeSmtp::start(refusing_next_hop()).await;
+    let s = bouncing_server(&dns, &next, Some("postern.test")).await;
+    let got = s.wait_delivered("alice", 1).await;
+    let bounce = &got[0];
+    let text = String::from_utf8_lossy(bounce);
+    assert!(text.contains("From: "), "{text}");
+    assert!(text.contains("MAILER-DAEMON@mx.postern.test"), "{text}");
+    assert!(text.contains("Action: failed"), "{text}");
+    assert_eq!(text.matches("DKIM-Signature:").count(), 1, "{text}");
+    assert!(text.contains("d=postern.test;"), "{text}");
+    let cfg = AuthConfig {
+        spf: SpfPolicy::Off,
+        dkim: DkimMode::Verify,
+        dmarc: DmarcPolicy::Tag,
+        ..AuthConfig::default()
+    };
+    let v = Verifier::new(
+        &cfg,
+        postern_auth::dns::authenticator(&[dns.addr()], Duration::from_secs(2)).unwrap(),
+        "mx.example.net",
+    );
+    let verdict = v
+        .message(
+            Received {
+                ip: "127.0.0.1".parse().unwrap(),
+                helo: "mx.postern.test",
+                mail_from: "",
+                message: bounce,
+                complete: true,
+            },
+            None,
+        )
+        .await;
+    assert!(
+        verdict.summary.starts_with("dkim=pass "),
+        "{}: {}",
+        verdict.summary,
+        verdict.prepend
+    );
+    assert!(
+        verdict.prepend.contains("header.d=postern.test"),
+        "{}",
+        verdict.prepend
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bounces_are_not_signed_without_a_key_for_the_hostnames_domain() {
+    let dns = TestDns::start().await;
+    let next = FakeSmtp::start(refusing_next_hop()).await;
+    // A key for another domain does not sign reports from MAILER-DAEMON@mx.postern.test.
+    let s = bouncing_server(&dns, &next, Some("example.org")).await;
+    let got = s.wait_delivered("alice", 1).await;
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("Action: failed"), "{text}");
+    assert!(!text.contains("DKIM-Signature"), "{text}");
+    s.stop().await;
+}

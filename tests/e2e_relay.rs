@@ -787,3 +787,38 @@ async fn no_smuggled_second_message_reaches_the_next_hop() {
     );
     assert!(String::from_utf8_lossy(&fake.messages()[0]).contains("Subject: clean"));
 }
+
+#[tokio::test]
+async fn reload_picks_up_a_renewed_client_certificate() {
+    let w = World::new().await;
+    let ca_file = w.ca_file();
+    let b = w
+        .receiver(
+            "reload",
+            &["mx.partner.test"],
+            IssueOpts::default(),
+            None,
+            &format!("client_certificates = \"require\"\nclient_ca = \"{ca_file}\""),
+        )
+        .await;
+    // Our client certificate is first from the wrong CA: B refuses it.
+    let wrong = TestCa::new("Wrong CA");
+    let (cchain, ckey) = wrong
+        .issue_client("mx.sender.test", IssueOpts::default())
+        .write(w.dir.path(), "a-renewed");
+    let outbound = format!(
+        "client_certificate = {{ chain = \"{}\", key = \"{}\" }}\n[[outbound.policy]]\ndomain = \"partner.test\"\ntls = \"secure\"\nca = \"{ca_file}\"\nclient_certificate = true\n",
+        cchain.display(),
+        ckey.display()
+    );
+    let a = w.sender(port(&b), &outbound).await;
+    send(&a, "bob@partner.test", "renewed").await;
+    deferred_with(&a, "4.7.5 TLS with").await;
+    // The operator renews the certificate in place and sends SIGHUP.
+    w.ca.issue_client("mx.sender.test", IssueOpts::default())
+        .write(w.dir.path(), "a-renewed");
+    let running = a.running.as_ref().unwrap();
+    assert!(running.reload_outbound());
+    running.queue.flush();
+    b.wait_delivered("bob", 1).await;
+}

@@ -53,6 +53,7 @@ pub use config::QueueConfig;
 pub use date::rfc5322_date;
 pub use id::QueueId;
 pub use lock::SpoolLock;
+pub use notice::Sign;
 pub use recipient::Recipient;
 pub use record::{Envelope, RcptState, RcptStatus};
 pub use scheduler::{AdminOp, Queue, bounce_offline};

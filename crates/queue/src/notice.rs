@@ -16,6 +16,12 @@
 //! next attempt; a failed recipient still unreported when the message is done keeps
 //! the message in `failed/`.
 //!
+//! When the queue was given a [`Sign`] hook (the daemon builds one from
+//! `[[auth.dkim_sign]]`), each report is DKIM-signed before it is written: the
+//! `DKIM-Signature` fields the hook returns are prepended to the built report, and the
+//! stored bytes are never changed afterwards. The hook decides by the report's From
+//! domain (`MAILER-DAEMON@hostname`) and returns `None` when no key applies.
+//!
 //! # Security
 //! No report is ever sent about a message with a null sender (reports themselves have
 //! one), so reports cannot loop: that case is logged and the message kept in
@@ -43,13 +49,28 @@ use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, Spool};
 /// Longest header section returned in a report; longer ones are cut at a line end.
 const MAX_RETURNED_HEADERS: u64 = 1 << 20;
 
+/// A signing hook for the reports the queue builds: given the whole report (header
+/// section and body, CRLF), the `DKIM-Signature` field(s) to prepend (each ending in
+/// CRLF), or `None` to queue it unsigned. It must return `None` for a From domain it
+/// holds no key for.
+pub type Sign = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 /// What the scheduler's tasks need to queue reports.
-#[derive(Debug)]
 pub(crate) struct Notifier {
     pub hostname: String,
     pub spool: Arc<Spool>,
     pub config: Arc<QueueConfig>,
     pub tx: mpsc::UnboundedSender<Cmd>,
+    pub sign: Option<Sign>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("hostname", &self.hostname)
+            .field("signs", &self.sign.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Notifier {
@@ -192,7 +213,13 @@ impl Notifier {
             returned,
             retry_until: Some(msg.envelope.arrived + self.config.max_age.get().as_secs()),
         };
-        let bytes = dsn::build(&report);
+        let mut bytes = dsn::build(&report);
+        if let Some(fields) = self.sign.as_ref().and_then(|sign| sign(&bytes)) {
+            info!(queue_id = %msg.envelope.id, "{}: the report {id} is DKIM-signed (From: MAILER-DAEMON@{})", msg.envelope.id, self.hostname);
+            let mut signed = fields;
+            signed.extend_from_slice(&bytes);
+            bytes = signed;
+        }
         let envelope = Envelope {
             id,
             arrived: now,

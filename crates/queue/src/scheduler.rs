@@ -72,6 +72,18 @@ impl Queue {
         agent: Arc<dyn DeliveryAgent>,
         hostname: &str,
     ) -> io::Result<Queue> {
+        Queue::start_signed(spool, config, agent, hostname, None)
+    }
+
+    /// [`Queue::start_with`], and the reports the queue builds are passed to `sign`
+    /// (when given) before they are written: see [`crate::Sign`].
+    pub fn start_signed(
+        spool: Arc<Spool>,
+        config: QueueConfig,
+        agent: Arc<dyn DeliveryAgent>,
+        hostname: &str,
+        sign: Option<crate::Sign>,
+    ) -> io::Result<Queue> {
         let existing = spool.load_all()?;
         if !existing.is_empty() {
             info!(
@@ -91,6 +103,7 @@ impl Queue {
                 spool: spool.clone(),
                 config,
                 tx: tx.clone(),
+                sign,
             }),
             tx: tx.clone(),
             waiting: BTreeMap::new(),

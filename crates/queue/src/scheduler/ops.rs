@@ -237,12 +237,14 @@ pub(crate) async fn bounce(
 }
 
 /// `postern queue bounce` while the daemon is stopped (the caller holds the spool lock):
-/// the bounce is queued in `active/` and sent when the daemon starts.
+/// the bounce is queued in `active/` and sent when the daemon starts. `sign` signs it as
+/// the daemon would (see [`crate::Sign`]).
 pub async fn bounce_offline(
     spool: Arc<Spool>,
     config: crate::QueueConfig,
     hostname: &str,
     id: QueueId,
+    sign: Option<crate::Sign>,
 ) -> Result<String, String> {
     let m = match spool.locate(id) {
         Some(p @ (Place::Active | Place::Hold)) => spool.read_at(id, p)?,
@@ -260,6 +262,7 @@ pub async fn bounce_offline(
         spool: spool.clone(),
         config: Arc::new(config),
         tx,
+        sign,
     };
     bounce(m, &spool, &notifier).await
 }

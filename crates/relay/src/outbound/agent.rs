@@ -36,7 +36,9 @@ pub struct SmtpAgent {
     cfg: OutboundConfig,
     helo: String,
     dns: Dns,
-    policies: Policies,
+    /// Replaced whole on SIGHUP ([`SmtpAgent::replace_policies`]); deliveries in progress
+    /// keep the policy they started with.
+    policies: std::sync::RwLock<Arc<Policies>>,
     provider: Arc<CryptoProvider>,
     pool: Mutex<HashMap<PoolKey, Vec<(Instant, Client)>>>,
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
@@ -56,15 +58,23 @@ impl SmtpAgent {
             cfg,
             helo,
             dns,
-            policies,
+            policies: std::sync::RwLock::new(Arc::new(policies)),
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             pool: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn policies(&self) -> &Policies {
-        &self.policies
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Use newly loaded policies (CAs, client certificates, pins) from now on.
+    pub fn replace_policies(&self, policies: Policies) {
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
     pub fn dns(&self) -> &Dns {
@@ -187,7 +197,7 @@ impl SmtpAgent {
                 .clone()
         };
         let _permit = limit.acquire_owned().await.ok();
-        let policy = self.policies.lookup(domain).clone();
+        let policy = self.policies().lookup(domain).clone();
         let nexthop = hop
             .host
             .trim_start_matches('[')
