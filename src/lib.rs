@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod operations;
 pub mod queue_cli;
+pub mod sendmail;
 pub mod server;
 pub mod tls_check;
 pub mod tls_checks;

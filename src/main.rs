@@ -55,6 +55,10 @@ enum Command {
     /// Exit status 0 only if every requirement of the profile passes (1: some fail,
     /// 2: the scan could not run).
     TlsCheck(postern::tls_check::TlsCheckArgs),
+    /// Send one message from standard input through the local daemon (the first
+    /// [[listener]]), as /usr/sbin/sendmail does; the binary invoked as `sendmail` behaves
+    /// the same. Without --config, /etc/postern/postern.toml is used when it exists.
+    Sendmail(postern::sendmail::SendmailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,11 +84,15 @@ Examples:
   postern dkim keygen --domain example.org --selector s1 --out /etc/postern/dkim
   postern dns-records -c /etc/postern/postern.toml
   postern tls-check mx.example.org --profile ncsc-suite-b --name mx.example.org
+  echo 'Subject: hi' | postern sendmail -i root@example.org
 
 Documentation: README.md and docs/ (getting started, configuration reference, message flow).
 The annotated reference configuration is config/postern.toml.";
 
 fn main() -> ExitCode {
+    if postern::sendmail::invoked_as_sendmail() {
+        return postern::sendmail::main_classic();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig => check_config(cli.config),
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
         Command::Queue(cmd) => queue(cli.config, cmd),
         Command::Dkim(cmd) => postern::auth_cli::dkim(cmd),
         Command::TlsCheck(args) => postern::tls_check::run(args),
+        Command::Sendmail(args) => postern::sendmail::run(cli.config, args),
         Command::DnsRecords => match load_or_report(cli.config) {
             Ok(l) => {
                 print!("{}", postern::auth_cli::dns_records_for(&l.config));

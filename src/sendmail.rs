@@ -104,11 +104,7 @@ pub struct SendmailArgs {
 pub fn invoked_as_sendmail() -> bool {
     std::env::args_os()
         .next()
-        .and_then(|a| {
-            Path::new(&a)
-                .file_name()
-                .map(|n| n == "sendmail" || n == "postern-sendmail")
-        })
+        .and_then(|a| Path::new(&a).file_name().map(|n| n == "sendmail"))
         .unwrap_or(false)
 }
 
@@ -300,11 +296,7 @@ fn send_inner(config: Option<PathBuf>, opts: Options) -> Result<(), (u8, String)
         },
     );
     if opts.from_headers {
-        recipients.extend(
-            p.header_recipients
-                .iter()
-                .map(|r| qualify(r, &hostname)),
-        );
+        recipients.extend(p.header_recipients.iter().map(|r| qualify(r, &hostname)));
     }
     let mut seen = std::collections::HashSet::new();
     recipients.retain(|r| seen.insert(r.to_ascii_lowercase()));
@@ -324,6 +316,7 @@ fn send_inner(config: Option<PathBuf>, opts: Options) -> Result<(), (u8, String)
         &recipients,
         &p.message,
     )
+    .map(|_| ())
     .map_err(|f| (f.exit_code(), f.to_string()))
 }
 
@@ -359,11 +352,13 @@ fn check_address(a: &str, what: &str) -> Result<(), String> {
 
 /// The user name of the real UID (from /etc/passwd), else `$LOGNAME`/`$USER`.
 fn user_name() -> String {
-    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next().map(str::to_string))
-    });
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        });
     let ok = |n: &str| {
         !n.is_empty()
             && n.bytes()
@@ -797,7 +792,8 @@ pub fn submit(
 ) -> Result<Reply, Failure> {
     let tcp = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)
         .map_err(|e| conn_err(format!("{target}: {e}")))?;
-    tcp.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(conn_err)?;
+    tcp.set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(conn_err)?;
     tcp.set_write_timeout(Some(REPLY_TIMEOUT))
         .map_err(conn_err)?;
     let mut c = Client {
@@ -871,7 +867,11 @@ mod tests {
         assert!(o.from_headers && o.ignore_dots);
         assert_eq!(o.sender.as_deref(), Some("a@b"));
         assert_eq!(o.recipients, s(&["-x@y"]));
-        assert!(parse_classic(&s(&["-bd"])).unwrap_err().contains("postern serve"));
+        assert!(
+            parse_classic(&s(&["-bd"]))
+                .unwrap_err()
+                .contains("postern serve")
+        );
         assert!(parse_classic(&s(&["-bs"])).is_err());
         assert!(parse_classic(&s(&["-k"])).unwrap_err().contains("-k"));
         assert!(parse_classic(&s(&["-f"])).is_err());
@@ -909,7 +909,10 @@ mod tests {
         let m = String::from_utf8(p.message).unwrap();
         assert!(!m.contains("Bcc") && !m.contains("b@y"), "{m}");
         assert!(m.contains("From: \"A \\\"B\\\"\" <u@h.test>\r\n"), "{m}");
-        assert!(m.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\n"), "{m}");
+        assert!(
+            m.contains("Date: Thu, 1 Jan 1970 00:00:00 +0000\r\n"),
+            "{m}"
+        );
         assert!(m.contains("Message-ID: <0.0."), "{m}");
         assert!(m.ends_with("\r\nbody\n"), "{m}");
         assert_eq!(p.header_recipients, s(&["a@x", "b@y", "c@z"]));

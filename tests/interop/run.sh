@@ -528,6 +528,25 @@ print("\n".join(transcript))
     [ -z "$found" ] || { bad "no stored file contains 'smuggled' or 'Subject: smuggle'" "$found"; return 1; }
 }
 
+# 9. TLS renegotiation (openssl s_client's "R" command, TLS 1.2): never performed. The
+# server answers the new ClientHello with a no_renegotiation alert; depending on timing
+# s_client then reports the error or waits for a handshake that never comes. Either way
+# nothing is exchanged after it.
+t_tls_renegotiation() {
+    local out rc after
+    out=$( (printf 'EHLO renegotiate.test\r\n'; sleep 1; printf 'R\n'; sleep 2; printf 'NOOP\r\n'; sleep 1) \
+        | timeout 10 "$LOOPBACK_DNS" openssl s_client -starttls smtp -tls1_2 \
+            -connect "127.0.0.1:$PORT_STARTTLS" 2>&1) && rc=0 || rc=$?
+    grep -q "RENEGOTIATING" <<<"$out" || { bad "s_client attempts a renegotiation" "$out"; return 1; }
+    after=$(sed -n '/RENEGOTIATING/,$p' <<<"$out")
+    if grep -qE "^250 |Verify return code|New, TLS" <<<"$after"; then
+        bad "no completed renegotiation and no command answered after it (s_client exit $rc)" "$after"
+        return 1
+    fi
+    grep -qi "no renegotiation" <<<"$after" || [ "$rc" -eq 124 ] \
+        || { bad "a no_renegotiation error, or s_client left waiting (exit 124); exit $rc" "$after"; return 1; }
+}
+
 run_test "1 swaks STARTTLS delivery (trace headers, Return-Path)" t_swaks_starttls
 run_test "2 swaks implicit TLS delivery" t_swaks_implicit_tls
 run_test "3 openssl s_client: ECDSA P-256 by default, RSA-2048 for RSA-only sigalgs" t_openssl_cert_selection
@@ -537,6 +556,7 @@ run_test "5 python smtplib: two recipients delivered, relaying refused 554 5.7.1
 run_test "6 require_tls: 530 5.7.0 without STARTTLS, delivered with it" t_require_tls
 run_test "7 STARTTLS command injection discarded" t_starttls_injection
 run_test "8 SMTP smuggling refused with 550 5.6.0, nothing stored" t_smtp_smuggling
+run_test "9 TLS renegotiation refused (never performed)" t_tls_renegotiation
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "interop: the server exited during the tests; its log:"

@@ -75,11 +75,16 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-packaging.XXXXXX")
 chmod 0711 "$WORK"
 SERVER_PID=
 NOTIFY_PID=
+DIVERTED=
 cleanup() {
     [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null || true
     [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null || true
     if dpkg-query -W -f='${Status}' postern 2>/dev/null | grep -q "installed"; then
         dpkg --purge postern >/dev/null 2>&1 || true
+    fi
+    if [ -n "$DIVERTED" ]; then
+        [ "$(readlink /usr/sbin/sendmail 2>/dev/null)" = postern ] && rm -f /usr/sbin/sendmail
+        dpkg-divert --local --rename --remove /usr/sbin/sendmail >/dev/null 2>&1 || true
     fi
     rm -rf "$WORK"
 }
@@ -133,7 +138,28 @@ force=()
 if dpkg-query -W -f='${Provides}\n' 2>/dev/null | grep -q mail-transport-agent; then
     force=(--force-conflicts)
 fi
+# Debian requires /usr/sbin/sendmail of an MTA: postinst links it to postern unless another
+# package's sendmail is there. Postfix's is diverted aside for the test (dpkg-divert, undone
+# after the purge and on exit) so that postinst's link is what gets tested.
+if [ -e /usr/sbin/sendmail ] || [ -L /usr/sbin/sendmail ]; then
+    dpkg-divert --local --rename --divert /usr/sbin/sendmail.postern-test \
+        --add /usr/sbin/sendmail >/dev/null && DIVERTED=yes
+fi
+LIB_SENDMAIL_BEFORE=
+if [ -e /usr/lib/sendmail ] || [ -L /usr/lib/sendmail ]; then
+    LIB_SENDMAIL_BEFORE=$(readlink /usr/lib/sendmail || echo "(a file)")
+fi
+
 check "dpkg -i" dpkg -i "${force[@]}" "$DEB"
+check "postinst links /usr/sbin/sendmail to postern" \
+    test "$(readlink /usr/sbin/sendmail)" = postern
+if [ -z "$LIB_SENDMAIL_BEFORE" ]; then
+    check "postinst links /usr/lib/sendmail to postern" \
+        test "$(readlink /usr/lib/sendmail)" = ../sbin/postern
+else
+    check "postinst leaves another package's /usr/lib/sendmail alone" \
+        test "$(readlink /usr/lib/sendmail || echo "(a file)")" = "$LIB_SENDMAIL_BEFORE"
+fi
 
 check "user postern exists, system account, no login" \
     sh -c 'getent passwd postern | grep -Eq "^postern:x:[0-9]+:[0-9]+:[^:]*:/var/lib/postern:/usr/sbin/nologin$"'
@@ -233,6 +259,27 @@ done
 check "message delivered to /var/lib/postern/mail/user/new" test -n "$delivered"
 [ -n "$delivered" ] && check "delivered message has the TLS Received header" \
     grep -q "using TLSv1" "$delivered"
+# The sendmail interface, as cron uses it, by an unprivileged user: -i keeps the "." line.
+if sendmail_out=$(printf 'Subject: sendmail test\n\nfrom cron\n.\nafter the dot\n' |
+    (cd / && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        timeout 30 /usr/sbin/sendmail -i "someone@$DOMAIN") 2>&1); then
+    pass "/usr/sbin/sendmail -i someone@$DOMAIN (as nobody): exit 0"
+else
+    fail "/usr/sbin/sendmail -i someone@$DOMAIN (as nobody): exit 0" "$sendmail_out"
+fi
+via_sendmail=
+for _ in $(seq 100); do
+    via_sendmail=$(find /var/lib/postern/mail/someone/new -type f 2>/dev/null | head -n 1)
+    [ -n "$via_sendmail" ] && break
+    sleep 0.1
+done
+check "sendmail's message delivered to /var/lib/postern/mail/someone/new" test -n "$via_sendmail"
+if [ -n "$via_sendmail" ]; then
+    check "sendmail kept the line after a lone dot (-i)" grep -q "after the dot" "$via_sendmail"
+    check "sendmail added From: nobody@mx.$DOMAIN" grep -q "^From: nobody@mx.$DOMAIN" "$via_sendmail"
+    check "sendmail submitted over STARTTLS" grep -q "using TLSv1" "$via_sendmail"
+fi
+
 check "queued files belong to postern" sh -c \
     "! find /var/spool/postern /var/lib/postern ! -user postern | grep -q ."
 check "postern queue list (root, through the control socket)" \
@@ -275,10 +322,24 @@ check "remove keeps /var/lib/postern" test -d /var/lib/postern/mail
 check "remove keeps /var/spool/postern" test -d /var/spool/postern
 check "remove keeps the conffile" test -f "$CONF"
 check "remove removes the binary" test ! -e /usr/sbin/postern
+check "remove removes the /usr/sbin/sendmail link" \
+    sh -c '! [ -e /usr/sbin/sendmail ] && ! [ -L /usr/sbin/sendmail ]'
+if [ -z "$LIB_SENDMAIL_BEFORE" ]; then
+    check "remove removes the /usr/lib/sendmail link" \
+        sh -c '! [ -e /usr/lib/sendmail ] && ! [ -L /usr/lib/sendmail ]'
+fi
 check "dpkg --purge" dpkg --purge postern
 check "purge removes /var/lib/postern" test ! -e /var/lib/postern
 check "purge removes /var/spool/postern" test ! -e /var/spool/postern
 check "purge removes /etc/postern" test ! -e /etc/postern
 check "purge keeps the postern user (Debian practice)" getent passwd postern
+# shellcheck disable=SC2016 # expanded by sh -c
+check "no sendmail link after purge" \
+    sh -c '[ "$(readlink /usr/sbin/sendmail)" != postern ] && [ "$(readlink /usr/lib/sendmail)" != ../sbin/postern ]'
+if [ -n "$DIVERTED" ]; then
+    check "the diverted sendmail is restored" \
+        dpkg-divert --local --rename --remove /usr/sbin/sendmail
+    DIVERTED=
+fi
 
 finish
