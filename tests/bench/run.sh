@@ -175,8 +175,26 @@ PF_VERSION=$(postconf -d -h mail_version)
 # --- measurements ---------------------------------------------------------------------------
 median() { python3 -c 'import sys,statistics; print(round(statistics.median(float(x) for x in sys.argv[1:]),1))' "$@"; }
 now() { python3 -c 'import time; print(time.time())'; }
+# Wait until both servers have delivered everything queued so far, so that one
+# measurement does not pay for the previous one's deliveries (at most 60 s).
+drain() {
+    local i pn pf
+    for i in $(seq 600); do
+        pn=$(find "$WORK/postern/state/queue/active" -name '*.msg' 2>/dev/null | wc -l)
+        pf=$(find "$WORK/postfix/spool/incoming" "$WORK/postfix/spool/active" "$WORK/postfix/spool/deferred" -type f 2>/dev/null | wc -l)
+        [ "$pn" -eq 0 ] && [ "$pf" -eq 0 ] && return 0
+        # A message deferred while the sink was down waits for its retry time: try now.
+        if [ "$i" -eq 20 ]; then
+            "$BIN" queue flush --all -c "$WORK/postern/postern.toml" >/dev/null 2>&1 || true
+            postqueue -c "$PF_ETC" -f >/dev/null 2>&1 || true
+        fi
+        sleep 0.1
+    done
+    echo "bench: queues did not drain (postern $pn, postfix $pf)" >&2
+}
 source_rate() { # source_rate PORT CONC COUNT SIZE -> messages/s (smtp-source)
     local t0 t1
+    drain
     t0=$(now)
     smtp-source -d -s "$2" -m "$3" -l "$4" -f load@bench.test -t sink@bench.test -M bench.test "127.0.0.1:$1" >/dev/null
     t1=$(now)
@@ -213,21 +231,26 @@ done
 
 a=() b=() pa=() pb=() qa=() qb=()
 for _ in $(seq "$ROUNDS"); do
-    r=$("$LOADGEN" smtp "127.0.0.1:$PN" 20 "$NTLS" 5120 tls); a+=("$(jq_field "$r" rate)"); pa+=("$(jq_field "$r" p50_ms)"); qa+=("$(jq_field "$r" p99_ms)")
-    r=$("$LOADGEN" smtp "127.0.0.1:$PF" 20 "$NTLS" 5120 tls); b+=("$(jq_field "$r" rate)"); pb+=("$(jq_field "$r" p50_ms)"); qb+=("$(jq_field "$r" p99_ms)")
+    drain; r=$("$LOADGEN" smtp "127.0.0.1:$PN" 20 "$NTLS" 5120 tls); a+=("$(jq_field "$r" rate)"); pa+=("$(jq_field "$r" p50_ms)"); qa+=("$(jq_field "$r" p99_ms)")
+    drain; r=$("$LOADGEN" smtp "127.0.0.1:$PF" 20 "$NTLS" 5120 tls); b+=("$(jq_field "$r" rate)"); pb+=("$(jq_field "$r" p50_ms)"); qb+=("$(jq_field "$r" p99_ms)")
 done
 row "acceptance STARTTLS c=20 size=5KiB" "$(median "${a[@]}")" "$(median "${b[@]}")" "msg/s"
 row "latency end-of-DATA to 250, p50, c=20, TLS" "$(median "${pa[@]}")" "$(median "${pb[@]}")" "ms"
 row "latency end-of-DATA to 250, p99, c=20, TLS" "$(median "${qa[@]}")" "$(median "${qb[@]}")" "ms"
+drain
 stop_sink
 
 relay_rate() { # relay_rate PORT COUNT -> messages/s from first send until the sink has all
     local t0 t1
+    drain
     start_sink "$2"
     t0=$(now)
     smtp-source -d -s 20 -m "$2" -l 5120 -f load@bench.test -t sink@bench.test -M bench.test "127.0.0.1:$1" >/dev/null
     for _ in $(seq 6000); do kill -0 "$SINK_PID" 2>/dev/null || break; sleep 0.05; done
     t1=$(now)
+    stop_sink
+    start_sink
+    drain
     stop_sink
     python3 -c "print(round($2/($t1-$t0),1))"
 }

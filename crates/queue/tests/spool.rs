@@ -67,6 +67,8 @@ async fn an_uncommitted_message_never_becomes_queued() {
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
     let mut inc = spool.begin(envelope(&["bob@local.test"])).await.unwrap();
     inc.write(b"Subject: partial\r\n").await.unwrap();
+    // More than the write buffer, so part of it is on disk when the "crash" comes.
+    inc.write(&vec![b'x'; 200 << 10]).await.unwrap();
     // Simulate a crash mid-DATA: the file stays in incoming/ (forget skips Drop).
     std::mem::forget(inc);
     assert_eq!(

@@ -349,7 +349,8 @@ impl SmtpAgent {
         }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let list = pool.entry(key).or_default();
-        if list.len() < 4 {
+        // Keep as many idle connections as may be open to this destination at once.
+        if list.len() < self.cfg.max_connections_per_destination {
             list.push((Instant::now(), c));
         }
     }
