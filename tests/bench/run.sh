@@ -281,6 +281,17 @@ row "memory (PSS) per idle connection ($NIDLE open)" "$per_pn" "$per_pf" "KiB"
 row "memory (PSS) with $NIDLE idle connections" "$held_pn" "$held_pf" "KiB"
 
 echo "established: postern $(cat "$WORK/idle-pn"), postfix $(cat "$WORK/idle-pf") ($n_pf smtpd processes)"
+
+# The same, with every session inside DATA (1 KiB received, the rest outstanding).
+base_pn=$(rss_kib "$POSTERN_PID")
+"$LOADGEN" data "127.0.0.1:$PN" "$NIDLE" 6 >"$WORK/data-pn" &
+IDLE=$!; sleep 4
+held_pn=$(rss_kib "$POSTERN_PID"); wait "$IDLE" || true
+"$LOADGEN" data "127.0.0.1:$PF" "$NIDLE" 6 >"$WORK/data-pf" &
+IDLE=$!; sleep 4
+held_pf=$(smtpd_rss_kib); n_pf=$(ps -C smtpd -o pid= | wc -l); wait "$IDLE" || true
+row "memory (PSS) per session in DATA ($NIDLE open)" "$(python3 -c "print(round(max($held_pn-$base_pn,0)/$NIDLE,1))")" "$(python3 -c "print(round($held_pf/max($n_pf,1),1))")" "KiB"
+echo "in DATA: postern $(cat "$WORK/data-pn"), postfix $(cat "$WORK/data-pf") ($n_pf smtpd processes)"
 if [ -n "$OUT" ]; then
     mkdir -p "$(dirname "$OUT")"
     (IFS=,; echo "{\"profile\":\"$PROFILE\",\"postfix\":\"$PF_VERSION\",\"cores\":$(nproc),\"results\":[${RESULTS[*]}]}") >"$OUT"

@@ -6,6 +6,8 @@
 //!   latency from the end of DATA to the 250 (p50, p99, in ms).
 //! - `loadgen idle ADDR CONNECTIONS SECONDS`: opens CONNECTIONS sessions (greeting read, EHLO
 //!   sent) and holds them for SECONDS; prints how many were established.
+//! - `loadgen data ADDR CONNECTIONS SECONDS`: the same, but each session is inside DATA
+//!   with 1 KiB of content sent and the rest outstanding.
 //! - `loadgen fsync DIR COUNT`: writes COUNT 4 KiB files with fsync each (plus a directory
 //!   fsync), and prints the fsync rate: the physical limit for one-fsync-per-message servers.
 
@@ -20,7 +22,7 @@ use postern_test_support::SmtpClient;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen smtp ADDR CONCURRENCY MESSAGES SIZE [tls] | idle ADDR CONNECTIONS SECONDS | fsync DIR COUNT"
+        "usage: loadgen smtp ADDR CONCURRENCY MESSAGES SIZE [tls] | idle ADDR CONNECTIONS SECONDS | data ADDR CONNECTIONS SECONDS | fsync DIR COUNT"
     );
     std::process::exit(2)
 }
@@ -46,6 +48,12 @@ fn main() {
             let n: usize = args[2].parse().unwrap_or_else(|_| usage());
             let secs: u64 = args[3].parse().unwrap_or_else(|_| usage());
             rt.block_on(idle(addr, n, secs));
+        }
+        Some("data") if args.len() == 4 => {
+            let addr: SocketAddr = args[1].parse().unwrap_or_else(|_| usage());
+            let n: usize = args[2].parse().unwrap_or_else(|_| usage());
+            let secs: u64 = args[3].parse().unwrap_or_else(|_| usage());
+            rt.block_on(in_data(addr, n, secs));
         }
         Some("fsync") if args.len() == 3 => {
             fsync(&args[1], args[2].parse().unwrap_or_else(|_| usage()))
@@ -142,6 +150,31 @@ async fn idle(addr: SocketAddr, n: usize, secs: u64) {
             c.try_reply().await.ok()?;
             c.send(b"EHLO idle.bench.test\r\n").await;
             c.try_reply().await.ok()?;
+            Some(c)
+        })
+        .await
+        {
+            Ok(Some(c)) => conns.push(c),
+            _ => break,
+        }
+    }
+    println!("{{\"established\":{}}}", conns.len());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+/// Sessions that are in the middle of DATA: 1 KiB of content sent, the rest never comes.
+async fn in_data(addr: SocketAddr, n: usize, secs: u64) {
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        match tokio::time::timeout(Duration::from_secs(10), async {
+            let mut c = SmtpClient::connect(addr).await;
+            c.timeout = Duration::from_secs(10);
+            c.try_reply().await.ok()?;
+            c.send(b"EHLO data.bench.test\r\nMAIL FROM:<load@bench.test>\r\nRCPT TO:<sink@bench.test>\r\nDATA\r\n").await;
+            for _ in 0..4 {
+                c.try_reply().await.ok()?;
+            }
+            c.send(&message(1024, 0)).await;
             Some(c)
         })
         .await
