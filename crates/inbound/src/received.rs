@@ -1,4 +1,4 @@
-//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7) and RFC 5322 dates.
+//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7).
 
 use std::net::IpAddr;
 
@@ -43,7 +43,10 @@ pub(crate) fn received(t: &Trace<'_>) -> String {
     if let Some(r) = &t.for_rcpt {
         h.push_str(&format!("\r\n\tfor <{}>", clean(r)));
     }
-    h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(t.now)));
+    h.push_str(&format!(
+        ";\r\n\t{}\r\n",
+        postern_queue::rfc5322_date(t.now)
+    ));
     h
 }
 
@@ -75,54 +78,9 @@ fn clean_subject(s: &str) -> String {
         .collect()
 }
 
-/// `Sat, 28 Nov 2026 21:29:02 +0000`.
-pub(crate) fn rfc5322_date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MO: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        WD[(days.rem_euclid(7)) as usize],
-        d,
-        MO[(m - 1) as usize],
-        y,
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(1_795_901_342),
-            "Sat, 28 Nov 2026 21:29:02 +0000"
-        );
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-    }
 
     #[test]
     fn client_certificate_subject() {
