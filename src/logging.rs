@@ -9,10 +9,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber. `RUST_LOG` overrides the default level (`info`).
+/// The default filter. rustls warns about every ClientHello whose SNI holds an IP address
+/// (which RFC 6066 §3 forbids, and some clients send anyway) or is malformed: the
+/// handshake goes on without SNI, so that is client noise, not an operator's problem.
+/// Those lines appear only when asked for (`RUST_LOG=info,rustls=debug`).
+const DEFAULT_FILTER: &str = "info,rustls::msgs::handshake=error";
+
+/// Install the global subscriber. `RUST_LOG` overrides the default filter (`info`).
 /// Under systemd (`JOURNAL_STREAM` set) timestamps are left to the journal.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -126,8 +126,10 @@ async fn certificate_is_chosen_per_handshake() {
 async fn pipelined_commands_are_answered_in_order() {
     let s = TestServer::start("", "").await;
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
-    c.send(b"EHLO client.test\r\nMAIL FROM:<alice@sender.test>\r\nRCPT TO:<bob@local.test>\r\nRCPT TO:<nobody@remote.test>\r\nRCPT TO:<carol@local.test>\r\nDATA\r\n").await;
-    assert_eq!(c.reply().await.code, 250);
+    // EHLO must end its group (RFC 2920 §3.1): a client pipelining past it is refused
+    // (`forbid_improper_pipelining`, issue #11); everything after its reply may be.
+    assert_eq!(c.cmd("EHLO client.test").await.code, 250);
+    c.send(b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<bob@local.test>\r\nRCPT TO:<nobody@remote.test>\r\nRCPT TO:<carol@local.test>\r\nDATA\r\n").await;
     assert_eq!(c.reply().await.last(), "250 2.1.0 Sender ok");
     assert_eq!(c.reply().await.last(), "250 2.1.5 Recipient ok");
     assert_eq!(c.reply().await.last(), "554 5.7.1 Relay access denied");

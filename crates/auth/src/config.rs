@@ -137,6 +137,10 @@ pub struct AuthConfig {
     /// `dkim=policy` and not signed.
     #[serde(default = "default_max_message_size")]
     pub max_message_size: Size,
+    /// Memory that messages held for checks and signing may use together, across all
+    /// sessions. A message that does not fit waits briefly, then gets `451 4.3.1`.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: Size,
     /// Signing keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dkim_sign: Vec<DkimSignConfig>,
@@ -162,6 +166,9 @@ fn default_quarantine_header() -> String {
 fn default_max_message_size() -> Size {
     Size::mib(25)
 }
+fn default_memory_budget() -> Size {
+    Size::mib(256)
+}
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -174,6 +181,7 @@ impl Default for AuthConfig {
             quarantine_header: default_quarantine_header(),
             quarantine_action: QuarantineAction::Tag,
             max_message_size: default_max_message_size(),
+            memory_budget: default_memory_budget(),
             dkim_sign: Vec::new(),
         }
     }
@@ -203,6 +211,15 @@ impl AuthConfig {
                 format!(
                     "{:?} is not a header field name (printable ASCII without ':' or spaces)",
                     self.quarantine_header
+                ),
+            );
+        }
+        if self.memory_budget.bytes() < self.max_message_size.bytes().saturating_mul(2) {
+            p.push(
+                at.key("memory_budget"),
+                format!(
+                    "must be at least twice auth.max_message_size ({}): a message being checked is held twice",
+                    self.max_message_size
                 ),
             );
         }

@@ -41,7 +41,10 @@ pub mod sign;
 pub mod verify;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::{
     AuthConfig, DkimMode, DkimSignConfig, DmarcPolicy, QuarantineAction, SignAlgorithm, SpfPolicy,
@@ -58,7 +61,14 @@ pub struct Auth {
     exempt_trusted_networks: bool,
     max_message_size: u64,
     hold_quarantined: bool,
+    authserv_id: String,
+    /// `memory_budget` in KiB permits.
+    memory: Arc<Semaphore>,
+    memory_kib: u32,
 }
+
+/// How long a message waits for room in the memory budget before `451 4.3.1`.
+pub const MEMORY_WAIT: Duration = Duration::from_secs(10);
 
 impl Auth {
     /// Load the keys and build the resolver. `nameservers` and `timeout` come from
@@ -76,13 +86,49 @@ impl Auth {
         } else {
             None
         };
+        let memory_kib = u32::try_from(cfg.memory_budget.bytes() / 1024)
+            .unwrap_or(u32::MAX)
+            .max(1);
         Ok(Auth {
             verifier,
             signer,
             exempt_trusted_networks: cfg.exempt_trusted_networks,
             max_message_size: cfg.max_message_size.bytes(),
             hold_quarantined: cfg.quarantine_action == QuarantineAction::Hold,
+            authserv_id: cfg
+                .authserv_id
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            memory: Arc::new(Semaphore::new(memory_kib as usize)),
+            memory_kib,
         })
+    }
+
+    /// The authserv-id: Authentication-Results fields claiming it are removed from every
+    /// incoming message, checked or not (RFC 8601 §5).
+    pub fn authserv_id(&self) -> &str {
+        &self.authserv_id
+    }
+
+    /// Reserve `bytes` of the memory budget for a message held in memory, waiting at most
+    /// [`MEMORY_WAIT`]; `None` when the budget stays exhausted. A request larger than the
+    /// whole budget waits for all of it.
+    pub async fn reserve_memory(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.reserve_memory_within(bytes, MEMORY_WAIT).await
+    }
+
+    async fn reserve_memory_within(
+        &self,
+        bytes: u64,
+        wait: Duration,
+    ) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.memory_kib);
+        tokio::time::timeout(wait, self.memory.clone().acquire_many_owned(kib))
+            .await
+            .ok()?
+            .ok()
     }
 
     /// `None` when every check is off.
@@ -107,5 +153,30 @@ impl Auth {
     /// Largest message verified or signed (held in memory for it).
     pub fn max_message_size(&self) -> u64 {
         self.max_message_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_budget_is_shared_and_bounded() {
+        let cfg = AuthConfig {
+            max_message_size: postern_config::Size(16 << 10),
+            memory_budget: postern_config::Size(64 << 10),
+            ..AuthConfig::default()
+        };
+        let auth = Auth::new(&cfg, "mx.test", &[], Duration::from_secs(1)).unwrap();
+        let short = Duration::from_millis(50);
+        let a = auth.reserve_memory_within(40 << 10, short).await;
+        assert!(a.is_some());
+        // 40 + 30 KiB > 64 KiB: the second waits, then gives up.
+        assert!(auth.reserve_memory_within(30 << 10, short).await.is_none());
+        // More than the whole budget waits for all of it.
+        assert!(auth.reserve_memory_within(1 << 30, short).await.is_none());
+        drop(a);
+        assert!(auth.reserve_memory_within(1 << 30, short).await.is_some());
+        assert_eq!(auth.authserv_id(), "mx.test");
     }
 }

@@ -58,6 +58,29 @@ pub struct ListenerConfig {
     /// Longest wait for more message data during DATA/BDAT.
     #[serde(default = "d_data_timeout")]
     pub data_timeout: Duration,
+    /// Longest time for one whole message (DATA to the final dot, first BDAT to LAST).
+    #[serde(default = "d_message_timeout")]
+    pub message_timeout: Duration,
+    /// Longest life of one connection, whatever it does.
+    #[serde(default = "d_max_session_time")]
+    pub max_session_time: Duration,
+    /// Most `Received:` header fields in a message (Postfix `hopcount_limit`); more is
+    /// refused with `554 5.4.6` as a mail loop.
+    #[serde(default = "d_max_hop_count")]
+    pub max_hop_count: usize,
+    /// Most header fields in a message (`552 5.3.4` beyond).
+    #[serde(default = "d_max_header_fields")]
+    pub max_header_fields: usize,
+    /// Largest header section of a message (`552 5.3.4` beyond).
+    #[serde(default = "d_max_header_size")]
+    pub max_header_size: Size,
+    /// How long to wait before the greeting, watching for clients that talk first.
+    #[serde(default = "d_greet_pause")]
+    pub greet_pause: Duration,
+    /// Refuse clients that send before the greeting or pipeline commands where RFC 2920
+    /// does not allow it (`554 5.5.0`, like Postfix `smtpd_forbid_unauth_pipelining`).
+    #[serde(default = "d_true")]
+    pub forbid_improper_pipelining: bool,
     /// Ask TLS clients for a certificate: `off`, `request` (verified when presented),
     /// `require` (no certificate, no TLS session).
     #[serde(default)]
@@ -101,6 +124,27 @@ fn d_command_timeout() -> Duration {
 fn d_data_timeout() -> Duration {
     Duration::secs(600)
 }
+fn d_message_timeout() -> Duration {
+    Duration::secs(30 * 60)
+}
+fn d_max_session_time() -> Duration {
+    Duration::secs(60 * 60)
+}
+fn d_max_hop_count() -> usize {
+    50
+}
+fn d_max_header_fields() -> usize {
+    1000
+}
+fn d_max_header_size() -> Size {
+    Size::mib(1)
+}
+fn d_greet_pause() -> Duration {
+    Duration::secs(0)
+}
+fn d_true() -> bool {
+    true
+}
 
 impl ListenerConfig {
     /// A listener on `address` with every limit at its default.
@@ -116,6 +160,13 @@ impl ListenerConfig {
             max_errors: d_max_errors(),
             command_timeout: d_command_timeout(),
             data_timeout: d_data_timeout(),
+            message_timeout: d_message_timeout(),
+            max_session_time: d_max_session_time(),
+            max_hop_count: d_max_hop_count(),
+            max_header_fields: d_max_header_fields(),
+            max_header_size: d_max_header_size(),
+            greet_pause: d_greet_pause(),
+            forbid_improper_pipelining: true,
             client_certificates: ClientCertificates::Off,
             client_ca: None,
             crl: Vec::new(),
@@ -167,6 +218,8 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
             ("max_connections", l.max_connections),
             ("max_connections_per_ip", l.max_connections_per_ip),
             ("max_errors", l.max_errors as usize),
+            ("max_hop_count", l.max_hop_count),
+            ("max_header_fields", l.max_header_fields),
         ] {
             if v == 0 {
                 p.push(at.key(key), "must be at least 1");
@@ -196,10 +249,21 @@ pub fn validate(listeners: &[ListenerConfig], relay: &RelayConfig, p: &mut Probl
         for (key, d) in [
             ("command_timeout", l.command_timeout),
             ("data_timeout", l.data_timeout),
+            ("message_timeout", l.message_timeout),
+            ("max_session_time", l.max_session_time),
         ] {
             if d.get() < std::time::Duration::from_secs(1) {
                 p.push(at.key(key), "must be at least 1s");
             }
+        }
+        if l.max_header_size.bytes() < 1024 {
+            p.push(at.key("max_header_size"), "must be at least 1KiB");
+        }
+        if l.greet_pause.get() > std::time::Duration::from_secs(30) {
+            p.push(
+                at.key("greet_pause"),
+                "must be at most 30s: senders give up waiting for the greeting",
+            );
         }
     }
     for (i, f) in relay.trusted_client_certificates.iter().enumerate() {

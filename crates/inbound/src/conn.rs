@@ -130,11 +130,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         n
     }
 
-    /// Flush pending replies, then read more input (waiting at most `timeout`).
-    pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<usize, ReadError> {
-        self.fill_until(Instant::now() + timeout).await
-    }
-
     /// Flush pending replies, then read more input, giving up at `deadline`.
     pub(crate) async fn fill_until(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.flush().await.map_err(ReadError::Io)?;

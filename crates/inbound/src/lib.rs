@@ -25,6 +25,7 @@
 mod config;
 mod conn;
 mod listener;
+mod literal;
 mod metrics;
 pub mod partner;
 mod received;

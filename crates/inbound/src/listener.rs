@@ -58,6 +58,23 @@ pub(crate) struct Limits {
     max_per_ip: usize,
 }
 
+/// The key the per-client limit counts by: the IPv4 address (also when it reaches an
+/// IPv6 socket as `::ffff:a.b.c.d`), or the IPv6 /64 network. One IPv6 host usually
+/// holds a whole /64, so counting single IPv6 addresses would let it open
+/// `max_connections_per_ip` connections from each of 2^64 addresses.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// Held for the life of a connection; gives its slots back on drop.
 pub(crate) struct Slot {
     limits: Arc<Limits>,
@@ -79,6 +96,7 @@ impl Drop for Slot {
 
 impl Limits {
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = client_key(ip);
         let permit = self.total.clone().try_acquire_owned().ok()?;
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
@@ -161,9 +179,11 @@ impl Listener {
                 });
                 continue;
             };
+            let local = tcp.local_addr().ok();
             let session = Session::new(
                 Stream::Plain(tcp),
                 peer,
+                local,
                 self.config.clone(),
                 self.ctx.clone(),
                 shutdown.clone(),
@@ -214,5 +234,43 @@ async fn drain(config: &ListenerConfig, limits: &Limits) {
             all as usize - limits.total.available_permits(),
             DRAIN_TIMEOUT.as_secs()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_per_ip: usize) -> Arc<Limits> {
+        Arc::new(Limits {
+            total: Arc::new(Semaphore::new(100)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip,
+        })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let l = limits(2);
+        let a = l.acquire(ip("2001:db8:1:2::1"));
+        let b = l.acquire(ip("2001:db8:1:2:ffff::9"));
+        assert!(a.is_some() && b.is_some());
+        // A third address of the same /64 is over the limit; another /64 is not.
+        assert!(l.acquire(ip("2001:db8:1:2:1:2:3:4")).is_none());
+        assert!(l.acquire(ip("2001:db8:1:3::1")).is_some());
+        drop(a);
+        assert!(l.acquire(ip("2001:db8:1:2::77")).is_some());
+    }
+
+    #[test]
+    fn mapped_ipv4_counts_as_ipv4() {
+        assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
 }

@@ -4,7 +4,8 @@
 //! and no dot-stuffing. Postern does not offer BINARYMIME, so the content must still be
 //! text with CRLF line endings: a bare CR or bare LF (even split across two chunks) is an
 //! error, exactly as in DATA, so that nothing accepted by BDAT can be turned into a
-//! smuggled message when relayed onward with DATA.
+//! smuggled message when relayed onward with DATA. A NUL octet is refused for the same
+//! reason (a next hop that drops it could see an end-of-data line).
 
 use crate::MAX_TEXT_LINE;
 use crate::data::ContentError;
@@ -43,6 +44,7 @@ impl BdatReader {
                     continue;
                 }
                 b'\n' => self.fail(ContentError::BareLf),
+                0 => self.fail(ContentError::Nul),
                 _ if self.prev_cr => self.fail(ContentError::BareCr),
                 _ => {}
             }
@@ -132,6 +134,12 @@ mod tests {
         assert_eq!(chunks(&[b"a\r\n", b"\n"], 100).1, Err(ContentError::BareLf));
         assert_eq!(chunks(&[b"a\r"], 100).1, Err(ContentError::BareCr));
         assert_eq!(chunks(&[b"a\r\n.\n"], 100).1, Err(ContentError::BareLf));
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert_eq!(chunks(&[b"a\r\n\0.\r\n"], 100).1, Err(ContentError::Nul));
+        assert_eq!(chunks(&[b"a\r\n", b"\0"], 100).1, Err(ContentError::Nul));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! is *not* treated as a line break, so `\n.\n`, `\r.\r`, `\r\n.\n`, `\n.\r\n` and
 //! `\r.\r\n` cannot end the message early and smuggle a second one through a later hop.
 //! After any error nothing more is emitted; the reader only looks for the end.
+//!
+//! A NUL octet anywhere (also right before or after the final dot, `\r\n\0.\r\n`) marks
+//! the message as bad too (`550 5.6.0`): a next hop that silently drops NUL would see an
+//! end-of-data line where we saw content, the same smuggling path as a bare LF.
 
 use crate::MAX_TEXT_LINE;
 use crate::reply::Reply;
@@ -19,6 +23,8 @@ use crate::reply::Reply;
 pub enum ContentError {
     BareLf,
     BareCr,
+    /// A NUL octet (RFC 5321 §4.5.2 and RFC 5322 §2.1 allow none in text).
+    Nul,
     LineTooLong,
     TooLarge,
 }
@@ -36,6 +42,11 @@ impl ContentError {
                 "5.6.0",
                 "Message contains bare <CR>: every line must end with <CR><LF> (RFC 5321 2.3.8)",
             ),
+            ContentError::Nul => Reply::new(
+                550,
+                "5.6.0",
+                "Message contains a NUL character, which SMTP text may not carry (RFC 5322 2.1)",
+            ),
             ContentError::LineTooLong => Reply::new(
                 550,
                 "5.6.0",
@@ -50,6 +61,7 @@ impl ContentError {
         match self {
             ContentError::BareLf => "bare LF in message content",
             ContentError::BareCr => "bare CR in message content",
+            ContentError::Nul => "NUL character in message content",
             ContentError::LineTooLong => "line longer than 998 characters",
             ContentError::TooLarge => "message larger than max_message_size",
         }
@@ -210,18 +222,19 @@ impl DataReader {
     }
 }
 
-/// In the middle of a line: copy everything up to the next CR or LF in one go.
+/// In the middle of a line: copy everything up to the next CR, LF or NUL in one go.
 fn continue_mid(r: &mut DataReader, input: &[u8], i: &mut usize, out: &mut Vec<u8>) {
     let rest = &input[*i..];
     let n = rest
         .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
         .unwrap_or(rest.len());
     if n > 0 {
         let chunk = &rest[..n];
         if !r.eight_bit && chunk.iter().any(|&b| b >= 0x80) {
             r.eight_bit = true;
         }
+
         r.count_line(n);
         r.emit(chunk, out);
         *i += n;
@@ -230,6 +243,10 @@ fn continue_mid(r: &mut DataReader, input: &[u8], i: &mut usize, out: &mut Vec<u
         if b == b'\r' {
             r.count_line(1);
             r.state = State::Cr;
+        } else if b == 0 {
+            r.count_line(1);
+            r.fail(ContentError::Nul);
+            r.state = State::Mid;
         } else {
             r.count_line(1);
             r.fail(ContentError::BareLf);
@@ -331,6 +348,24 @@ mod tests {
             input.extend_from_slice(b".\r\nNEXT");
             let (_, res, rest) = all_steps(&input, 1000);
             assert_eq!(res, Some(Err(err)), "{name}");
+            assert_eq!(rest, b"NEXT", "{name}");
+        }
+    }
+
+    #[test]
+    fn nul_is_refused_before_and_after_the_dot() {
+        for (name, evil) in [
+            ("NUL before dot", &b"a\r\n\0.\r\nMAIL FROM:<x@y>\r\n"[..]),
+            ("NUL after dot", b"a\r\n.\0\r\nMAIL FROM:<x@y>\r\n"),
+            ("NUL in a line", b"a\0b\r\n"),
+            ("NUL alone", b"\0\r\n"),
+        ] {
+            let mut input = evil.to_vec();
+            let (_, res, _) = all_steps(&input, 1000);
+            assert_eq!(res, None, "{name}: ended early");
+            input.extend_from_slice(b".\r\nNEXT");
+            let (_, res, rest) = all_steps(&input, 1000);
+            assert_eq!(res, Some(Err(ContentError::Nul)), "{name}");
             assert_eq!(rest, b"NEXT", "{name}");
         }
     }

@@ -5,6 +5,7 @@
 //! - [`reply`]: replies with enhanced status codes (RFC 3463) and their wire form.
 //! - [`data`]: the DATA reader (dot-unstuffing, strict `CRLF.CRLF`, size and line limits).
 //! - [`bdat`]: the BDAT (CHUNKING, RFC 3030) content checker.
+//! - [`header_scan`]: header-field, hop and size counts of arriving content.
 //!
 //! # Security
 //! Everything here is reachable by any network peer. No function panics on any input, no
@@ -23,6 +24,7 @@ pub mod command;
 pub mod data;
 pub mod dsn;
 pub mod encode;
+pub mod header_scan;
 pub mod reply;
 
 pub use address::{Address, Domain, ForwardPath, ReversePath};
@@ -30,6 +32,7 @@ pub use bdat::BdatReader;
 pub use command::{BodyType, Command, CommandError, MailParams, RcptParams};
 pub use data::{ContentError, DataReader, Feed};
 pub use encode::DataEncoder;
+pub use header_scan::{HeaderError, HeaderLimits, HeaderScan};
 pub use reply::Reply;
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.

@@ -11,10 +11,20 @@
 //! # Security
 //! Verification needs the whole message in memory; up to `auth.max_message_size` it is
 //! read back from the spool file, beyond that only its first 1 MiB (header section) is
-//! read, DKIM is recorded as not verified, and the message is not signed.
+//! read, DKIM is recorded as not verified, and the message is not signed. Every message
+//! held in memory takes its share of `auth.memory_budget` first (shared by all sessions;
+//! `451 4.3.1` when none is free within 10 s), and the CPU work runs on the blocking pool.
+//! The header section was already counted and capped while it arrived (`HeaderScan`).
+//!
+//! Incoming Authentication-Results fields that carry our authserv-id are removed from
+//! every message — from exempt and trusted clients too, and with every check off
+//! (RFC 8601 §5): downstream filters must be able to trust them.
 
-use postern_auth::headers::new_head;
-use postern_auth::{Received, SpfCheck};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use postern_auth::headers::{forged_results, new_head};
+use postern_auth::{Auth, Received, SpfCheck};
 use postern_queue::Incoming;
 use postern_smtp::Reply;
 use postern_smtp::address::ReversePath;
@@ -29,8 +39,7 @@ const HEAD_ONLY: u64 = 1 << 20;
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Is the client one whose mail we vouch for (may relay)?
     fn auth_trusted(&self) -> bool {
-        self.ctx.relay.is_trusted(self.peer.ip())
-            || crate::partner::may_relay(&self.ctx, self.client_cert.as_ref()).is_some()
+        self.may_relay()
     }
 
     fn auth_exempt(&self) -> bool {
@@ -63,32 +72,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
     }
 
-    /// End of message: verify and/or sign, and arrange the new top of the stored message.
-    /// `Err` is the reply refusing the message.
+    /// End of message: verify and/or sign, remove forged Authentication-Results, and
+    /// arrange the new top of the stored message. `Err` is the reply refusing the message.
     pub(crate) async fn auth_message(&mut self, incoming: &mut Incoming) -> Result<(), Reply> {
-        let Some(auth) = self.ctx.auth.clone() else {
-            return Ok(());
-        };
         let Some(tx) = self.tx.as_ref() else {
             return Ok(());
         };
-        let verifier = auth.verifier().filter(|_| !self.auth_exempt());
-        let sign = !auth.signer().is_empty()
+        let auth = self.ctx.auth.clone();
+        let verify = auth.as_ref().is_some_and(|a| a.verifier().is_some()) && !self.auth_exempt();
+        let sign = auth.as_ref().is_some_and(|a| !a.signer().is_empty())
             && self.auth_trusted()
             && tx
                 .rcpts
                 .iter()
                 .any(|r| !self.ctx.relay.is_local(&r.address.domain));
-        if verifier.is_none() && !sign {
+        if !verify && !sign && !tx.saw_auth_results {
             return Ok(());
         }
         let trace_len = tx.trace_len as u64;
-        let complete = incoming.len() <= trace_len + auth.max_message_size();
-        let max = if complete {
-            u64::MAX
-        } else {
-            trace_len + HEAD_ONLY
+        let limit = auth.as_ref().map_or(0, |a| a.max_message_size());
+        let complete = (verify || sign) && incoming.len() <= trace_len + limit;
+        let max = match (verify || sign, complete) {
+            (_, true) => u64::MAX,
+            (true, false) => trace_len + HEAD_ONLY,
+            // Only forged fields to remove: the header section is enough.
+            (false, _) => trace_len + self.cfg.max_header_size.bytes() + 2,
         };
+        let held = incoming.len().min(max);
+        // The content, and the new head and (for signing) a copy built from it.
+        let _permit =
+            match &auth {
+                Some(a) => Some(a.reserve_memory(held.saturating_mul(2)).await.ok_or_else(
+                    || {
+                        warn!(
+                            "{}: auth.memory_budget exhausted: message from {} deferred with 451",
+                            incoming.id(),
+                            self.client()
+                        );
+                        Reply::new(
+                            451,
+                            "4.3.1",
+                            "Insufficient system resources, try again later",
+                        )
+                    },
+                )?),
+                None => None,
+            };
         let content = incoming.read_content(max).await.map_err(|e| {
             tracing::error!(
                 "{}: cannot read the message back for checks: {e}",
@@ -96,31 +125,108 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             );
             postern_smtp::reply::std_replies::local_error()
         })?;
-        let (trace, message) = content.split_at((trace_len as usize).min(content.len()));
-        let mail_from = match &tx.from {
-            ReversePath::Null => String::new(),
-            ReversePath::Address(a) => a.to_string(),
+        let job = Job {
+            id: incoming.id().to_string(),
+            authserv_id: auth.as_ref().map_or_else(
+                || self.ctx.hostname.clone(),
+                |a| a.authserv_id().to_string(),
+            ),
+            auth,
+            content,
+            trace_len: trace_len as usize,
+            verify,
+            sign,
+            complete,
+            ip: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: match &tx.from {
+                ReversePath::Null => String::new(),
+                ReversePath::Address(a) => a.to_string(),
+            },
+            spf: tx.spf.clone(),
         };
+        // Parsing, DKIM hashing and signing are CPU work on attacker-sized input: they run
+        // on the blocking pool, not on the async workers every session shares.
+        let span = tracing::Span::current();
+        let handle = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            job.run(&handle)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!("{}: message checks failed: {e}", incoming.id());
+            postern_smtp::reply::std_replies::local_error()
+        })??;
+        if done.hold {
+            incoming.hold_on_commit();
+        }
+        if let Some((replaced, head)) = done.new_head {
+            incoming.replace_head(trace_len + replaced as u64, head);
+        }
+        Ok(())
+    }
+}
+
+/// The end-of-message work, owned, for the blocking pool.
+struct Job {
+    id: String,
+    auth: Option<Arc<Auth>>,
+    authserv_id: String,
+    /// Our Received field, then the message (or its beginning).
+    content: Vec<u8>,
+    trace_len: usize,
+    verify: bool,
+    sign: bool,
+    /// `content` holds the whole message.
+    complete: bool,
+    ip: IpAddr,
+    helo: String,
+    mail_from: String,
+    spf: Option<SpfCheck>,
+}
+
+/// What the job decided.
+struct Done {
+    /// Put the message on hold (DMARC quarantine with `quarantine_action = "hold"`).
+    hold: bool,
+    /// Replace this many bytes of the message (after our Received field) with this head.
+    new_head: Option<(usize, Vec<u8>)>,
+}
+
+impl Job {
+    fn run(self, handle: &tokio::runtime::Handle) -> Result<Done, Reply> {
+        let (trace, message) = self
+            .content
+            .split_at(self.trace_len.min(self.content.len()));
         let mut prepend = String::new();
-        let mut strip = Vec::new();
-        if let Some(v) = verifier {
+        let mut hold = false;
+        // Forged fields go whatever else happens (RFC 8601 §5): also for exempt clients
+        // and with every check off.
+        let mut strip = forged_results(message, &self.authserv_id);
+        if let Some(v) = self
+            .auth
+            .as_ref()
+            .and_then(|a| a.verifier())
+            .filter(|_| self.verify)
+        {
             let m = Received {
-                ip: self.peer.ip(),
-                helo: self.helo.as_deref().unwrap_or(""),
-                mail_from: &mail_from,
+                ip: self.ip,
+                helo: &self.helo,
+                mail_from: &self.mail_from,
                 message,
-                complete,
+                complete: self.complete,
             };
-            let verdict = v.message(m, tx.spf.as_ref()).await;
-            info!("{}: authentication: {}", incoming.id(), verdict.summary);
+            let verdict = handle.block_on(v.message(m, self.spf.as_ref()));
+            info!("{}: authentication: {}", self.id, verdict.summary);
             if let Some(r) = verdict.refuse {
                 return Err(r);
             }
             if verdict.quarantined {
-                let hold = auth.hold_quarantined();
+                hold = self.auth.as_ref().is_some_and(|a| a.hold_quarantined());
                 warn!(
                     "{}: quarantined by DMARC policy ({}){}",
-                    incoming.id(),
+                    self.id,
                     verdict.summary,
                     if hold {
                         "; put on hold: release or delete it with postern queue"
@@ -128,39 +234,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         ""
                     }
                 );
-                if hold {
-                    incoming.hold_on_commit();
-                }
             }
             prepend = verdict.prepend;
             strip = verdict.strip;
         }
-        let (replaced, mut head) = new_head(prepend.as_bytes(), trace, message, &strip);
-        if sign && complete {
-            let mut whole = head.clone();
-            whole.extend_from_slice(&message[replaced..]);
-            match auth.signer().sign(&whole) {
-                Ok(Some(s)) => {
-                    info!(
-                        "{}: DKIM-signed for {} ({})",
-                        incoming.id(),
-                        s.domain,
-                        s.selectors.join(", ")
-                    );
-                    head.splice(0..0, s.headers.into_bytes());
-                }
-                Ok(None) => {}
-                Err(e) => warn!("{}: DKIM signing failed, sent unsigned: {e}", incoming.id()),
-            }
-        } else if sign {
-            warn!(
-                "{}: not DKIM-signed: larger than auth.max_message_size",
-                incoming.id()
+        if !strip.is_empty() {
+            info!(
+                "{}: removed {} Authentication-Results field(s) claiming our authserv-id {}",
+                self.id,
+                strip.len(),
+                self.authserv_id
             );
         }
-        if replaced > 0 || head.len() > trace.len() {
-            incoming.replace_head(trace_len + replaced as u64, head);
+        let (replaced, mut head) = new_head(prepend.as_bytes(), trace, message, &strip);
+        if let Some(auth) = self.auth.as_ref().filter(|_| self.sign) {
+            if self.complete {
+                let mut whole = head.clone();
+                whole.extend_from_slice(&message[replaced..]);
+                match auth.signer().sign(&whole) {
+                    Ok(Some(s)) => {
+                        info!(
+                            "{}: DKIM-signed for {} ({})",
+                            self.id,
+                            s.domain,
+                            s.selectors.join(", ")
+                        );
+                        head.splice(0..0, s.headers.into_bytes());
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!("{}: DKIM signing failed, sent unsigned: {e}", self.id),
+                }
+            } else {
+                warn!(
+                    "{}: not DKIM-signed: larger than auth.max_message_size",
+                    self.id
+                );
+            }
         }
-        Ok(())
+        let new_head = (replaced > 0 || head.len() > trace.len()).then_some((replaced, head));
+        Ok(Done { hold, new_head })
     }
 }

@@ -1,4 +1,8 @@
 //! BDAT (RFC 3030 CHUNKING): exactly `size` octets follow the command.
+//!
+//! # Security
+//! The whole transaction, first chunk to LAST, must finish within `message_timeout`,
+//! whatever the pace of chunks and commands; the header section is counted as in DATA.
 
 use postern_smtp::reply::std_replies;
 use postern_smtp::{BdatReader, Reply};
@@ -44,16 +48,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 BdatState {
                     incoming,
                     reader: BdatReader::new(self.cfg.max_message_size.bytes()),
+                    scan: self.header_scan(),
+                    deadline: self.message_deadline(),
                 }
             }
         };
+        if tokio::time::Instant::now() >= state.deadline {
+            let e = crate::conn::ReadError::Timeout;
+            self.message_timed_out(&e, state.deadline, "BDAT");
+            self.tx = None;
+            return self.read_failed(e, "BDAT");
+        }
         let mut remaining = size;
         let mut out = Vec::with_capacity(64 << 10);
         let mut write_error = None;
         while remaining > 0 {
             if self.conn.buffered().is_empty()
-                && let Err(e) = self.conn.fill(self.data_timeout()).await
+                && let Err(e) = self
+                    .conn
+                    .fill_until(self.data_deadline(state.deadline))
+                    .await
             {
+                self.message_timed_out(&e, state.deadline, "BDAT");
                 self.tx = None;
                 return self.read_failed(e, "BDAT");
             }
@@ -62,8 +78,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.conn.consume(n);
             remaining -= n as u64;
             if !out.is_empty() {
+                state.scan.feed(&out);
                 if let Some(inc) = state.incoming.as_mut()
                     && write_error.is_none()
+                    && state.scan.error().is_none()
                     && let Err(e) = inc.write(&out).await
                 {
                     write_error = Some(e);
@@ -78,17 +96,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if let Some(e) = write_error {
             return self.storage_failed(e);
         }
-        if let Some(problem) = state.reader.error() {
-            let r = problem.reply();
-            warn!(
-                "{}: message from {} refused: {}",
-                incoming.id(),
-                self.client(),
-                problem.as_str()
-            );
-            self.log_reject("BDAT", &r, None);
-            self.tx = None;
-            return self.reply(r);
+        if let Some(flow) = self.refuse_content("BDAT", state.reader.error(), state.scan.error()) {
+            return flow;
         }
         if !last {
             state.incoming = Some(incoming);
@@ -98,11 +107,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
         }
         let result = state.reader.finish(&mut out);
-        if let Err(problem) = result {
-            let r = problem.reply();
-            self.log_reject("BDAT", &r, None);
-            self.tx = None;
-            return self.reply(r);
+        if let Some(flow) = self.refuse_content("BDAT", result.err(), None) {
+            return flow;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.saw_auth_results = state.scan.saw_authentication_results();
         }
         if let Err(e) = incoming.write(&out).await {
             return self.storage_failed(e);

@@ -1,7 +1,14 @@
 //! DATA (RFC 5321 §4.1.1.4): stream the message to the spool through the strict reader.
+//!
+//! # Security
+//! Each read waits at most `data_timeout`, and the whole message must arrive within
+//! `message_timeout` (and the session's `max_session_time`): a client trickling one byte
+//! per second cannot hold a session in DATA for ever. The header section is counted as it
+//! arrives (`HeaderScan`): too many fields, too large, or too many `Received:` fields
+//! (a loop) and the rest of the message is read but no longer stored, then refused.
 
 use postern_smtp::reply::std_replies;
-use postern_smtp::{DataReader, Reply};
+use postern_smtp::{ContentError, DataReader, HeaderError, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
@@ -28,6 +35,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut write_error = None;
         let cap = discard_cap(self.cfg.max_message_size.bytes());
         let mut seen: u64 = 0;
+        let mut scan = self.header_scan();
+        let deadline = self.message_deadline();
         loop {
             let fed = reader.feed(self.conn.buffered(), &mut out);
             self.conn.consume(fed.consumed);
@@ -44,7 +53,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 return Flow::Close;
             }
             if !out.is_empty() {
+                scan.feed(&out);
                 if write_error.is_none()
+                    && scan.error().is_none()
                     && let Err(e) = incoming.write(&out).await
                 {
                     write_error = Some(e);
@@ -54,28 +65,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             if fed.done {
                 break;
             }
-            if let Err(e) = self.conn.fill(self.data_timeout()).await {
+            if let Err(e) = self.conn.fill_until(self.data_deadline(deadline)).await {
                 // `incoming` is dropped here: the partial message is deleted, never queued.
+                self.message_timed_out(&e, deadline, "DATA");
                 self.tx = None;
                 return self.read_failed(e, "DATA");
             }
         }
-        if let Err(problem) = reader.result() {
-            let r = problem.reply();
-            warn!(
-                "{}: message from {} refused: {}",
-                incoming.id(),
-                self.client(),
-                problem.as_str()
-            );
-            self.log_reject("DATA", &r, None);
-            self.tx = None;
-            return self.reply(r);
+        if let Some(r) = self.refuse_content("DATA", reader.result().err(), scan.error()) {
+            return r;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.saw_auth_results = scan.saw_authentication_results();
         }
         if let Some(e) = write_error {
             return self.storage_failed(e);
         }
         self.commit_message(incoming).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    /// Log why a read during a message gave up, when it was the message deadline.
+    pub(crate) fn message_timed_out(
+        &self,
+        e: &crate::conn::ReadError,
+        deadline: tokio::time::Instant,
+        during: &str,
+    ) {
+        if matches!(e, crate::conn::ReadError::Timeout) && tokio::time::Instant::now() >= deadline {
+            warn!(
+                "{during} from {} took longer than message_timeout ({}): message discarded",
+                self.client(),
+                self.cfg.message_timeout
+            );
+        }
+    }
+
+    /// The end of a message whose content or header section broke a rule: one log line,
+    /// the transaction ends, the reply says why. `None` when the message is fine.
+    pub(crate) fn refuse_content(
+        &mut self,
+        stage: &str,
+        content: Option<ContentError>,
+        header: Option<HeaderError>,
+    ) -> Option<Flow> {
+        let reply = match (content, header) {
+            (Some(c), _) => c.reply(),
+            (None, Some(h)) => h.reply(),
+            (None, None) => return None,
+        };
+        self.log_reject(stage, &reply, None);
+        self.tx = None;
+        Some(self.reply(reply))
     }
 }
 

@@ -28,11 +28,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             && !a.is_ascii()
             && !params.smtputf8
         {
-            return self.reply(Reply::new(
+            let r = Reply::new(
                 553,
                 "5.6.7",
                 "Non-ASCII sender address needs the SMTPUTF8 parameter",
-            ));
+            );
+            self.log_reject_from("MAIL", &r, Some(&from.to_string()), None);
+            return self.reply(r);
         }
         if let Some(size) = params.size
             && size > self.cfg.max_message_size.bytes()
@@ -48,10 +50,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.client_cert.as_ref(),
         ) {
             tracing::warn!(
-                "NOQUEUE: reject: MAIL from {}: {r}; from={} reason: {why}",
+                "NOQUEUE: reject: MAIL from {}: {r}; from={from} proto={} helo=<{}> reason: {why}",
                 self.client(),
-                from
+                self.protocol(),
+                self.helo.as_deref().unwrap_or("")
             );
+            crate::metrics::rejected(&self.cfg, "MAIL", &r);
+            return self.reply(r);
+        }
+        if let ReversePath::Address(a) = &from
+            && let postern_smtp::Domain::Literal(ip) = a.domain
+            && crate::literal::is_self_or_internal(ip, self.local.map(|l| l.ip()))
+            && !self.may_relay()
+        {
+            let r = Reply::new(
+                553,
+                "5.7.1",
+                format!(
+                    "Sender address <{a}> is refused: its address literal names this host or an internal network"
+                ),
+            );
+            self.log_reject_from("MAIL", &r, Some(&from.to_string()), None);
             return self.reply(r);
         }
         let spf = match self.auth_spf(&from).await {
@@ -68,6 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             bdat: None,
             spf,
             trace_len: 0,
+            saw_auth_results: false,
         });
         self.reply(std_replies::sender_ok())
     }

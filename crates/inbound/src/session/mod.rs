@@ -7,6 +7,7 @@ mod data;
 mod hello;
 mod mail;
 mod misc;
+mod pipelining;
 mod rcpt;
 mod starttls;
 
@@ -18,9 +19,10 @@ use std::time::Duration;
 use postern_queue::{Envelope, Incoming, QueueId, Recipient, unix_now};
 use postern_smtp::address::ReversePath;
 use postern_smtp::command::{self, Command, MailParams};
-use postern_smtp::{BdatReader, Reply};
+use postern_smtp::{BdatReader, HeaderLimits, HeaderScan, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::conn::{Conn, Line, ReadError, Stream};
@@ -50,17 +52,27 @@ pub(crate) struct Transaction {
     pub spf: Option<postern_auth::SpfCheck>,
     /// Length of our Received field at the top of the spooled content.
     pub trace_len: usize,
+    /// The client's header section has an `Authentication-Results:` field (which may
+    /// claim to be ours and must then be removed).
+    pub saw_auth_results: bool,
 }
 
 pub(crate) struct BdatState {
     /// `None` when the spool could not be opened: chunks are read and dropped.
     pub incoming: Option<Incoming>,
     pub reader: BdatReader,
+    pub scan: HeaderScan,
+    /// The whole-message deadline (`message_timeout` from the first chunk).
+    pub deadline: Instant,
 }
 
 pub(crate) struct Session<S> {
     conn: Conn<S>,
     peer: SocketAddr,
+    /// Our own address on this connection.
+    local: Option<SocketAddr>,
+    /// `max_session_time` after the connection was accepted.
+    ends_at: Instant,
     id: String,
     cfg: Arc<ListenerConfig>,
     ctx: Arc<ServerContext>,
@@ -81,6 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     pub(crate) fn new(
         stream: Stream<S>,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         cfg: Arc<ListenerConfig>,
         ctx: Arc<ServerContext>,
         shutdown: watch::Receiver<bool>,
@@ -90,6 +103,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Session {
             conn: Conn::new(stream),
             peer,
+            local,
+            ends_at: Instant::now() + cfg.max_session_time.get(),
             id,
             cfg,
             ctx,
@@ -111,8 +126,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.cfg.command_timeout.get()
     }
 
-    fn data_timeout(&self) -> Duration {
-        self.cfg.data_timeout.get()
+    /// When the next read of message data gives up: `data_timeout` from now, or the
+    /// message deadline, or the end of the session's lifetime, whichever comes first.
+    fn data_deadline(&self, message_deadline: Instant) -> Instant {
+        (Instant::now() + self.cfg.data_timeout.get())
+            .min(message_deadline)
+            .min(self.ends_at)
+    }
+
+    /// The deadline for a whole message starting now.
+    fn message_deadline(&self) -> Instant {
+        Instant::now() + self.cfg.message_timeout.get()
+    }
+
+    /// The header-section limits of this listener.
+    fn header_scan(&self) -> HeaderScan {
+        HeaderScan::new(HeaderLimits {
+            max_hops: self.cfg.max_hop_count,
+            max_fields: self.cfg.max_header_fields,
+            max_size: self.cfg.max_header_size.bytes(),
+        })
+    }
+
+    /// May this client relay (trusted network, or a partner certificate that may relay)?
+    pub(crate) fn may_relay(&self) -> bool {
+        self.ctx.relay.is_trusted(self.peer.ip())
+            || crate::partner::may_relay(&self.ctx, self.client_cert.as_ref()).is_some()
     }
 
     /// `unknown[192.0.2.1]`, as Postfix writes a client without reverse DNS.
@@ -124,12 +163,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if self.cfg.mode == Mode::ImplicitTls && !self.upgrade().await {
             return;
         }
+        let mut commands = 0u32;
+        if !self.pregreet_check().await {
+            self.conn.shutdown().await;
+            info!("disconnect from {} commands={commands}", self.client());
+            crate::metrics::session_ended(&self.cfg, self.tls.as_ref());
+            return;
+        }
         let greeting = Reply::bare(
             220,
             vec![format!("{} ESMTP Postern", self.ctx.hostname).into()],
         );
         self.conn.send(&greeting);
-        let mut commands = 0u32;
         loop {
             let flow = match self.next_line().await {
                 None => {
@@ -171,7 +216,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if let Err(e) = self.conn.flush().await {
             return Some(Err(ReadError::Io(e)));
         }
-        let timeout = self.command_timeout();
+        let left = self.ends_at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(Err(ReadError::Timeout));
+        }
+        let timeout = self.command_timeout().min(left);
         let stopping = async {
             // A dropped sender (the daemon's handle gone) is not a stop request.
             if self.shutdown.wait_for(|s| *s).await.is_err() {
@@ -188,6 +237,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// A read failed: say why on the wire if the peer can still hear it, and close.
     fn read_failed(&mut self, e: ReadError, during: &str) -> Flow {
         match e {
+            ReadError::Timeout if Instant::now() >= self.ends_at => {
+                warn!(
+                    "session with {} reached max_session_time ({}) during {during}; closing",
+                    self.client(),
+                    self.cfg.max_session_time
+                );
+                self.conn.send(&postern_smtp::reply::std_replies::timeout());
+            }
             ReadError::Timeout => {
                 warn!("timeout after {during} from {}", self.client());
                 self.conn.send(&postern_smtp::reply::std_replies::timeout());
@@ -203,6 +260,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Ok(c) => c,
             Err(e) => return self.reply(e.reply()),
         };
+        if let Some(flow) = self.improper_pipelining(&cmd) {
+            return flow;
+        }
         if self.cfg.require_tls
             && self.tls.is_none()
             && !matches!(
@@ -217,6 +277,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             )
         {
             let reply = postern_smtp::reply::std_replies::must_starttls();
+            let (from, to) = match &cmd {
+                Command::Mail { from, .. } => (Some(from.to_string()), None),
+                Command::Rcpt { to, .. } => (
+                    None,
+                    Some(match to {
+                        postern_smtp::ForwardPath::Address(a) => a.to_string(),
+                        postern_smtp::ForwardPath::Postmaster => "postmaster".into(),
+                    }),
+                ),
+                _ => (None, None),
+            };
+            self.log_reject_from(cmd.verb(), &reply, from.as_deref(), to.as_deref());
             if let Command::Bdat { size, .. } = cmd {
                 return self.skip_chunk_then(size, reply).await;
             }
@@ -267,18 +339,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Flow::Continue
     }
 
-    /// Postfix-style rejection log line, for the operator's grep.
+    /// Postfix-style rejection log line, for the operator's grep: one per refusal, with
+    /// the client, the sender, the recipient(s) and the reply (which says why).
     pub(crate) fn log_reject(&self, stage: &str, reply: &Reply, to: Option<&str>) {
+        self.log_reject_from(stage, reply, None, to);
+    }
+
+    /// [`Session::log_reject`] with the sender given (a refused MAIL has no transaction).
+    pub(crate) fn log_reject_from(
+        &self,
+        stage: &str,
+        reply: &Reply,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) {
         crate::metrics::rejected(&self.cfg, stage, reply);
-        let from = self
-            .tx
-            .as_ref()
-            .map(|t| t.from.to_string())
+        let tx = self.tx.as_ref();
+        let from = from
+            .map(str::to_string)
+            .or_else(|| tx.map(|t| t.from.to_string()))
             .unwrap_or_default();
+        let to = match (to, tx) {
+            (Some(t), _) => format!(" to=<{t}>"),
+            (None, Some(t)) if !t.rcpts.is_empty() => {
+                let more = t.rcpts.len() - 1;
+                format!(
+                    " to=<{}>{}",
+                    t.rcpts[0].address,
+                    if more > 0 {
+                        format!(" nrcpt={}", t.rcpts.len())
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+            _ => String::new(),
+        };
         warn!(
-            "NOQUEUE: reject: {stage} from {}: {reply}; from={from}{} proto={} helo=<{}>",
+            "NOQUEUE: reject: {stage} from {}: {reply}; from={from}{to} proto={} helo=<{}>",
             self.client(),
-            to.map(|t| format!(" to=<{t}>")).unwrap_or_default(),
             self.protocol(),
             self.helo.as_deref().unwrap_or("")
         );
@@ -387,10 +486,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Flow::Close;
         }
         let mut remaining = size;
+        let deadline = self.message_deadline();
         while remaining > 0 {
             if self.conn.buffered().is_empty()
-                && let Err(e) = self.conn.fill(self.data_timeout()).await
+                && let Err(e) = self.conn.fill_until(self.data_deadline(deadline)).await
             {
+                self.message_timed_out(&e, deadline, "BDAT");
                 return self.read_failed(e, "BDAT");
             }
             let n = (self.conn.buffered().len() as u64).min(remaining);

@@ -47,16 +47,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     domain: Domain::Name(d.to_string()),
                 },
                 None => {
-                    return self.reply(Reply::new(550, "5.1.1", "No local postmaster configured"));
+                    let r = Reply::new(550, "5.1.1", "No local postmaster configured");
+                    self.log_reject("RCPT", &r, Some("postmaster"));
+                    return self.reply(r);
                 }
             },
         };
         if !address.is_ascii() && !smtputf8 {
-            return self.reply(Reply::new(
+            let r = Reply::new(
                 553,
                 "5.6.7",
                 "Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM",
-            ));
+            );
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
         }
         // One copy per mailbox: a repeat (also in other letter case) was already accepted.
         let duplicate = self.tx.as_ref().is_some_and(|tx| {
@@ -81,6 +85,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             && !self.relay_by_certificate(&address)
         {
             let r = std_replies::relay_denied();
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
+        }
+        // Relaying clients only: for the others a literal is never local (relay denied).
+        if let Domain::Literal(ip) = address.domain
+            && crate::literal::is_self(ip, self.local.map(|l| l.ip()))
+        {
+            let r = Reply::new(
+                550,
+                "5.4.6",
+                format!(
+                    "<{address}>: mail for {} would loop back to myself",
+                    address.domain
+                ),
+            );
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }

@@ -170,8 +170,12 @@ async fn in_data(addr: SocketAddr, n: usize, secs: u64) {
             let mut c = SmtpClient::connect(addr).await;
             c.timeout = Duration::from_secs(10);
             c.try_reply().await.ok()?;
-            c.send(b"EHLO data.bench.test\r\nMAIL FROM:<load@bench.test>\r\nRCPT TO:<sink@bench.test>\r\nDATA\r\n").await;
-            for _ in 0..4 {
+            // EHLO is the last command of its group (RFC 2920 §3.1); the rest is pipelined.
+            c.send(b"EHLO data.bench.test\r\n").await;
+            c.try_reply().await.ok()?;
+            c.send(b"MAIL FROM:<load@bench.test>\r\nRCPT TO:<sink@bench.test>\r\nDATA\r\n")
+                .await;
+            for _ in 0..3 {
                 c.try_reply().await.ok()?;
             }
             c.send(&message(1024, 0)).await;
