@@ -33,3 +33,11 @@ pub fn init(format: LogFormat) {
     // A second init (tests) is harmless.
     let _ = result;
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_filter_parses() {
+        assert!(tracing_subscriber::EnvFilter::try_new(super::DEFAULT_FILTER).is_ok());
+    }
+}

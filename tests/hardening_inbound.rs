@@ -100,6 +100,24 @@ async fn header_field_count_and_size_are_capped() {
 }
 
 #[tokio::test]
+async fn many_tiny_header_fields_are_refused_before_the_checks_parse_them() {
+    // Checks on: without the cap, every one of these fields would be parsed in memory.
+    let s = TestServer::start("", "[auth]\ndkim = \"verify\"\n").await;
+    let mut c = ehlo(&s).await;
+    let mut m = b"a:\r\n".repeat(400_000);
+    m.extend_from_slice(b"\r\nbody\r\n");
+    let start = Instant::now();
+    let r = c.send_mail("a@sender.test", &["bob@local.test"], &m).await;
+    assert_eq!(r.code, 552, "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.queued(), 0);
+}
+
+#[tokio::test]
 async fn nul_in_data_is_refused_before_and_after_the_dot() {
     let s = TestServer::start("", "").await;
     let mut c = ehlo(&s).await;

@@ -24,6 +24,7 @@ fn targets() -> Vec<(&'static str, Target)> {
         ("command", targets::command),
         ("data", targets::data),
         ("bdat", targets::bdat),
+        ("header_scan", targets::header_scan),
         ("roundtrip", targets::roundtrip),
         ("address", targets::address),
         ("config", targets::config),

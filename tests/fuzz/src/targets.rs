@@ -1,6 +1,6 @@
 //! The targets. Each asserts invariants beyond "does not panic" where there are any.
 
-use postern_smtp::{BdatReader, DataEncoder, DataReader};
+use postern_smtp::{BdatReader, DataEncoder, DataReader, HeaderLimits, HeaderScan};
 
 /// The command parser: never panics; every error maps to a 5xx reply.
 pub fn command(data: &[u8]) {
@@ -27,6 +27,7 @@ pub fn data(input: &[u8]) {
             input[..*end].ends_with(b"\r\n.\r\n") || input[..*end] == *b".\r\n",
             "ended without CRLF.CRLF"
         );
+        assert!(!out.contains(&0), "NUL accepted in DATA content");
         for (i, &b) in out.iter().enumerate() {
             if b == b'\n' {
                 assert!(i > 0 && out[i - 1] == b'\r', "bare LF emitted");
@@ -74,6 +75,7 @@ pub fn bdat(input: &[u8]) {
     let b = run(&[&input[..split], &input[split..]]);
     assert_eq!(a, b);
     if let Ok(out) = a {
+        assert!(!out.contains(&0), "NUL accepted in BDAT content");
         assert!(out.is_empty() || out.ends_with(b"\r\n"));
         for (i, &c) in out.iter().enumerate() {
             if c == b'\n' {
@@ -167,4 +169,33 @@ pub fn x509(data: &[u8]) {
 /// The scanner's ServerHello/alert parser (answers from arbitrary servers): never panics.
 pub fn server_hello(data: &[u8]) {
     let _ = postern_scan::hello::parse_flight(data);
+}
+
+/// The header-section counter: never panics, and any split of the input gives the same
+/// counts and verdict as feeding it whole.
+pub fn header_scan(input: &[u8]) {
+    let limits = HeaderLimits {
+        max_hops: 3,
+        max_fields: 20,
+        max_size: 512,
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut s = HeaderScan::new(limits);
+        for p in parts {
+            s.feed(p);
+        }
+        (
+            s.error(),
+            s.hops(),
+            s.fields(),
+            s.size(),
+            s.saw_authentication_results(),
+        )
+    };
+    let whole = run(&[input]);
+    for step in [1, 2, 5] {
+        let parts: Vec<&[u8]> = input.chunks(step).collect();
+        assert_eq!(run(&parts), whole, "chunking changed the result");
+    }
+    assert!(whole.3 <= limits.max_size + 1);
 }
