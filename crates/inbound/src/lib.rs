@@ -14,8 +14,16 @@
 //!   handshake (CVE-2011-0411 class) and all session state is reset after it (RFC 3207 §4.2).
 //! - Message content goes through the strict readers of `postern-smtp`: bare CR / bare LF
 //!   are refused, so nothing accepted here can be turned into a smuggled message later.
-//! - Every read has a timeout; command lines, messages and recipient counts have limits; a
-//!   250 after DATA is sent only once the queue has fsynced the message.
+//! - Every read has a timeout, every message a deadline (`message_timeout`) and every
+//!   session a lifetime (`max_session_time`); command lines, messages, header sections
+//!   (fields and size, counted before anything parses them), `Received:` hops and
+//!   recipient counts have limits; a 250 after DATA is sent only once the queue has
+//!   fsynced the message. Per-client connection limits count an IPv6 /64 as one client.
+//! - NUL is refused in content like bare CR/LF. Clients that talk before the greeting or
+//!   pipeline where RFC 2920 does not allow it are refused (`session/pipelining.rs`).
+//! - Address-literal senders naming this host or an internal network are refused from
+//!   clients that may not relay (`literal.rs`).
+//! - Every refusal is logged once, Postfix style: `NOQUEUE: reject: STAGE from ...`.
 //!
 //! # Standards
 //! RFC 5321, RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING),
