@@ -16,6 +16,9 @@
 mod error;
 mod transaction;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
