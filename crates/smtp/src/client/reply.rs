@@ -220,18 +220,23 @@ impl ReplyParser {
     }
 
     /// A line of `len` octets (line end included) fits in the line and reply limits.
+    /// When it breaks both, the error is the limit that a line growing octet by octet
+    /// breaks first, so that the verdict does not depend on how the input was split.
     fn check_size(&self, len: usize) -> Result<(), ReplyError> {
-        if len > self.limits.line {
-            return Err(ReplyError::LineTooLong {
+        let line_room = self.limits.line;
+        let reply_room = self.limits.bytes.saturating_sub(self.bytes);
+        if len <= line_room && len <= reply_room {
+            return Ok(());
+        }
+        if line_room <= reply_room {
+            Err(ReplyError::LineTooLong {
                 limit: self.limits.line,
-            });
-        }
-        if self.bytes + len > self.limits.bytes {
-            return Err(ReplyError::TooLong {
+            })
+        } else {
+            Err(ReplyError::TooLong {
                 limit: self.limits.bytes,
-            });
+            })
         }
-        Ok(())
     }
 
     /// The line in `partial` is complete: check it and add it to the reply.
@@ -433,6 +438,35 @@ mod tests {
         let line = [b"250-".as_slice(), &[b'z'; 40], b"\r\n"].concat();
         assert!(p.feed(&line).is_ok() && p.feed(&line).is_ok());
         assert_eq!(p.feed(&line), Err(ReplyError::TooLong { limit: 100 }));
+    }
+
+    /// Fuzz finding: a long line near the end of a long reply gave `LineTooLong` when fed
+    /// whole and `TooLong` when fed octet by octet.
+    #[test]
+    fn size_error_does_not_depend_on_chunking() {
+        let mut input = Vec::new();
+        for _ in 0..16 {
+            input.extend_from_slice(b"250-");
+            input.extend_from_slice(&[b'a'; 1990]);
+            input.extend_from_slice(b"\r\n");
+        }
+        input.extend_from_slice(b"250-");
+        input.extend_from_slice(&[b'b'; 3000]);
+        input.extend_from_slice(b"\r\n");
+        let whole = ReplyParser::new().feed(&input);
+        let mut p = ReplyParser::new();
+        let bytewise = input
+            .iter()
+            .map(|b| p.feed(std::slice::from_ref(b)))
+            .find(Result::is_err)
+            .expect("an error");
+        assert_eq!(whole, bytewise);
+        assert_eq!(
+            whole,
+            Err(ReplyError::TooLong {
+                limit: MAX_REPLY_BYTES
+            })
+        );
     }
 
     #[test]
