@@ -28,80 +28,15 @@ impl Client {
         let env = &msg.envelope;
         let needs_utf8 = !rcpts.iter().all(|&i| env.recipients[i].address.is_ascii())
             || matches!(&env.sender, postern_smtp::ReversePath::Address(a) if !a.is_ascii());
-        if needs_utf8 && !self.caps.smtputf8 {
-            let why = format!(
-                "5.6.7 host {} does not support SMTPUTF8, which this message's non-ASCII addresses need",
-                self.peer
-            );
+        if let Some(why) = self.refusal(msg, needs_utf8) {
             return Ok(vec![Outcome::Permanent(why); rcpts.len()]);
         }
-        if env.body == BodyType::EightBitMime && !self.caps.eight_bit_mime {
-            let why = format!(
-                "5.6.3 host {} does not support 8BITMIME and the message is 8-bit; Postern does not convert it (RFC 6152)",
-                self.peer
-            );
-            return Ok(vec![Outcome::Permanent(why); rcpts.len()]);
-        }
-        if let Some(limit) = self.caps.size_limit()
-            && msg.body_len > limit
-        {
-            let why = format!(
-                "5.3.4 message size {} exceeds the limit of {limit} octets at host {}",
-                msg.body_len, self.peer
-            );
-            return Ok(vec![Outcome::Permanent(why); rcpts.len()]);
-        }
-        let mut mail = format!("MAIL FROM:{}", env.sender);
-        if self.caps.size_limit().is_some() {
-            mail.push_str(&format!(" SIZE={}", msg.body_len));
-        }
-        if env.body == BodyType::EightBitMime {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        // The client asked for SMTPUTF8 (UTF-8 headers, say): keep asking where offered.
-        if needs_utf8 || (env.smtputf8 && self.caps.smtputf8) {
-            mail.push_str(" SMTPUTF8");
-        }
-        // RFC 3461: pass the DSN requests on to a peer that takes them.
-        if self.caps.dsn {
-            if let Some(ret) = env.ret {
-                mail.push_str(&format!(" RET={}", ret.as_str()));
-            }
-            if let Some(envid) = &env.envid {
-                mail.push_str(&format!(" ENVID={}", envid.as_str()));
-            }
-        }
-        let mut cmds = vec![mail];
-        cmds.extend(rcpts.iter().map(|&i| {
-            let r = &env.recipients[i];
-            match r.dsn_params().filter(|_| self.caps.dsn) {
-                Some(p) => format!("RCPT TO:<{}> {p}", r.address),
-                None => format!("RCPT TO:<{}>", r.address),
-            }
-        }));
+        let mut cmds = self.envelope_commands(msg, rcpts, needs_utf8);
         let use_bdat = self.caps.chunking;
         if !use_bdat {
             cmds.push("DATA".into());
         }
-        // Send (pipelined when offered) and collect the replies in order.
-        let mut replies = Vec::with_capacity(cmds.len());
-        if self.caps.pipelining {
-            let batch: String = cmds.iter().map(|c| format!("{c}\r\n")).collect();
-            self.send(batch.as_bytes()).await?;
-            for _ in &cmds {
-                let t = self.t.command;
-                replies.push(self.reply(t).await?);
-            }
-        } else {
-            for (k, c) in cmds.iter().enumerate() {
-                let r = self.command(c).await?;
-                let stop = r.code >= 400 && k == 0;
-                replies.push(r);
-                if stop {
-                    break;
-                }
-            }
-        }
+        let replies = self.send_commands(&cmds).await?;
         let said = |r: &Reply, cmd: &str, peer: &Peer| {
             format!("host {peer} said: {r} (in reply to {cmd} command)")
         };
@@ -173,6 +108,99 @@ impl Client {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Outcome::Temporary("4.4.2 no final reply".into())))
             .collect())
+    }
+
+    /// Why the message cannot go to this server at all (it lacks an extension the
+    /// message needs, or the message is over its SIZE limit).
+    fn refusal(&self, msg: &QueuedMessage, needs_utf8: bool) -> Option<String> {
+        let env = &msg.envelope;
+        if needs_utf8 && !self.caps.smtputf8 {
+            let why = format!(
+                "5.6.7 host {} does not support SMTPUTF8, which this message's non-ASCII addresses need",
+                self.peer
+            );
+            return Some(why);
+        }
+        if env.body == BodyType::EightBitMime && !self.caps.eight_bit_mime {
+            let why = format!(
+                "5.6.3 host {} does not support 8BITMIME and the message is 8-bit; Postern does not convert it (RFC 6152)",
+                self.peer
+            );
+            return Some(why);
+        }
+        if let Some(limit) = self.caps.size_limit()
+            && msg.body_len > limit
+        {
+            let why = format!(
+                "5.3.4 message size {} exceeds the limit of {limit} octets at host {}",
+                msg.body_len, self.peer
+            );
+            return Some(why);
+        }
+        None
+    }
+
+    /// MAIL FROM with the parameters this server takes, and one RCPT TO per recipient.
+    fn envelope_commands(
+        &self,
+        msg: &QueuedMessage,
+        rcpts: &[usize],
+        needs_utf8: bool,
+    ) -> Vec<String> {
+        let env = &msg.envelope;
+        let mut mail = format!("MAIL FROM:{}", env.sender);
+        if self.caps.size_limit().is_some() {
+            mail.push_str(&format!(" SIZE={}", msg.body_len));
+        }
+        if env.body == BodyType::EightBitMime {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        // The client asked for SMTPUTF8 (UTF-8 headers, say): keep asking where offered.
+        if needs_utf8 || (env.smtputf8 && self.caps.smtputf8) {
+            mail.push_str(" SMTPUTF8");
+        }
+        // RFC 3461: pass the DSN requests on to a peer that takes them.
+        if self.caps.dsn {
+            if let Some(ret) = env.ret {
+                mail.push_str(&format!(" RET={}", ret.as_str()));
+            }
+            if let Some(envid) = &env.envid {
+                mail.push_str(&format!(" ENVID={}", envid.as_str()));
+            }
+        }
+        let mut cmds = vec![mail];
+        cmds.extend(rcpts.iter().map(|&i| {
+            let r = &env.recipients[i];
+            match r.dsn_params().filter(|_| self.caps.dsn) {
+                Some(p) => format!("RCPT TO:<{}> {p}", r.address),
+                None => format!("RCPT TO:<{}>", r.address),
+            }
+        }));
+        cmds
+    }
+
+    /// Send the commands (pipelined when offered) and collect the replies in order.
+    /// Without pipelining, a refused MAIL FROM ends the list.
+    async fn send_commands(&mut self, cmds: &[String]) -> Result<Vec<Reply>, ClientError> {
+        let mut replies = Vec::with_capacity(cmds.len());
+        if self.caps.pipelining {
+            let batch: String = cmds.iter().map(|c| format!("{c}\r\n")).collect();
+            self.send(batch.as_bytes()).await?;
+            for _ in cmds {
+                let t = self.t.command;
+                replies.push(self.reply(t).await?);
+            }
+        } else {
+            for (k, c) in cmds.iter().enumerate() {
+                let r = self.command(c).await?;
+                let stop = r.code >= 400 && k == 0;
+                replies.push(r);
+                if stop {
+                    break;
+                }
+            }
+        }
+        Ok(replies)
     }
 
     async fn open_body(
