@@ -6,6 +6,8 @@
 //! - [`data`]: the DATA reader (dot-unstuffing, strict `CRLF.CRLF`, size and line limits).
 //! - [`bdat`]: the BDAT (CHUNKING, RFC 3030) content checker.
 //! - [`header_scan`]: header-field, hop and size counts of arriving content.
+//! - [`client`]: the client side: a bounded reply parser and EHLO capabilities.
+//! - [`enhanced`]: enhanced status codes (RFC 3463) as a type.
 //!
 //! # Security
 //! Everything here is reachable by any network peer. No function panics on any input, no
@@ -20,11 +22,13 @@
 
 pub mod address;
 pub mod bdat;
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod dsn;
 pub mod encode;
 pub mod header_scan;
+pub mod enhanced;
 pub mod reply;
 
 pub use address::{Address, Domain, ForwardPath, ReversePath};
@@ -33,6 +37,7 @@ pub use command::{BodyType, Command, CommandError, MailParams, RcptParams};
 pub use data::{ContentError, DataReader, Feed};
 pub use encode::DataEncoder;
 pub use header_scan::{HeaderError, HeaderLimits, HeaderScan};
+pub use enhanced::EnhancedCode;
 pub use reply::Reply;
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.
