@@ -198,6 +198,8 @@ pub fn header_scan(input: &[u8]) {
         assert_eq!(run(&parts), whole, "chunking changed the result");
     }
     assert!(whole.3 <= limits.max_size + 1);
+}
+
 /// Every reply the client-side parser returns, from one feed or another.
 type Replies = (
     Vec<(postern_smtp::client::Reply, usize)>,
