@@ -40,9 +40,6 @@ pub mod records;
 pub mod sign;
 pub mod verify;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 pub use config::{
     AuthConfig, DkimMode, DkimSignConfig, DmarcPolicy, QuarantineAction, SignAlgorithm, SpfPolicy,
 };
@@ -61,18 +58,16 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Load the keys and build the resolver. `nameservers` and `timeout` come from
-    /// `[resolver]` (empty: the system configuration).
+    /// Load the keys; the checks ask DNS through `resolver`, the one shared with
+    /// delivery (built from `[resolver]`).
     pub fn new(
         cfg: &AuthConfig,
         hostname: &str,
-        nameservers: &[SocketAddr],
-        timeout: Duration,
-    ) -> Result<Auth, String> {
-        let signer = Signer::load(&cfg.dkim_sign).map_err(|e| e.to_string())?;
+        resolver: &postern_dns::Resolver,
+    ) -> Result<Auth, sign::KeyError> {
+        let signer = Signer::load(&cfg.dkim_sign)?;
         let verifier = if cfg.verifies() {
-            let a = dns::authenticator(nameservers, timeout)?;
-            Some(Verifier::new(cfg, a, hostname))
+            Some(Verifier::new(cfg, dns::for_resolver(resolver), hostname))
         } else {
             None
         };
