@@ -325,3 +325,24 @@ fn check_deadlines(o: &OutboundConfig, at: &KeyPath, p: &mut Problems) {
 
 /// The largest `max_mx_hosts`: each host name costs DNS look-ups at every attempt.
 pub const MAX_MX_HOSTS: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_and_the_mx_cap_are_checked() {
+        let mut o = OutboundConfig::default();
+        let mut p = Problems::new();
+        validate(&o, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        o.resolve_timeout = Duration::secs(60);
+        o.attempt_timeout = Duration::secs(30);
+        o.max_mx_hosts = 0;
+        let mut p = Problems::new();
+        validate(&o, &mut p);
+        let text = format!("{p:?}");
+        assert!(text.contains("attempt_timeout"), "{text}");
+        assert!(text.contains("max_mx_hosts"), "{text}");
+    }
+}

@@ -211,3 +211,82 @@ fn route_problem(domain: &str, what: &str) -> Outcome {
 fn secs(d: Duration) -> postern_config::Duration {
     postern_config::Duration(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop() -> SmtpHop {
+        SmtpHop {
+            host: "example.test".into(),
+            port: None,
+            mx: true,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            port: 25,
+            max_mx_hosts: 5,
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    fn found(name: &str, ip: Option<&str>) -> Found {
+        let answer = ip.map(|ip| {
+            Ok(Answer {
+                records: vec![ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))],
+                security: Security::Insecure,
+                valid_until: std::time::Instant::now(),
+            })
+        });
+        (name.to_string(), answer)
+    }
+
+    #[test]
+    fn answered_hosts_are_used_in_mx_order_when_others_time_out() {
+        let got = collect(
+            vec![
+                found("mx1.example.test", None),
+                found("mx2.example.test", Some("192.0.2.2")),
+                found("mx3.example.test", Some("192.0.2.3")),
+            ],
+            &hop(),
+            "example.test",
+            true,
+            false,
+            Security::Insecure,
+            limits(),
+        );
+        let hosts: Vec<String> = got
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.peer.host)
+            .collect();
+        assert_eq!(hosts, ["mx2.example.test", "mx3.example.test"]);
+    }
+
+    #[test]
+    fn nothing_answered_by_the_deadline_is_a_deferral_naming_the_deadline() {
+        let got = collect(
+            vec![
+                found("mx1.example.test", None),
+                found("mx2.example.test", None),
+            ],
+            &hop(),
+            "example.test",
+            true,
+            false,
+            Security::Insecure,
+            limits(),
+        );
+        match got {
+            Err(Outcome::Temporary(why)) => {
+                assert!(why.starts_with("4.4.3 "), "{why}");
+                assert!(why.contains("2 of 2"), "{why}");
+                assert!(why.contains("resolve_timeout (3s)"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
