@@ -179,3 +179,67 @@ async fn unresolvable_mx_hosts_do_not_hold_the_delivery_slot() {
         "{asked} MX host names were looked up"
     );
 }
+
+/// A server that accepts connections and never says a word (a tarpit).
+async fn tarpit() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarpit_is_cut_off_at_attempt_timeout() {
+    let dns = TestDns::start().await;
+    dns.add_mx("tarpit.test", 10, "mx.tarpit.test");
+    dns.add_a("mx.tarpit.test", "127.0.0.1".parse().unwrap());
+    let (pit, _task) = tarpit().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    // greeting_timeout alone would hold the slot for 5 minutes.
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"mx.sender.test\"\nstate_dir = \"{state}\"\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\nmode = \"plain\"\n\
+             [relay]\nlocal_domains = [\"sender.test\"]\ntrusted_networks = [\"127.0.0.0/8\"]\n\
+             [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
+             [resolver]\nnameservers = [\"{dns}\"]\ntimeout = \"1s\"\n\
+             [queue]\nretry = [\"1h\"]\n\
+             [outbound]\nport = {port}\ngreeting_timeout = \"5m\"\n\
+             resolve_timeout = \"1s\"\nattempt_timeout = \"2s\"\n",
+            state = dir.path().join("state").display(),
+            dns = dns.addr(),
+            port = pit.port(),
+        ),
+    )
+    .unwrap();
+    let (_child, addr, log) = spawn(&config).await;
+    let start = Instant::now();
+    send(addr, "erin@tarpit.test", "tarpit").await;
+    let line = log_line(
+        &log,
+        &[
+            "to=<erin@tarpit.test>",
+            "status=deferred",
+            "attempt_timeout (2s)",
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("4.4.2")),
+        "no 4.4.2 deferral at attempt_timeout; log:\n{}",
+        log.lock().unwrap().join("\n")
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
