@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use postern_config::{ConfigError, KeyPath, Problems, parse_toml};
+use postern_dns::ResolverConfig;
 use postern_inbound::{InboundConfig, ListenerConfig, RelayConfig};
 use postern_queue::QueueConfig;
-use postern_relay::{OutboundConfig, ResolverConfig, RouteConfig, Router};
+use postern_relay::{OutboundConfig, RouteConfig, Router};
 use postern_smtp::address::{Domain, parse_domain};
 use postern_tls::{LoadedCert, TlsConfig};
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,7 @@ fn validate(c: &Config, p: &mut Problems) {
     postern_relay::validate_routes(&c.route, p);
     c.queue.validate(&KeyPath::of("queue"), p);
     postern_relay::outbound::config::validate(&c.outbound, p);
-    postern_relay::outbound::config::validate_resolver(&c.resolver, p);
+    postern_dns::validate(&c.resolver, p);
     c.auth.validate(&KeyPath::of("auth"), p);
     // Loading the policies checks their CA, certificate and key files.
     let _ = postern_relay::outbound::policy::Policies::load(&c.outbound, &provider, p);

@@ -33,6 +33,8 @@ pub enum StartError {
     Auth(String),
     #[error("outbound: {0}")]
     Outbound(String),
+    #[error("DNS: {0}")]
+    Dns(#[from] postern_dns::BuildError),
 }
 
 /// A started daemon.
@@ -190,8 +192,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             "the outbound TLS policies could not be loaded (run check-config)".into(),
         ));
     }
-    let dns =
-        postern_relay::outbound::dns::Dns::new(&config.resolver).map_err(StartError::Outbound)?;
+    // One resolver (and cache) for delivery and for the SPF/DKIM/DMARC checks.
+    let dns = postern_dns::Resolver::new(&config.resolver)?;
     let helo = config
         .outbound
         .helo_name
@@ -200,7 +202,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
         config.outbound.clone(),
         helo,
-        dns,
+        dns.clone(),
         policies,
     ));
     let router = Arc::new(postern_relay::Router::new(
@@ -210,13 +212,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         Some(smtp.clone()),
     ));
     let auth = Some(Arc::new(
-        postern_auth::Auth::new(
-            &config.auth,
-            &hostname,
-            &config.resolver.nameservers,
-            config.resolver.timeout.get(),
-        )
-        .map_err(StartError::Auth)?,
+        postern_auth::Auth::new(&config.auth, &hostname, &dns)
+            .map_err(|e| StartError::Auth(e.to_string()))?,
     ));
     let queue = Queue::start_signed(
         Arc::new(spool),

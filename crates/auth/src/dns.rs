@@ -1,88 +1,84 @@
-//! DNS for the checks: a hickory resolver pointed at the `[resolver]` nameservers, and
-//! bounded TTL caches for the records SPF, DKIM and DMARC look up, so that a key or an SPF
-//! include is fetched once per TTL, not once per message.
+//! DNS for the checks, on the shared DNS layer (`postern-dns`): mail-auth's
+//! `MessageAuthenticator` runs on the same hickory resolver as delivery, and the records
+//! SPF, DKIM and DMARC look up are kept in `postern-dns`'s TTL- and size-bounded cache,
+//! so that a key or an SPF include is fetched once per TTL, not once per message.
+//!
+//! mail-auth 0.13 takes its resolver as a concrete `MessageAuthenticator(TokioResolver)`
+//! and its caches through its `ResolverCache` trait (one per record type, handed over in
+//! `Parameters`); [`AuthCache`] adapts the shared cache to that trait.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::{MX, MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt};
+use postern_dns::{BuildError, Resolver, ResolverConfig, TtlCache};
 
-/// Entries per cache; when full, expired entries go first, then the oldest half.
-const MAX_ENTRIES: usize = 8192;
-/// Longest time anything is cached, whatever its TTL says.
-const MAX_TTL: Duration = Duration::from_secs(3600);
+/// The authenticator on the shared resolver (connections and hickory's cache shared).
+pub fn for_resolver(resolver: &Resolver) -> MessageAuthenticator {
+    MessageAuthenticator(resolver.hickory().clone())
+}
 
-/// Build the authenticator: explicit nameservers (UDP with TCP fallback), or the system
-/// configuration when the list is empty.
+/// An authenticator with its own resolver asking `nameservers` (the system configuration
+/// when empty), for tools and tests; the daemon shares one [`Resolver`] instead.
 pub fn authenticator(
     nameservers: &[SocketAddr],
     timeout: Duration,
-) -> Result<MessageAuthenticator, String> {
-    let mut builder = if nameservers.is_empty() {
-        TokioResolver::builder_tokio()
-            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-    } else {
-        let servers = nameservers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
+) -> Result<MessageAuthenticator, BuildError> {
+    let cfg = ResolverConfig {
+        nameservers: nameservers.to_vec(),
+        timeout: postern_config::Duration(timeout),
+        ..ResolverConfig::default()
     };
-    let opts = builder.options_mut();
-    opts.timeout = timeout;
-    opts.attempts = 2;
-    opts.ndots = 0;
-    let resolver = builder
-        .build()
-        .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-    Ok(MessageAuthenticator(resolver))
+    Ok(for_resolver(&Resolver::new(&cfg)?))
 }
 
-/// A bounded cache honouring the TTL mail-auth hands over.
-pub struct TtlCache<K, V> {
-    map: Mutex<HashMap<K, (V, Instant)>>,
-}
+/// The shared cache, as mail-auth wants it. The TTL mail-auth hands over is honoured,
+/// bounded by [`postern_dns::MAX_TTL`].
+#[derive(Debug)]
+pub struct AuthCache<K, V>(TtlCache<K, V>);
 
-impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> AuthCache<K, V> {
     pub fn new() -> Self {
-        TtlCache {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        AuthCache(TtlCache::new())
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 
-impl<K, V> std::fmt::Debug for TtlCache<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TtlCache")
+impl<K: Hash + Eq + Clone, V: Clone> Default for AuthCache<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for AuthCache<K, V> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.get(name)
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.remove(name)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        self.0.insert(key, value, valid_until);
     }
 }
 
@@ -98,64 +94,14 @@ impl std::fmt::Debug for CountingSet<'_> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Default for TtlCache<K, V> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
-    fn get<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut map = self.lock();
-        match map.get(name) {
-            Some((v, until)) if *until > Instant::now() => Some(v.clone()),
-            Some(_) => {
-                map.remove(name);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.lock().remove(name).map(|(v, _)| v)
-    }
-
-    fn insert(&self, key: K, value: V, valid_until: Instant) {
-        let now = Instant::now();
-        let until = valid_until.min(now + MAX_TTL);
-        let mut map = self.lock();
-        if map.len() >= MAX_ENTRIES {
-            map.retain(|_, (_, u)| *u > now);
-            if map.len() >= MAX_ENTRIES {
-                let mut ages: Vec<(K, Instant)> =
-                    map.iter().map(|(k, (_, u))| (k.clone(), *u)).collect();
-                ages.sort_by_key(|(_, u)| *u);
-                for (k, _) in ages.into_iter().take(MAX_ENTRIES / 2) {
-                    map.remove(&k);
-                }
-            }
-        }
-        map.insert(key, (value, until));
-    }
-}
-
 /// The five caches mail-auth can use.
 #[derive(Default)]
 pub struct Caches {
-    pub txt: TtlCache<Box<str>, Txt>,
-    pub mx: TtlCache<Box<str>, RecordSet<MX>>,
-    pub ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
-    pub ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
-    pub ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+    pub txt: AuthCache<Box<str>, Txt>,
+    pub mx: AuthCache<Box<str>, RecordSet<MX>>,
+    pub ipv4: AuthCache<Box<str>, RecordSet<Ipv4Addr>>,
+    pub ipv6: AuthCache<Box<str>, RecordSet<Ipv6Addr>>,
+    pub ptr: AuthCache<IpAddr, RecordSet<Box<str>>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -225,31 +171,31 @@ impl VoidCounter {
 pub type Cached<'x, P> = Parameters<
     'x,
     P,
-    TtlCache<Box<str>, Txt>,
-    TtlCache<Box<str>, RecordSet<MX>>,
-    TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
-    TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
-    TtlCache<IpAddr, RecordSet<Box<str>>>,
+    AuthCache<Box<str>, Txt>,
+    AuthCache<Box<str>, RecordSet<MX>>,
+    AuthCache<Box<str>, RecordSet<Ipv4Addr>>,
+    AuthCache<Box<str>, RecordSet<Ipv6Addr>>,
+    AuthCache<IpAddr, RecordSet<Box<str>>>,
 >;
 
 /// Parameters with counting caches, for SPF.
 pub type Counted<'x, P> = Parameters<
     'x,
     P,
-    Counting<'x, TtlCache<Box<str>, Txt>>,
-    Counting<'x, TtlCache<Box<str>, RecordSet<MX>>>,
-    Counting<'x, TtlCache<Box<str>, RecordSet<Ipv4Addr>>>,
-    Counting<'x, TtlCache<Box<str>, RecordSet<Ipv6Addr>>>,
-    Counting<'x, TtlCache<IpAddr, RecordSet<Box<str>>>>,
+    Counting<'x, AuthCache<Box<str>, Txt>>,
+    Counting<'x, AuthCache<Box<str>, RecordSet<MX>>>,
+    Counting<'x, AuthCache<Box<str>, RecordSet<Ipv4Addr>>>,
+    Counting<'x, AuthCache<Box<str>, RecordSet<Ipv6Addr>>>,
+    Counting<'x, AuthCache<IpAddr, RecordSet<Box<str>>>>,
 >;
 
 /// The five counting views over `caches`, kept alive by the caller for one evaluation.
 pub struct CountingSet<'a> {
-    txt: Counting<'a, TtlCache<Box<str>, Txt>>,
-    mx: Counting<'a, TtlCache<Box<str>, RecordSet<MX>>>,
-    ipv4: Counting<'a, TtlCache<Box<str>, RecordSet<Ipv4Addr>>>,
-    ipv6: Counting<'a, TtlCache<Box<str>, RecordSet<Ipv6Addr>>>,
-    ptr: Counting<'a, TtlCache<IpAddr, RecordSet<Box<str>>>>,
+    txt: Counting<'a, AuthCache<Box<str>, Txt>>,
+    mx: Counting<'a, AuthCache<Box<str>, RecordSet<MX>>>,
+    ipv4: Counting<'a, AuthCache<Box<str>, RecordSet<Ipv4Addr>>>,
+    ipv6: Counting<'a, AuthCache<Box<str>, RecordSet<Ipv6Addr>>>,
+    ptr: Counting<'a, AuthCache<IpAddr, RecordSet<Box<str>>>>,
 }
 
 impl Caches {
@@ -305,27 +251,5 @@ impl<'a> CountingSet<'a> {
             .with_ipv4_cache(&self.ipv4)
             .with_ipv6_cache(&self.ipv6)
             .with_ptr_cache(&self.ptr)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_is_honoured_and_size_bounded() {
-        let c: TtlCache<Box<str>, u32> = TtlCache::new();
-        c.insert("a".into(), 1, Instant::now() + Duration::from_secs(60));
-        c.insert("b".into(), 2, Instant::now());
-        assert_eq!(c.get("a"), Some(1));
-        assert_eq!(c.get("b"), None);
-        for i in 0..(MAX_ENTRIES + 10) {
-            c.insert(
-                format!("k{i}").into(),
-                0,
-                Instant::now() + Duration::from_secs(60 + i as u64),
-            );
-        }
-        assert!(c.len() <= MAX_ENTRIES);
     }
 }

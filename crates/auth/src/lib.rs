@@ -40,7 +40,6 @@ pub mod records;
 pub mod sign;
 pub mod verify;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,18 +70,16 @@ pub struct Auth {
 pub const MEMORY_WAIT: Duration = Duration::from_secs(10);
 
 impl Auth {
-    /// Load the keys and build the resolver. `nameservers` and `timeout` come from
-    /// `[resolver]` (empty: the system configuration).
+    /// Load the keys; the checks ask DNS through `resolver`, the one shared with
+    /// delivery (built from `[resolver]`).
     pub fn new(
         cfg: &AuthConfig,
         hostname: &str,
-        nameservers: &[SocketAddr],
-        timeout: Duration,
-    ) -> Result<Auth, String> {
-        let signer = Signer::load(&cfg.dkim_sign).map_err(|e| e.to_string())?;
+        resolver: &postern_dns::Resolver,
+    ) -> Result<Auth, sign::KeyError> {
+        let signer = Signer::load(&cfg.dkim_sign)?;
         let verifier = if cfg.verifies() {
-            let a = dns::authenticator(nameservers, timeout)?;
-            Some(Verifier::new(cfg, a, hostname))
+            Some(Verifier::new(cfg, dns::for_resolver(resolver), hostname))
         } else {
             None
         };
@@ -167,7 +164,13 @@ mod tests {
             memory_budget: postern_config::Size(64 << 10),
             ..AuthConfig::default()
         };
-        let auth = Auth::new(&cfg, "mx.test", &[], Duration::from_secs(1)).unwrap();
+        let resolver = postern_dns::Resolver::new(&postern_dns::ResolverConfig {
+            nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+            timeout: postern_config::Duration(Duration::from_secs(1)),
+            attempts: 1,
+        })
+        .unwrap();
+        let auth = Auth::new(&cfg, "mx.test", &resolver).unwrap();
         let short = Duration::from_millis(50);
         let a = auth.reserve_memory_within(40 << 10, short).await;
         assert!(a.is_some());

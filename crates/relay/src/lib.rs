@@ -14,5 +14,7 @@ pub mod outbound;
 mod route;
 
 pub use maildir::MaildirAgent;
-pub use outbound::config::{OutboundConfig, PolicyConfig, ResolverConfig, TlsLevel};
+pub use outbound::config::{OutboundConfig, PolicyConfig, TlsLevel};
+/// Re-export: `[resolver]` moved to `postern-dns` (#10); the lead removes this.
+pub use postern_dns::ResolverConfig;
 pub use route::{NextHop, RouteConfig, Router, validate as validate_routes};

@@ -15,7 +15,9 @@
 //! - over UDP an answer larger than 512 bytes — or than the EDNS payload size the query
 //!   advertises, if it has an OPT record — is replaced by an empty answer with the TC bit set,
 //!   so that falling back to TCP can be tested; TCP answers are never truncated;
-//! - [`TestDns::servfail`] makes a name answer SERVFAIL whatever records it has.
+//! - [`TestDns::servfail`] makes a name answer SERVFAIL whatever records it has;
+//! - [`TestDns::unresponsive`] makes queries for a name go unanswered (as a dead or
+//!   firewalled authoritative server does), so the resolver times out.
 //!
 //! To query it from a test, build a resolver with [`resolver_for`].
 
@@ -66,6 +68,8 @@ struct State {
     records: HashMap<String, Vec<RData>>,
     /// Names that answer SERVFAIL.
     servfail: HashSet<String>,
+    /// Names whose queries are never answered.
+    silent: HashSet<String>,
     /// Queries received (UDP and TCP) by normalised query name.
     queries: HashMap<String, usize>,
     /// Queries received over TCP by normalised query name.
@@ -171,6 +175,14 @@ impl TestDns {
         self.lock().servfail.insert(key);
     }
 
+    /// Makes every query for `name` (any type) go unanswered, until [`TestDns::remove`].
+    /// The query is still counted.
+    pub fn unresponsive(&self, name: &str) {
+        let key = normalise(name);
+        parse_name(name);
+        self.lock().silent.insert(key);
+    }
+
     /// Forgets every record of `name` and its SERVFAIL mark; it then answers NXDOMAIN.
     /// Query counts are kept.
     pub fn remove(&self, name: &str) {
@@ -178,6 +190,7 @@ impl TestDns {
         let mut state = self.lock();
         state.records.remove(&key);
         state.servfail.remove(&key);
+        state.silent.remove(&key);
     }
 
     /// How many queries (any type, UDP and TCP) arrived for `name` so far.
@@ -360,6 +373,9 @@ fn handle(bytes: &[u8], state: &Mutex<State>, transport: Transport) -> Option<Ve
     if request.metadata.message_type != MessageType::Query {
         return None;
     }
+    if is_silent(&request, state) {
+        return None;
+    }
     let response = respond(&request, state, transport);
     let encoded = response.to_vec().ok()?;
     if transport == Transport::Udp {
@@ -372,6 +388,20 @@ fn handle(bytes: &[u8], state: &Mutex<State>, transport: Transport) -> Option<Ve
         }
     }
     Some(encoded)
+}
+
+/// Counts and swallows a query for an [`TestDns::unresponsive`] name.
+fn is_silent(request: &Message, state: &Mutex<State>) -> bool {
+    let [query] = request.queries.as_slice() else {
+        return false;
+    };
+    let key = normalise(&query.name().to_ascii());
+    let mut state = lock(state);
+    if !state.silent.contains(&key) {
+        return false;
+    }
+    *state.queries.entry(key).or_default() += 1;
+    true
 }
 
 fn respond(request: &Message, state: &Mutex<State>, transport: Transport) -> Message {

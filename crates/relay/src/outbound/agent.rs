@@ -11,8 +11,9 @@ use tracing::{info, warn};
 
 use super::client::{Client, ClientError, Peer, Timeouts};
 use super::config::{OutboundConfig, TlsLevel};
-use super::dns::{Dns, DnsFailure, MxAnswer};
 use super::policy::{Policies, Policy};
+use super::resolve::{Limits, Target};
+use postern_dns::Resolver;
 use postern_tls::client::{PeerVerifier, client_config};
 
 /// Where an SMTP delivery goes.
@@ -28,14 +29,11 @@ pub struct SmtpHop {
 /// Idle connections are kept per next hop and recipient domain (the policy key).
 type PoolKey = (SmtpHop, String);
 
-/// Most addresses tried per delivery attempt.
-const MAX_ADDRESSES: usize = 10;
-
 /// Delivers over SMTP with per-destination TLS policy, connection reuse and limits.
 pub struct SmtpAgent {
     cfg: OutboundConfig,
     helo: String,
-    dns: Dns,
+    dns: Resolver,
     /// Replaced whole on SIGHUP ([`SmtpAgent::replace_policies`]); deliveries in progress
     /// keep the policy they started with.
     policies: std::sync::RwLock<Arc<Policies>>,
@@ -53,7 +51,7 @@ impl std::fmt::Debug for SmtpAgent {
 }
 
 impl SmtpAgent {
-    pub fn new(cfg: OutboundConfig, helo: String, dns: Dns, policies: Policies) -> SmtpAgent {
+    pub fn new(cfg: OutboundConfig, helo: String, dns: Resolver, policies: Policies) -> SmtpAgent {
         SmtpAgent {
             cfg,
             helo,
@@ -77,7 +75,7 @@ impl SmtpAgent {
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
-    pub fn dns(&self) -> &Dns {
+    pub fn dns(&self) -> &Resolver {
         &self.dns
     }
 
@@ -90,94 +88,15 @@ impl SmtpAgent {
         }
     }
 
-    /// The hosts to try for a hop, in order. `Err` is the outcome for every recipient.
-    /// `domain` is the recipient domain: when the hop is that domain's own MX lookup, DNS
-    /// saying "no such domain" is final; for a host named in a `[[route]]` it is a
-    /// configuration problem, so the mail waits instead of bouncing.
-    pub async fn targets(&self, hop: &SmtpHop, domain: &str) -> Result<Vec<Peer>, Outcome> {
-        let port = hop.port.unwrap_or(self.cfg.port);
-        let own_mx = hop.mx && hop.host.eq_ignore_ascii_case(domain);
-        let route_problem = |what: String| {
-            Outcome::Temporary(format!(
-                "4.4.3 {what}; check the [[route]] for {domain} (the mail waits in the queue)"
-            ))
+    /// The hosts to try for a hop, in order, under `[outbound] resolve_timeout` and
+    /// `max_mx_hosts` (see [`super::resolve`]). `Err` is the outcome for every recipient.
+    pub async fn targets(&self, hop: &SmtpHop, domain: &str) -> Result<Vec<Target>, Outcome> {
+        let limits = Limits {
+            port: hop.port.unwrap_or(self.cfg.port),
+            max_mx_hosts: self.cfg.max_mx_hosts,
+            timeout: self.cfg.resolve_timeout.get(),
         };
-        let mut implicit = false;
-        let names: Vec<String> = if hop.mx {
-            match self.dns.mx(&hop.host).await {
-                Ok(MxAnswer::Hosts(h)) => h.into_iter().map(|(_, n)| n).collect(),
-                Ok(MxAnswer::NoMx) | Err(DnsFailure::NoRecords) => {
-                    implicit = true;
-                    vec![hop.host.clone()]
-                }
-                Ok(MxAnswer::NullMx) => {
-                    return Err(Outcome::Permanent(format!(
-                        "556 5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
-                        hop.host
-                    )));
-                }
-                Err(DnsFailure::NotFound) if own_mx => {
-                    return Err(Outcome::Permanent(format!(
-                        "5.1.2 domain {} does not exist (DNS: NXDOMAIN)",
-                        hop.host
-                    )));
-                }
-                Err(DnsFailure::NotFound) => {
-                    return Err(route_problem(format!(
-                        "host {} does not exist in DNS",
-                        hop.host
-                    )));
-                }
-                Err(DnsFailure::Temporary(e)) => {
-                    return Err(Outcome::Temporary(format!(
-                        "4.4.3 DNS lookup of the MX for {} failed: {e}",
-                        hop.host
-                    )));
-                }
-            }
-        } else {
-            vec![hop.host.clone()]
-        };
-        let mut peers = Vec::new();
-        let mut last = String::new();
-        let mut all_missing = true;
-        for name in names {
-            match self.dns.addresses(&name).await {
-                Ok(ips) => peers.extend(ips.into_iter().map(|ip| Peer {
-                    host: name.clone(),
-                    ip,
-                    port,
-                })),
-                Err(DnsFailure::Temporary(e)) => {
-                    all_missing = false;
-                    last = format!("4.4.3 DNS lookup of {name} failed: {e}");
-                }
-                Err(_) => last = format!("4.4.3 host {name} has no address in DNS"),
-            }
-            if peers.len() >= MAX_ADDRESSES {
-                break;
-            }
-        }
-        peers.truncate(MAX_ADDRESSES);
-        if peers.is_empty() {
-            if own_mx && implicit && all_missing {
-                return Err(Outcome::Permanent(format!(
-                    "5.1.2 domain {domain} has no MX and no address in DNS"
-                )));
-            }
-            if !hop.mx && all_missing {
-                return Err(route_problem(format!(
-                    "host {} has no address in DNS",
-                    hop.host
-                )));
-            }
-            return Err(Outcome::Temporary(if last.is_empty() {
-                "4.4.3 no address found".into()
-            } else {
-                last
-            }));
-        }
-        Ok(peers)
+        super::resolve::targets(&self.dns, hop, domain, limits).await
     }
 
     /// Deliver `rcpts` of `msg` (all in `domain`) through `hop`.
@@ -197,6 +116,31 @@ impl SmtpAgent {
                 .clone()
         };
         let _permit = limit.acquire_owned().await.ok();
+        // The clock starts once this attempt may connect: waiting for a connection slot
+        // to the destination is not the destination's fault.
+        let limit = self.cfg.attempt_timeout.get();
+        match tokio::time::timeout(limit, self.attempt(hop, domain, msg, rcpts)).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                let id = msg.envelope.id;
+                let why = format!(
+                    "4.4.2 delivery attempt via {} for {domain} did not finish within [outbound] attempt_timeout ({})",
+                    hop.host, self.cfg.attempt_timeout
+                );
+                warn!(queue_id = %id, "{id}: {why}; the mail waits in the queue");
+                wrap("none", vec![Outcome::Temporary(why); rcpts.len()])
+            }
+        }
+    }
+
+    /// One attempt: a pooled connection, or resolution and the hosts in order.
+    async fn attempt(
+        &self,
+        hop: &SmtpHop,
+        domain: &str,
+        msg: &QueuedMessage,
+        rcpts: &[usize],
+    ) -> Vec<DeliveryOutcome> {
         let policy = self.policies().lookup(domain).clone();
         let nexthop = hop
             .host
@@ -225,7 +169,7 @@ impl SmtpAgent {
             Err(o) => return wrap("none", vec![o; rcpts.len()]),
         };
         let mut last = String::from("4.4.1 no host could be reached");
-        for peer in peers {
+        for Target { peer, .. } in peers {
             match self
                 .session(&peer, &nexthop, &policy, &id.to_string())
                 .await

@@ -1,13 +1,15 @@
-//! The `[outbound]`, `[[outbound.policy]]` and `[resolver]` sections.
+//! The `[outbound]` and `[[outbound.policy]]` sections. (`[resolver]` lives in `postern-dns`;
+//! the re-exports below keep old paths working until the lead removes them, #10.)
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use postern_config::{Duration, KeyPath, Problems};
 use postern_smtp::address::parse_domain;
 use postern_tls::{CertificateConfig, Profile};
 use serde::{Deserialize, Serialize};
+
+pub use postern_dns::{ResolverConfig, validate as validate_resolver};
 
 /// TLS policy levels, in Postfix's names, ordered by what they guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -87,6 +89,18 @@ pub struct OutboundConfig {
     /// How long an idle connection is kept for the next message to the same destination.
     #[serde(default = "d_idle")]
     pub connection_reuse_time: Duration,
+    /// Deadline for resolving a destination: the MX look-up and the addresses of all its
+    /// hosts together.
+    #[serde(default = "d_resolve_timeout")]
+    pub resolve_timeout: Duration,
+    /// Deadline for one whole delivery attempt: resolution, every connection tried and
+    /// the transaction.
+    #[serde(default = "d_attempt_timeout")]
+    pub attempt_timeout: Duration,
+    /// MX host names used per attempt, the most preferred first (Postfix's
+    /// `smtp_mx_address_limit` is the model).
+    #[serde(default = "d_max_mx_hosts")]
+    pub max_mx_hosts: usize,
     /// Per-destination TLS policies.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
@@ -113,6 +127,15 @@ fn d_per_destination() -> usize {
 fn d_idle() -> Duration {
     Duration::secs(10)
 }
+fn d_resolve_timeout() -> Duration {
+    Duration::secs(30)
+}
+fn d_attempt_timeout() -> Duration {
+    Duration::secs(20 * 60)
+}
+fn d_max_mx_hosts() -> usize {
+    5
+}
 
 impl Default for OutboundConfig {
     fn default() -> Self {
@@ -128,6 +151,9 @@ impl Default for OutboundConfig {
             data_timeout: d_data_timeout(),
             max_connections_per_destination: d_per_destination(),
             connection_reuse_time: d_idle(),
+            resolve_timeout: d_resolve_timeout(),
+            attempt_timeout: d_attempt_timeout(),
+            max_mx_hosts: d_max_mx_hosts(),
             policy: Vec::new(),
         }
     }
@@ -166,31 +192,6 @@ pub struct PolicyConfig {
     pub profile: Option<Profile>,
 }
 
-/// `[resolver]`: where DNS questions go.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolverConfig {
-    /// `IP:PORT` of recursive resolvers. Empty: the system's /etc/resolv.conf.
-    #[serde(default)]
-    pub nameservers: Vec<SocketAddr>,
-    /// Per-query timeout.
-    #[serde(default = "d_dns_timeout")]
-    pub timeout: Duration,
-}
-
-fn d_dns_timeout() -> Duration {
-    Duration::secs(5)
-}
-
-impl Default for ResolverConfig {
-    fn default() -> Self {
-        ResolverConfig {
-            nameservers: Vec::new(),
-            timeout: d_dns_timeout(),
-        }
-    }
-}
-
 /// Check `[outbound]` and its policies (files are checked when the policies are loaded).
 pub fn validate(o: &OutboundConfig, p: &mut Problems) {
     let at = KeyPath::of("outbound");
@@ -212,6 +213,7 @@ pub fn validate(o: &OutboundConfig, p: &mut Problems) {
             "must be at least 1",
         );
     }
+    check_deadlines(o, &at, p);
     let mut seen = HashMap::new();
     for (i, pol) in o.policy.iter().enumerate() {
         let at = KeyPath::of("outbound").key("policy").index(i);
@@ -298,12 +300,49 @@ fn check_level(l: TlsLevel, at: &KeyPath, p: &mut Problems) {
     }
 }
 
-/// Check `[resolver]`.
-pub fn validate_resolver(r: &ResolverConfig, p: &mut Problems) {
-    if r.timeout.get() < std::time::Duration::from_millis(100) {
+/// `resolve_timeout`, `attempt_timeout` and `max_mx_hosts`.
+fn check_deadlines(o: &OutboundConfig, at: &KeyPath, p: &mut Problems) {
+    let second = std::time::Duration::from_secs(1);
+    if o.resolve_timeout.get() < second {
+        p.push(at.key("resolve_timeout"), "must be at least 1s");
+    }
+    if o.attempt_timeout.get() < o.resolve_timeout.get().max(second) {
         p.push(
-            KeyPath::of("resolver").key("timeout"),
-            "must be at least 100ms",
+            at.key("attempt_timeout"),
+            format!(
+                "must be at least 1s and at least resolve_timeout ({}): the attempt includes the resolution",
+                o.resolve_timeout
+            ),
         );
+    }
+    if !(1..=MAX_MX_HOSTS).contains(&o.max_mx_hosts) {
+        p.push(
+            at.key("max_mx_hosts"),
+            format!("must be 1 to {MAX_MX_HOSTS}"),
+        );
+    }
+}
+
+/// The largest `max_mx_hosts`: each host name costs DNS look-ups at every attempt.
+pub const MAX_MX_HOSTS: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_and_the_mx_cap_are_checked() {
+        let mut o = OutboundConfig::default();
+        let mut p = Problems::new();
+        validate(&o, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        o.resolve_timeout = Duration::secs(60);
+        o.attempt_timeout = Duration::secs(30);
+        o.max_mx_hosts = 0;
+        let mut p = Problems::new();
+        validate(&o, &mut p);
+        let text = format!("{p:?}");
+        assert!(text.contains("attempt_timeout"), "{text}");
+        assert!(text.contains("max_mx_hosts"), "{text}");
     }
 }

@@ -18,3 +18,4 @@ pub mod config;
 pub mod dns;
 mod metrics;
 pub mod policy;
+pub mod resolve;

@@ -1,0 +1,292 @@
+//! From a next hop to the addresses to try: the MX look-up, then the addresses of the MX
+//! hosts, all under one deadline.
+//!
+//! # Security
+//! A destination's DNS is controlled by whoever owns the recipient domain, and a hostile
+//! or broken one must not hold a delivery slot: at most `[outbound] max_mx_hosts` names
+//! are used, their addresses are looked up concurrently, and the whole resolution ends at
+//! `[outbound] resolve_timeout`. What was found by then is used; if nothing was, the mail
+//! is deferred (`4.4.3`). At most [`MAX_ADDRESSES`] addresses are tried per attempt.
+//!
+//! # Standards
+//! RFC 5321 §5.1 (MX order, implicit MX), RFC 7505 (null MX).
+
+use std::time::Duration;
+
+use std::net::IpAddr;
+
+use postern_dns::{Answer, LookupError, MxAnswer, Resolver, Security};
+use postern_queue::Outcome;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::agent::SmtpHop;
+use super::client::Peer;
+
+/// Most addresses tried per delivery attempt.
+pub const MAX_ADDRESSES: usize = 10;
+
+/// One address to try, with the DNSSEC status of the chain that named it (the weaker of
+/// the MX answer and the address answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub peer: Peer,
+    pub security: Security,
+}
+
+/// A host name and its address answer; `None`: no answer by the deadline.
+type Found = (String, Option<Result<Answer<Vec<IpAddr>>, LookupError>>);
+
+/// The bounds of one resolution.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Port for the hosts found.
+    pub port: u16,
+    /// MX host names used, most preferred first.
+    pub max_mx_hosts: usize,
+    /// Deadline for everything.
+    pub timeout: Duration,
+}
+
+/// The hosts to try for a hop, in order. `Err` is the outcome for every recipient.
+/// `domain` is the recipient domain: when the hop is that domain's own MX lookup, DNS
+/// saying "no such domain" is final; for a host named in a `[[route]]` it is a
+/// configuration problem, so the mail waits instead of bouncing.
+pub async fn targets(
+    dns: &Resolver,
+    hop: &SmtpHop,
+    domain: &str,
+    limits: Limits,
+) -> Result<Vec<Target>, Outcome> {
+    let deadline = Instant::now() + limits.timeout;
+    let own_mx = hop.mx && hop.host.eq_ignore_ascii_case(domain);
+    let (names, implicit, mx_security) = if hop.mx {
+        let mx = tokio::time::timeout_at(deadline, dns.mx(&hop.host))
+            .await
+            .map_err(|_| {
+                Outcome::Temporary(format!(
+                    "4.4.3 DNS lookup of the MX for {} did not finish within [outbound] resolve_timeout ({})",
+                    hop.host,
+                    secs(limits.timeout)
+                ))
+            })?;
+        mx_names(mx, hop, own_mx, domain)?
+    } else {
+        (vec![hop.host.clone()], false, Security::Insecure)
+    };
+    let names: Vec<String> = names.into_iter().take(limits.max_mx_hosts.max(1)).collect();
+    let found = addresses(dns, &names, deadline).await;
+    collect(found, hop, domain, own_mx, implicit, mx_security, limits)
+}
+
+/// The MX host names in order, whether they are the implicit MX, and the MX status.
+fn mx_names(
+    mx: Result<Answer<MxAnswer>, LookupError>,
+    hop: &SmtpHop,
+    own_mx: bool,
+    domain: &str,
+) -> Result<(Vec<String>, bool, Security), Outcome> {
+    match mx {
+        Ok(a) => match a.records {
+            MxAnswer::Hosts(h) => Ok((h.into_iter().map(|(_, n)| n).collect(), false, a.security)),
+            MxAnswer::NoMx => Ok((vec![hop.host.clone()], true, a.security)),
+            MxAnswer::NullMx => Err(Outcome::Permanent(format!(
+                "556 5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
+                hop.host
+            ))),
+        },
+        Err(LookupError::NoRecords) => Ok((vec![hop.host.clone()], true, Security::Insecure)),
+        Err(LookupError::NotFound) if own_mx => Err(Outcome::Permanent(format!(
+            "5.1.2 domain {} does not exist (DNS: NXDOMAIN)",
+            hop.host
+        ))),
+        Err(LookupError::NotFound) => Err(route_problem(
+            domain,
+            &format!("host {} does not exist in DNS", hop.host),
+        )),
+        Err(LookupError::Temporary(e)) => Err(Outcome::Temporary(format!(
+            "4.4.3 DNS lookup of the MX for {} failed: {e}",
+            hop.host
+        ))),
+    }
+}
+
+/// The address answer of each name, in the order of `names`; `None`: no answer by the
+/// deadline. The look-ups run concurrently; those unfinished at the deadline are dropped.
+async fn addresses(dns: &Resolver, names: &[String], deadline: Instant) -> Vec<Found> {
+    let mut set = JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let (dns, name) = (dns.clone(), name.clone());
+        set.spawn(async move { (i, dns.addresses(&name).await) });
+    }
+    let mut results: Vec<Found> = names.iter().map(|n| (n.clone(), None)).collect();
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+        if let Ok((i, r)) = joined
+            && let Some(slot) = results.get_mut(i)
+        {
+            slot.1 = Some(r);
+        }
+    }
+    // Dropping the set aborts the look-ups still running.
+    results
+}
+
+/// Peers in MX order from the address answers, or the outcome when there are none.
+fn collect(
+    found: Vec<Found>,
+    hop: &SmtpHop,
+    domain: &str,
+    own_mx: bool,
+    implicit: bool,
+    mx_security: Security,
+    limits: Limits,
+) -> Result<Vec<Target>, Outcome> {
+    let mut peers = Vec::new();
+    let mut last = String::new();
+    let mut all_missing = true;
+    let mut unanswered = 0usize;
+    let total = found.len();
+    for (name, r) in found {
+        match r {
+            Some(Ok(a)) => peers.extend(a.records.into_iter().map(|ip| Target {
+                peer: Peer {
+                    host: name.clone(),
+                    ip,
+                    port: limits.port,
+                },
+                security: mx_security.min(a.security),
+            })),
+            Some(Err(LookupError::Temporary(e))) => {
+                all_missing = false;
+                last = format!("4.4.3 DNS lookup of {name} failed: {e}");
+            }
+            Some(Err(_)) => last = format!("4.4.3 host {name} has no address in DNS"),
+            None => {
+                all_missing = false;
+                unanswered += 1;
+            }
+        }
+    }
+    peers.truncate(MAX_ADDRESSES);
+    if !peers.is_empty() {
+        return Ok(peers);
+    }
+    if unanswered > 0 {
+        return Err(Outcome::Temporary(format!(
+            "4.4.3 no address found for the mail exchangers of {}: {unanswered} of {total} host look-ups did not finish within [outbound] resolve_timeout ({}){}",
+            hop.host,
+            secs(limits.timeout),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!("; also: {last}")
+            }
+        )));
+    }
+    if own_mx && implicit && all_missing {
+        return Err(Outcome::Permanent(format!(
+            "5.1.2 domain {domain} has no MX and no address in DNS"
+        )));
+    }
+    if !hop.mx && all_missing {
+        return Err(route_problem(
+            domain,
+            &format!("host {} has no address in DNS", hop.host),
+        ));
+    }
+    Err(Outcome::Temporary(if last.is_empty() {
+        "4.4.3 no address found".into()
+    } else {
+        last
+    }))
+}
+
+fn route_problem(domain: &str, what: &str) -> Outcome {
+    Outcome::Temporary(format!(
+        "4.4.3 {what}; check the [[route]] for {domain} (the mail waits in the queue)"
+    ))
+}
+
+/// `3s`, `1m30s`: a duration as the configuration writes it.
+fn secs(d: Duration) -> postern_config::Duration {
+    postern_config::Duration(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop() -> SmtpHop {
+        SmtpHop {
+            host: "example.test".into(),
+            port: None,
+            mx: true,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            port: 25,
+            max_mx_hosts: 5,
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    fn found(name: &str, ip: Option<&str>) -> Found {
+        let answer = ip.map(|ip| {
+            Ok(Answer {
+                records: vec![ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))],
+                security: Security::Insecure,
+                valid_until: std::time::Instant::now(),
+            })
+        });
+        (name.to_string(), answer)
+    }
+
+    #[test]
+    fn answered_hosts_are_used_in_mx_order_when_others_time_out() {
+        let got = collect(
+            vec![
+                found("mx1.example.test", None),
+                found("mx2.example.test", Some("192.0.2.2")),
+                found("mx3.example.test", Some("192.0.2.3")),
+            ],
+            &hop(),
+            "example.test",
+            true,
+            false,
+            Security::Insecure,
+            limits(),
+        );
+        let hosts: Vec<String> = got
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.peer.host)
+            .collect();
+        assert_eq!(hosts, ["mx2.example.test", "mx3.example.test"]);
+    }
+
+    #[test]
+    fn nothing_answered_by_the_deadline_is_a_deferral_naming_the_deadline() {
+        let got = collect(
+            vec![
+                found("mx1.example.test", None),
+                found("mx2.example.test", None),
+            ],
+            &hop(),
+            "example.test",
+            true,
+            false,
+            Security::Insecure,
+            limits(),
+        );
+        match got {
+            Err(Outcome::Temporary(why)) => {
+                assert!(why.starts_with("4.4.3 "), "{why}");
+                assert!(why.contains("2 of 2"), "{why}");
+                assert!(why.contains("resolve_timeout (3s)"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
