@@ -9,8 +9,8 @@
 #     CA and the name mx.postern.test).
 # (b) Postern -> Postfix: the same Postfix instance receives mail for partner.test with
 #     smtpd_tls_security_level = encrypt and smtpd_tls_req_ccert = yes (it verifies the
-#     client certificate against the test CA). Until Postern's outbound relay exists,
-#     swaks first stands in for Postern as the client, then Postern itself relays.
+#     client certificate against the test CA). swaks first checks the Postfix side
+#     alone (with Postern's client certificate), then Postern's outbound relay sends.
 #
 # POSTERN_BIN overrides the binary (default: target/debug/postern in the repository).
 # Postfix (and swaks, openssl) are installed with apt-get when missing; the system
@@ -321,8 +321,7 @@ EOF
 }
 
 # ======================================================================================
-# write_postern_b: Postern as the SENDING side of direction (b), as the outbound relay is
-# expected to be configured (draft spec; adjust here when the relay lands).
+# write_postern_b: Postern as the SENDING side of direction (b).
 #
 # The route's next hop is the IP literal [127.0.0.1], so "nexthop" would be 127.0.0.1,
 # which Postfix's certificate (SAN mx.partner.test only) does not carry. The policy
