@@ -101,3 +101,31 @@ postfix_install_quietly() {
         postfix stop >/dev/null 2>&1 || true
     fi
 }
+
+# --- a suite around one private instance -------------------------------------------------
+# The suite keeps PF_ETC and PF_SPOOL (its instance), POSTFIX_STARTED (1 once started),
+# WORK (its temporary directory), COMPLETED (1 once every test ran), the counters PASSED
+# and FAILED, and POSTERN_PGIDS (lib/harness.sh).
+
+# stop_postfix: stop the suite's instance, if it was started.
+stop_postfix() {
+    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
+    POSTFIX_STARTED=0
+    postfix_stop "$PF_ETC" "$PF_SPOOL"
+}
+
+# postfix_suite_cleanup NAME: the EXIT trap: stop Postern and Postfix, remove WORK, count
+# an unfinished run as a failure, print "N passed, M failed" and exit 0 only if M is 0.
+postfix_suite_cleanup() {
+    set +e
+    stop_posterns
+    stop_postfix
+    [ -n "$WORK" ] && rm -rf -- "$WORK"
+    if [ "$COMPLETED" -ne 1 ]; then
+        FAILED=$((FAILED + 1))
+        echo "not ok - $1 harness stopped before all tests ran"
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ] && exit 0
+    exit 1
+}

@@ -43,28 +43,8 @@ POSTERN_PGIDS=()
 # shellcheck source=../lib/postfix.sh
 . "$INTEROP_DIR/lib/postfix.sh"
 
-# --- cleanup (always): stop Postfix and Postern, remove the temp dir, print the summary --
-
-stop_postfix() {
-    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
-    POSTFIX_STARTED=0
-    postfix_stop "$PF_ETC" "$PF_SPOOL"
-}
-
-cleanup() {
-    set +e
-    stop_posterns
-    stop_postfix
-    [ -n "$WORK" ] && rm -rf -- "$WORK"
-    if [ "$COMPLETED" -ne 1 ]; then
-        FAILED=$((FAILED + 1))
-        echo "not ok - postfix interop harness stopped before all tests ran"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ] && exit 0
-    exit 1
-}
-trap cleanup EXIT
+# Always: stop Postfix and Postern, remove the temp dir, print the summary.
+trap 'postfix_suite_cleanup "postfix interop"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -38,26 +38,8 @@ POSTERN_PGIDS=()
 # shellcheck source=../lib/postfix.sh
 . "$INTEROP_DIR/lib/postfix.sh"
 
-stop_postfix() {
-    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
-    POSTFIX_STARTED=0
-    postfix_stop "$PF_ETC" "$PF/spool"
-}
-
-cleanup() {
-    set +e
-    stop_posterns
-    stop_postfix
-    [ -n "$WORK" ] && rm -rf -- "$WORK"
-    if [ "$COMPLETED" -ne 1 ]; then
-        FAILED=$((FAILED + 1))
-        echo "not ok - tls interop harness stopped before all tests ran"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ] && exit 0
-    exit 1
-}
-trap cleanup EXIT
+# Always: stop Postfix and Postern, remove the temp dir, print the summary.
+trap 'postfix_suite_cleanup "tls interop"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -86,6 +68,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-tls.XXXXXX")
 chmod 755 "$WORK"
 CA="$WORK/ca"
 PF="$WORK/postfix"
+PF_SPOOL="$PF/spool"
 PF_ETC="$PF/etc"
 PF_LOG="$PF/postfix.log"
 PN="$WORK/postern"
