@@ -305,7 +305,7 @@ async fn bouncing_server(dns: &TestDns, next: &FakeSmtp, sign_domain: Option<&st
 dkim = "off"
 {sign}"#,
     );
-    let text = relaying_config(&state, &next, &dns, &auth);
+    let text = relaying_config(&state, next, dns, &auth);
     let s = TestServer::start_with(dir, &text).await;
     let mut c = client(&s).await;
     let from = "alice@local.test";
