@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::{SmtpClient, TestServer};
@@ -128,35 +129,8 @@ async fn relayed_mail_is_signed_rsa_and_ed25519_and_verifies_at_the_next_hop() {
     dns.add_txt("_dmarc.example.org", "v=DMARC1; p=reject");
     let next = FakeSmtp::start(FakeOpts::default()).await;
     let state = dir.path().join("state");
-    let text = format!(
-        r#"
-[server]
-hostname = "mx.postern.test"
-state_dir = "{state}"
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[relay]
-local_domains = ["local.test"]
-trusted_networks = ["127.0.0.0/8"]
-
-[[route]]
-domain = "local.test"
-next_hop = "maildir:mail"
-
-[[route]]
-domain = "remote.test"
-next_hop = "smtp:[127.0.0.1]:{port}"
-
-[outbound]
-tls = "none"
-
-[resolver]
-nameservers = ["{dns}"]
-
-[auth]
-spf = "tag"
+    let auth = format!(
+        r#"spf = "tag"
 dkim = "verify"
 
 [[auth.dkim_sign]]
@@ -170,12 +144,10 @@ selector = "e1"
 key = "{ed}"
 algorithm = "ed25519-sha256"
 "#,
-        state = state.display(),
-        port = next.addr.port(),
-        dns = dns.addr(),
         rsa = rsa.path.display(),
         ed = ed.path.display(),
     );
+    let text = relaying_config(&state, &next, &dns, &auth);
     let s = TestServer::start_with(dir, &text).await;
     let mut c = client(&s).await;
     // From a subdomain: signed with the parent's keys. Another domain: never signed.
@@ -300,6 +272,18 @@ async fn quarantine_hold_keeps_the_message_for_the_operator() {
     assert_eq!(s.queued(), 0);
 }
 
+/// Loopback trusted, remote.test relayed to `next` without TLS, DNS from `dns`, and
+/// `auth` as the body of `[auth]`.
+fn relaying_config(state: &Path, next: &FakeSmtp, dns: &TestDns, auth: &str) -> String {
+    let rest = format!(
+        "[[route]]\ndomain = \"remote.test\"\nnext_hop = \"smtp:[127.0.0.1]:{}\"\n\n\
+         [outbound]\ntls = \"none\"\n\n[resolver]\nnameservers = [\"{}\"]\n\n[auth]\n{auth}",
+        next.addr.port(),
+        dns.addr()
+    );
+    common::config_text(state, "", r#"trusted_networks = ["127.0.0.0/8"]"#, &rest)
+}
+
 /// A server that signs for `sign_domain` (when given) and relays remote.test to a next hop
 /// that refuses every recipient, so mail from alice@local.test bounces to her Maildir.
 async fn bouncing_server(dns: &TestDns, next: &FakeSmtp, sign_domain: Option<&str>) -> TestServer {
@@ -316,41 +300,12 @@ async fn bouncing_server(dns: &TestDns, next: &FakeSmtp, sign_domain: Option<&st
             rsa.path.display()
         );
     }
-    let text = format!(
-        r#"
-[server]
-hostname = "mx.postern.test"
-state_dir = "{state}"
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[relay]
-local_domains = ["local.test"]
-trusted_networks = ["127.0.0.0/8"]
-
-[[route]]
-domain = "local.test"
-next_hop = "maildir:mail"
-
-[[route]]
-domain = "remote.test"
-next_hop = "smtp:[127.0.0.1]:{port}"
-
-[outbound]
-tls = "none"
-
-[resolver]
-nameservers = ["{dns}"]
-
-[auth]
-spf = "off"
+    let auth = format!(
+        r#"spf = "off"
 dkim = "off"
 {sign}"#,
-        state = state.display(),
-        port = next.addr.port(),
-        dns = dns.addr(),
     );
+    let text = relaying_config(&state, next, dns, &auth);
     let s = TestServer::start_with(dir, &text).await;
     let mut c = client(&s).await;
     let from = "alice@local.test";

@@ -24,25 +24,8 @@ fn closed_port() -> u16 {
 /// flush makes a second attempt happen within the test.
 async fn server(remote: u16, dead: u16) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[server]
-hostname = "mx.postern.test"
-state_dir = "{state}"
-
-[[listener]]
-address = "127.0.0.1:0"
-mode = "plain"
-
-[relay]
-local_domains = ["local.test"]
-trusted_networks = ["127.0.0.0/8"]
-
-[[route]]
-domain = "local.test"
-next_hop = "maildir:mail"
-
-[[route]]
+    let rest = format!(
+        r#"[[route]]
 domain = "remote.test"
 next_hop = "smtp:[127.0.0.1]:{remote}"
 
@@ -58,8 +41,13 @@ retry = ["1h"]
 
 [outbound]
 connect_timeout = "2s"
-"#,
-        state = dir.path().join("state").display()
+"#
+    );
+    let text = common::config_text(
+        &dir.path().join("state"),
+        r#"mode = "plain""#,
+        r#"trusted_networks = ["127.0.0.0/8"]"#,
+        &rest,
     );
     TestServer::start_with(dir, &text).await
 }

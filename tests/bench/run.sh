@@ -23,18 +23,18 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (a private Postfix instance needs it)" >&2; exit 1; }
 
+# shellcheck source=../interop/lib/harness.sh
+. "$ROOT/tests/interop/lib/harness.sh"
+# shellcheck source=../interop/lib/postfix.sh
+. "$ROOT/tests/interop/lib/postfix.sh"
+
 # --- tools ------------------------------------------------------------------------------
 need=()
 [ -x /usr/sbin/smtp-source ] && [ -x /usr/lib/postfix/sbin/master ] || need+=(postfix)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 if [ "${#need[@]}" -gt 0 ]; then
-    echo "bench: installing ${need[*]} ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    # The package must not leave a system instance running.
-    postfix stop >/dev/null 2>&1 || true
+    postfix_install_quietly bench "${need[@]}"
 fi
 
 if [ "$SMOKE" -eq 1 ]; then
@@ -66,7 +66,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SINK=$(free_port); PN=$(free_port); PF=$(free_port)
 wait_port() {
     for _ in $(seq 200); do
-        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null && return 0
+        port_open "$1" && return 0
         sleep 0.05
     done
     echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
@@ -112,29 +112,14 @@ mkdir -p "$PF_ETC" "$WORK/postfix/spool" "$WORK/postfix/data"
 chown postfix "$WORK/postfix/data"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=mx.bench.test \
     -keyout "$PF_ETC/key.pem" -out "$PF_ETC/cert.pem" >/dev/null 2>&1
-cat >"$PF_ETC/main.cf" <<EOF
-compatibility_level = 3.6
-config_directory = $PF_ETC
-queue_directory = $WORK/postfix/spool
-data_directory = $WORK/postfix/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = $WORK/postfix/log
-maillog_file_prefixes = $WORK
+{
+    postfix_main_cf "$PF_ETC" "$WORK/postfix/spool" "$WORK/postfix/data" "$WORK/postfix/log" "$WORK"
+    cat <<EOF
 myhostname = mx-postfix.bench.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$SINK
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-smtpd_peername_lookup = no
 smtp_tls_security_level = may
 smtpd_tls_security_level = may
 smtpd_tls_chain_files = $PF_ETC/key.pem, $PF_ETC/cert.pem
-alias_maps =
-alias_database =
 # A fair comparison: no artificial client slow-down, room for every connection.
 in_flow_delay = 0
 smtpd_error_sleep_time = 0
@@ -144,29 +129,8 @@ smtpd_client_connection_rate_limit = 0
 smtpd_client_message_rate_limit = 0
 default_destination_concurrency_limit = 50
 EOF
-cat >"$PF_ETC/master.cf" <<EOF
-127.0.0.1:$PF inet n - n - - smtpd
-pickup     unix  n - n 60   1 pickup
-cleanup    unix  n - n -    0 cleanup
-qmgr       unix  n - n 300  1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n -    - trivial-rewrite
-bounce     unix  - - n -    0 bounce
-defer      unix  - - n -    0 bounce
-trace      unix  - - n -    0 bounce
-verify     unix  - - n -    1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n -    - proxymap
-smtp       unix  - - n -    - smtp
-relay      unix  - - n -    - smtp
-showq      unix  n - n -    - showq
-error      unix  - - n -    - error
-retry      unix  - - n -    - error
-discard    unix  - - n -    - discard
-anvil      unix  - - n -    1 anvil
-scache     unix  - - n -    1 scache
-postlog    unix-dgram n - n - 1 postlogd
-EOF
+} >"$PF_ETC/main.cf"
+postfix_master_cf "127.0.0.1:$PF inet n - n - - smtpd" >"$PF_ETC/master.cf"
 if ! out=$(postfix -c "$PF_ETC" start 2>&1); then echo "bench: Postfix did not start: $out" >&2; cat "$WORK/postfix/log" >&2 2>/dev/null || true; exit 1; fi
 wait_port "$PF"
 wait_port "$PN"

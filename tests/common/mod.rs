@@ -17,15 +17,13 @@ pub struct TestServer {
     pub running: Option<postern::Running>,
 }
 
-impl TestServer {
-    /// Start with one starttls listener (plus `listener_extra` TOML lines in it) and
-    /// `rest` appended to the config. Local domain: local.test, delivered to Maildirs in
-    /// `state/mail`; 10.0.0.0/8 trusted (so loopback is NOT trusted by default).
-    pub async fn start(listener_extra: &str, rest: &str) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let text = format!(
-            r#"
+/// The configuration the end-to-end tests share: host name mx.postern.test, `state` as
+/// the state directory, one listener on 127.0.0.1:0 (plus `listener_extra` lines), local
+/// domain local.test delivered to Maildirs in `state/mail`, `relay_extra` lines in
+/// `[relay]`, and `rest` appended.
+pub fn config_text(state: &Path, listener_extra: &str, relay_extra: &str, rest: &str) -> String {
+    format!(
+        r#"
 [server]
 hostname = "mx.postern.test"
 state_dir = "{state}"
@@ -36,7 +34,7 @@ address = "127.0.0.1:0"
 
 [relay]
 local_domains = ["local.test"]
-trusted_networks = ["10.0.0.0/8"]
+{relay_extra}
 
 [[route]]
 domain = "local.test"
@@ -44,8 +42,19 @@ next_hop = "maildir:mail"
 
 {rest}
 "#,
-            state = state.display()
-        );
+        state = state.display()
+    )
+}
+
+impl TestServer {
+    /// Start with one starttls listener (plus `listener_extra` TOML lines in it) and
+    /// `rest` appended to the config. Local domain: local.test, delivered to Maildirs in
+    /// `state/mail`; 10.0.0.0/8 trusted (so loopback is NOT trusted by default).
+    pub async fn start(listener_extra: &str, rest: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let relay = r#"trusted_networks = ["10.0.0.0/8"]"#;
+        let text = config_text(&state, listener_extra, relay, rest);
         Self::start_with(dir, &text).await
     }
 

@@ -20,6 +20,9 @@ LOCAL_DOMAIN=interop.test
 DELIVERY_WAIT=15   # seconds to wait for a message to reach its Maildir
 PEER_TIMEOUT=30    # seconds any single peer command may run
 
+# shellcheck source=lib/harness.sh
+. "$SCRIPT_DIR/lib/harness.sh"
+
 # --- prerequisites -------------------------------------------------------------------
 
 if [ ! -x "$BIN" ]; then
@@ -43,18 +46,7 @@ install_missing() {
         echo "interop: missing ${need[*]}; run as root so they can be installed with apt-get" >&2
         exit 1
     fi
-    echo "interop: installing ${need[*]} ..."
-    local apt_log
-    apt_log=$(mktemp)
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get update -qq >"$apt_log" 2>&1 \
-        || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >>"$apt_log" 2>&1; then
-        echo "interop: apt-get could not install ${need[*]}:" >&2
-        tail -n 20 "$apt_log" >&2
-        rm -f "$apt_log"
-        exit 1
-    fi
-    rm -f "$apt_log"
+    apt_install interop "${need[@]}"
 }
 install_missing
 
@@ -89,20 +81,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Three distinct free ports on 127.0.0.1, held open together while they are chosen.
-pick_ports() {
-    python3 - <<'PY'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
 write_config() {
     cat >"$CFG" <<EOF
 # Written by tests/interop/run.sh

@@ -9,8 +9,8 @@
 #     CA and the name mx.postern.test).
 # (b) Postern -> Postfix: the same Postfix instance receives mail for partner.test with
 #     smtpd_tls_security_level = encrypt and smtpd_tls_req_ccert = yes (it verifies the
-#     client certificate against the test CA). Until Postern's outbound relay exists,
-#     swaks first stands in for Postern as the client, then Postern itself relays.
+#     client certificate against the test CA). swaks first checks the Postfix side
+#     alone (with Postern's client certificate), then Postern's outbound relay sends.
 #
 # POSTERN_BIN overrides the binary (default: target/debug/postern in the repository).
 # Postfix (and swaks, openssl) are installed with apt-get when missing; the system
@@ -38,93 +38,19 @@ PF_ETC=
 POSTFIX_STARTED=0
 POSTERN_PGIDS=()
 
-# --- results ---------------------------------------------------------------------------
+# shellcheck source=../lib/harness.sh
+. "$INTEROP_DIR/lib/harness.sh"
+# shellcheck source=../lib/postfix.sh
+. "$INTEROP_DIR/lib/postfix.sh"
 
-ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-skip() { SKIPPED=$((SKIPPED + 1)); echo "skip - $1"; }
-
-# not_ok NAME DETAIL...: a failed test, with its details as "#" comment lines.
-not_ok() {
-    local name=$1
-    shift
-    FAILED=$((FAILED + 1))
-    echo "not ok - $name"
-    local d
-    for d in "$@"; do
-        printf '%s\n' "$d" | sed 's/\r$//; s/^/#   /'
-    done
-}
-
-# --- cleanup (always): stop Postfix and Postern, remove the temp dir, print the summary --
-
-stop_postfix() {
-    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
-    POSTFIX_STARTED=0
-    timeout 30 postfix -c "$PF_ETC" stop >/dev/null 2>&1 || true
-    # If "postfix stop" could not do it, end our own master by the pid in its pid file.
-    local pidfile="$WORK/postfix/spool/pid/master.pid" pid
-    if [ -f "$pidfile" ]; then
-        pid=$(tr -d ' \n' <"$pidfile" 2>/dev/null || true)
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-}
-
-# Each Postern runs as the leader of its own process group (setsid), with the
-# loopback-dns wrapper in the same group: the group id is the id we started.
-stop_posterns() {
-    local g
-    for g in "${POSTERN_PGIDS[@]}"; do
-        kill -TERM -- "-$g" 2>/dev/null || continue
-        for _ in $(seq 50); do
-            kill -0 -- "-$g" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$g" 2>/dev/null || true
-    done
-    POSTERN_PGIDS=()
-    wait 2>/dev/null || true
-}
-
-cleanup() {
-    set +e
-    stop_posterns
-    stop_postfix
-    [ -n "$WORK" ] && rm -rf -- "$WORK"
-    if [ "$COMPLETED" -ne 1 ]; then
-        FAILED=$((FAILED + 1))
-        echo "not ok - postfix interop harness stopped before all tests ran"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ] && exit 0
-    exit 1
-}
-trap cleanup EXIT
+# Always: stop Postfix and Postern, remove the temp dir, print the summary.
+trap 'postfix_suite_cleanup "postfix interop"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- prerequisites ---------------------------------------------------------------------
 
-# The binary may be being rebuilt: wait a little for it to reappear.
-for _ in $(seq 60); do
-    [ -x "$BIN" ] && break
-    sleep 1
-done
-if [ ! -x "$BIN" ]; then
-    echo "postfix-interop: postern binary not found at $BIN (run 'cargo build' or set POSTERN_BIN)" >&2
-    exit 1
-fi
-
-# The system Postfix's master, if one runs, by the pid file of the default instance.
-system_postfix_pid() {
-    local f=/var/spool/postfix/pid/master.pid pid
-    [ -f "$f" ] || return 1
-    pid=$(tr -d ' \n' <"$f" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
-}
+wait_for_binary postfix-interop "$BIN"
 
 install_missing() {
     local need=()
@@ -141,31 +67,7 @@ install_missing() {
         echo "postfix-interop: missing ${need[*]}; run as root so they can be installed" >&2
         exit 1
     fi
-    local was_running=0
-    system_postfix_pid >/dev/null && was_running=1
-    echo "postfix-interop: installing ${need[*]} ..." >&2
-    local apt_log
-    apt_log=$(mktemp)
-    export DEBIAN_FRONTEND=noninteractive
-    # "No configuration": the package writes no main.cf and starts no system instance.
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    if ! apt-get update -qq >"$apt_log" 2>&1 \
-        || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >>"$apt_log" 2>&1; then
-        echo "postfix-interop: apt-get could not install ${need[*]}:" >&2
-        tail -n 20 "$apt_log" >&2
-        rm -f "$apt_log"
-        exit 1
-    fi
-    rm -f "$apt_log"
-    # Should the package's maintainer scripts have started the system instance, stop it:
-    # only the private instance below may run.
-    if [ "$was_running" -eq 0 ] && system_postfix_pid >/dev/null; then
-        echo "postfix-interop: stopping the system Postfix that the package started" >&2
-        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-            systemctl stop postfix >/dev/null 2>&1 || true
-        fi
-        postfix stop >/dev/null 2>&1 || true
-    fi
+    postfix_install_quietly postfix-interop "${need[@]}"
 }
 install_missing
 
@@ -183,21 +85,6 @@ POSTFIX_VERSION=$(postconf -d -h mail_version 2>/dev/null || echo unknown)
 # Every third-party peer runs with DNS confined to loopback and a hard time limit.
 peer() {
     timeout --kill-after=5 "$PEER_TIMEOUT" "$LOOPBACK_DNS" "$@"
-}
-
-# Distinct free ports on 127.0.0.1, held open together while they are chosen.
-pick_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
 }
 
 # --- layout ------------------------------------------------------------------------------
@@ -321,8 +208,7 @@ EOF
 }
 
 # ======================================================================================
-# write_postern_b: Postern as the SENDING side of direction (b), as the outbound relay is
-# expected to be configured (draft spec; adjust here when the relay lands).
+# write_postern_b: Postern as the SENDING side of direction (b).
 #
 # The route's next hop is the IP literal [127.0.0.1], so "nexthop" would be 127.0.0.1,
 # which Postfix's certificate (SAN mx.partner.test only) does not carry. The policy
@@ -384,39 +270,21 @@ start_postern() {
 # --- the private Postfix instance -----------------------------------------------------
 
 write_postfix() {
-    cat >"$PF_ETC/main.cf" <<EOF
-# Written by tests/interop/postfix/run.sh: a private instance, started with
-# "postfix -c $PF_ETC start". Nothing here touches /etc/postfix.
-compatibility_level = 3.6
-config_directory = $PF_ETC
-queue_directory = $PF_SPOOL
-data_directory = $PF_DATA
-mail_owner = postfix
-setgid_group = postdrop
+    {
+        echo "# Written by tests/interop/postfix/run.sh: a private instance, started with"
+        echo "# \"postfix -c $PF_ETC start\". Nothing here touches /etc/postfix."
+        postfix_main_cf "$PF_ETC" "$PF_SPOOL" "$PF_DATA" "$PF_LOG" "$WORK"
+        cat <<EOF
 syslog_name = postfix-interop
-maillog_file = $PF_LOG
-maillog_file_prefixes = $WORK
-
 myhostname = mx.partner.test
 mydomain = partner.test
 myorigin = partner.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
 append_dot_mydomain = no
 biff = no
-
-# No DNS, ever: IP-literal next hops, native (files) lookups, no client name lookups.
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
 lmtp_host_lookup = native
-smtpd_peername_lookup = no
 
 # No local delivery: partner.test is a virtual mailbox domain, every address of it
 # delivered to one Maildir, $VMAIL/partner/.
-alias_maps =
-alias_database =
 local_recipient_maps =
 local_transport = error:5.1.1 no local delivery in this instance
 virtual_mailbox_domains = partner.test
@@ -450,6 +318,7 @@ minimal_backoff_time = 10s
 maximal_backoff_time = 20s
 queue_run_delay = 10s
 EOF
+    } >"$PF_ETC/main.cf"
 
     cat >"$PF_ETC/tls_policy" <<EOF
 [127.0.0.1]:$PA_PORT secure match=mx.postern.test
@@ -459,34 +328,11 @@ EOF
 badname.postern.test smtp:[127.0.0.1]:$PA_BADNAME_PORT
 EOF
 
-    # service type private unpriv chroot wakeup maxproc command
-    cat >"$PF_ETC/master.cf" <<EOF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup     unix  n - n 60   1 pickup
-cleanup    unix  n - n -    0 cleanup
-qmgr       unix  n - n 300  1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n -    - trivial-rewrite
-bounce     unix  - - n -    0 bounce
-defer      unix  - - n -    0 bounce
-trace      unix  - - n -    0 bounce
-verify     unix  - - n -    1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n -    - proxymap
-proxywrite unix  - - n -    1 proxymap
-smtp       unix  - - n -    - smtp
-relay      unix  - - n -    - smtp
-showq      unix  n - n -    - showq
-error      unix  - - n -    - error
-retry      unix  - - n -    - error
-discard    unix  - - n -    - discard
-local      unix  - n n -    - local
-virtual    unix  - n n -    - virtual
-lmtp       unix  - - n -    - lmtp
-anvil      unix  - - n -    1 anvil
-scache     unix  - - n -    1 scache
-postlog    unix-dgram n - n - 1 postlogd
-EOF
+    postfix_master_cf "127.0.0.1:$PF_PORT inet n - n - - smtpd" \
+        "proxywrite unix  - - n -    1 proxymap" \
+        "local      unix  - n n -    - local" \
+        "virtual    unix  - n n -    - virtual" \
+        "lmtp       unix  - - n -    - lmtp" >"$PF_ETC/master.cf"
 }
 
 t_postfix_start() {

@@ -33,68 +33,17 @@ PF_ETC=
 POSTFIX_STARTED=0
 POSTERN_PGIDS=()
 
-ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-skip() { echo "skip - $1"; }
-not_ok() {
-    local name=$1
-    shift
-    FAILED=$((FAILED + 1))
-    echo "not ok - $name"
-    local d
-    for d in "$@"; do printf '%s\n' "$d" | sed 's/\r$//; s/^/#   /'; done
-}
+# shellcheck source=../lib/harness.sh
+. "$INTEROP_DIR/lib/harness.sh"
+# shellcheck source=../lib/postfix.sh
+. "$INTEROP_DIR/lib/postfix.sh"
 
-stop_postfix() {
-    [ "$POSTFIX_STARTED" -eq 1 ] || return 0
-    POSTFIX_STARTED=0
-    timeout 30 postfix -c "$PF_ETC" stop >/dev/null 2>&1 || true
-    local pidfile="$WORK/postfix/spool/pid/master.pid" pid
-    if [ -f "$pidfile" ]; then
-        pid=$(tr -d ' \n' <"$pidfile" 2>/dev/null || true)
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-}
-
-stop_posterns() {
-    local g
-    for g in "${POSTERN_PGIDS[@]}"; do
-        kill -TERM -- "-$g" 2>/dev/null || continue
-        for _ in $(seq 50); do
-            kill -0 -- "-$g" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$g" 2>/dev/null || true
-    done
-    POSTERN_PGIDS=()
-    wait 2>/dev/null || true
-}
-
-cleanup() {
-    set +e
-    stop_posterns
-    stop_postfix
-    [ -n "$WORK" ] && rm -rf -- "$WORK"
-    if [ "$COMPLETED" -ne 1 ]; then
-        FAILED=$((FAILED + 1))
-        echo "not ok - tls interop harness stopped before all tests ran"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ] && exit 0
-    exit 1
-}
-trap cleanup EXIT
+# Always: stop Postfix and Postern, remove the temp dir, print the summary.
+trap 'postfix_suite_cleanup "tls interop"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for _ in $(seq 60); do
-    [ -x "$BIN" ] && break
-    sleep 1
-done
-[ -x "$BIN" ] || { echo "tls-interop: postern binary not found at $BIN" >&2; exit 1; }
+wait_for_binary tls-interop "$BIN"
 if [ "$(id -u)" -ne 0 ]; then
     echo "tls-interop: must run as root (private Postfix instance, loopback DNS namespace)" >&2
     exit 1
@@ -108,43 +57,18 @@ install_missing() {
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v setsid >/dev/null 2>&1 || need+=(util-linux)
     [ "${#need[@]}" -eq 0 ] && return 0
-    echo "tls-interop: installing ${need[*]} ..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    local log
-    log=$(mktemp)
-    if ! apt-get update -qq >"$log" 2>&1 \
-        || ! apt-get install -y -qq --no-install-recommends "${need[@]}" >>"$log" 2>&1; then
-        echo "tls-interop: apt-get could not install ${need[*]}:" >&2
-        tail -n 20 "$log" >&2
-        rm -f "$log"
-        exit 1
-    fi
-    rm -f "$log"
+    postfix_install_quietly tls-interop "${need[@]}"
 }
 install_missing
 TESTSSL=$(command -v testssl || command -v testssl.sh)
 
 peer() { timeout --kill-after=5 "$PEER_TIMEOUT" "$LOOPBACK_DNS" "$@"; }
 
-pick_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-tls.XXXXXX")
 chmod 755 "$WORK"
 CA="$WORK/ca"
 PF="$WORK/postfix"
+PF_SPOOL="$PF/spool"
 PF_ETC="$PF/etc"
 PF_LOG="$PF/postfix.log"
 PN="$WORK/postern"
@@ -215,28 +139,13 @@ ok "postern starts under ncsc-suite-b with a partner-required listener"
 # --- (1) Postfix with a client certificate -------------------------------------------
 write_postfix() {
     local with_cert=$1
-    cat >"$PF_ETC/main.cf" <<EOF
-compatibility_level = 3.6
-config_directory = $PF_ETC
-queue_directory = $PF/spool
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
+    {
+        postfix_main_cf "$PF_ETC" "$PF/spool" "$PF/data" "$PF_LOG" "$WORK"
+        cat <<EOF
 syslog_name = postfix-tls-interop
-maillog_file = $PF_LOG
-maillog_file_prefixes = $WORK
 myhostname = mx.partner.test
 mydomain = partner.test
 myorigin = partner.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-smtpd_peername_lookup = no
-alias_maps =
-alias_database =
 local_recipient_maps =
 relayhost = [127.0.0.1]:$PN_PORT
 smtp_tls_security_level = secure
@@ -247,32 +156,12 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 10s
 queue_run_delay = 5s
 EOF
+    } >"$PF_ETC/main.cf"
     if [ "$with_cert" = yes ]; then
         printf 'smtp_tls_cert_file = %s\nsmtp_tls_key_file = %s\n' "$CA/client-chain.pem" "$CA/client.key" >>"$PF_ETC/main.cf"
     fi
     echo "[127.0.0.1]:$PN_PORT secure match=mx.postern.test" >"$PF_ETC/tls_policy"
-    cat >"$PF_ETC/master.cf" <<EOF
-pickup     unix  n - n 60   1 pickup
-cleanup    unix  n - n -    0 cleanup
-qmgr       unix  n - n 300  1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n -    - trivial-rewrite
-bounce     unix  - - n -    0 bounce
-defer      unix  - - n -    0 bounce
-trace      unix  - - n -    0 bounce
-verify     unix  - - n -    1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n -    - proxymap
-smtp       unix  - - n -    - smtp
-relay      unix  - - n -    - smtp
-showq      unix  n - n -    - showq
-error      unix  - - n -    - error
-retry      unix  - - n -    - error
-discard    unix  - - n -    - discard
-anvil      unix  - - n -    1 anvil
-scache     unix  - - n -    1 scache
-postlog    unix-dgram n - n - 1 postlogd
-EOF
+    postfix_master_cf >"$PF_ETC/master.cf"
 }
 
 inject() {
