@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postern_smtp::client::{Capabilities, Reply, ReplyParser};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,16 +19,11 @@ use crate::{ScanError, Target};
 /// Per network step.
 const STEP: Duration = Duration::from_secs(15);
 
-/// An SMTP reply: code and text lines.
-#[derive(Debug, Clone)]
-pub struct SmtpReply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-async fn read_reply<S: AsyncRead + Unpin>(s: &mut S) -> Result<SmtpReply, ScanError> {
-    let mut buf = Vec::new();
-    let mut lines = Vec::new();
+/// Read one reply with the shared, bounded parser of `postern_smtp::client`, one octet at
+/// a time: after the `220` to STARTTLS the next bytes are the server's TLS records, and
+/// none of them may be taken here.
+async fn read_reply<S: AsyncRead + Unpin>(s: &mut S) -> Result<Reply, ScanError> {
+    let mut parser = ReplyParser::new();
     loop {
         let mut b = [0u8; 1];
         let n = timeout(STEP, s.read(&mut b))
@@ -37,24 +33,11 @@ async fn read_reply<S: AsyncRead + Unpin>(s: &mut S) -> Result<SmtpReply, ScanEr
         if n == 0 {
             return Err(ScanError::Smtp("the server closed the connection".into()));
         }
-        if b[0] != b'\n' {
-            if buf.len() < 4096 {
-                buf.push(b[0]);
-            }
-            continue;
-        }
-        let line = String::from_utf8_lossy(&buf)
-            .trim_end_matches('\r')
-            .to_string();
-        buf.clear();
-        let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line.get(4..).unwrap_or("").to_string());
-        if let (Some(code), true) = (code, last) {
-            return Ok(SmtpReply { code, lines });
-        }
-        if code.is_none() || lines.len() > 100 {
-            return Err(ScanError::Smtp(format!("not an SMTP reply: {line:?}")));
+        let f = parser
+            .feed(&b)
+            .map_err(|e| ScanError::Smtp(format!("not an SMTP reply: {e}")))?;
+        if let Some(r) = f.reply {
+            return Ok(r);
         }
     }
 }
@@ -87,11 +70,7 @@ pub async fn open(t: &Target) -> Result<TcpStream, ScanError> {
     }
     let greeting = read_reply(&mut tcp).await?;
     if greeting.code != 220 {
-        return Err(ScanError::Smtp(format!(
-            "greeting was {} {}",
-            greeting.code,
-            greeting.lines.join(" ")
-        )));
+        return Err(ScanError::Smtp(format!("greeting was {greeting}")));
     }
     let name = ehlo_name(&tcp);
     send(&mut tcp, &format!("EHLO {name}")).await?;
@@ -99,19 +78,13 @@ pub async fn open(t: &Target) -> Result<TcpStream, ScanError> {
     if ehlo.code != 250 {
         return Err(ScanError::Smtp(format!("EHLO answered {}", ehlo.code)));
     }
-    if !ehlo.lines.iter().any(|l| {
-        l.eq_ignore_ascii_case("STARTTLS") || l.to_ascii_uppercase().starts_with("STARTTLS ")
-    }) {
+    if !Capabilities::from_reply(&ehlo).starttls {
         return Err(ScanError::NoStartTls);
     }
     send(&mut tcp, "STARTTLS").await?;
     let r = read_reply(&mut tcp).await?;
     if r.code != 220 {
-        return Err(ScanError::Smtp(format!(
-            "STARTTLS answered {} {}",
-            r.code,
-            r.lines.join(" ")
-        )));
+        return Err(ScanError::Smtp(format!("STARTTLS answered {r}")));
     }
     Ok(tcp)
 }
@@ -263,14 +236,14 @@ pub async fn handshake(
         // Implicit TLS: the greeting comes now.
         match read_reply(&mut tls).await {
             Ok(r) if r.code == 220 => Ok(()),
-            Ok(r) => Err(format!("greeting {} {}", r.code, r.lines.join(" "))),
+            Ok(r) => Err(format!("greeting {r}")),
             Err(e) => Err(e.to_string()),
         }
     } else {
         match send(&mut tls, "EHLO tls-check.invalid").await {
             Ok(()) => match read_reply(&mut tls).await {
                 Ok(r) if r.code == 250 => Ok(()),
-                Ok(r) => Err(format!("EHLO answered {} {}", r.code, r.lines.join(" "))),
+                Ok(r) => Err(format!("EHLO answered {r}")),
                 Err(e) => Err(e.to_string()),
             },
             Err(e) => Err(e.to_string()),

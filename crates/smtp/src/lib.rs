@@ -5,6 +5,8 @@
 //! - [`reply`]: replies with enhanced status codes (RFC 3463) and their wire form.
 //! - [`data`]: the DATA reader (dot-unstuffing, strict `CRLF.CRLF`, size and line limits).
 //! - [`bdat`]: the BDAT (CHUNKING, RFC 3030) content checker.
+//! - [`client`]: the client side: a bounded reply parser and EHLO capabilities.
+//! - [`enhanced`]: enhanced status codes (RFC 3463) as a type.
 //!
 //! # Security
 //! Everything here is reachable by any network peer. No function panics on any input, no
@@ -19,10 +21,12 @@
 
 pub mod address;
 pub mod bdat;
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod dsn;
 pub mod encode;
+pub mod enhanced;
 pub mod reply;
 
 pub use address::{Address, Domain, ForwardPath, ReversePath};
@@ -30,6 +34,7 @@ pub use bdat::BdatReader;
 pub use command::{BodyType, Command, CommandError, MailParams, RcptParams};
 pub use data::{ContentError, DataReader, Feed};
 pub use encode::DataEncoder;
+pub use enhanced::EnhancedCode;
 pub use reply::Reply;
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.

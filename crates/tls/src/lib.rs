@@ -22,6 +22,7 @@ mod resolver;
 pub mod selfsigned;
 mod server;
 pub mod store;
+pub mod stream;
 pub mod x509;
 
 pub use clientauth::{ClientCertPolicy, PresentedCert};
@@ -30,6 +31,7 @@ pub use profiles::provider;
 pub use resolver::{CertResolver, LoadedCert, read_chain};
 pub use server::{ClientAuth, TlsSummary, server_config, server_config_with, summarize};
 pub use store::{ReloadReport, TlsStore};
+pub use stream::MaybeTls;
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::server::TlsStream;
 

@@ -30,6 +30,8 @@ fn targets() -> Vec<(&'static str, Target)> {
         ("queue_record", targets::queue_record),
         ("x509", targets::x509),
         ("server_hello", targets::server_hello),
+        ("reply", targets::reply),
+        ("ehlo", targets::ehlo),
     ]
 }
 

@@ -168,3 +168,82 @@ pub fn x509(data: &[u8]) {
 pub fn server_hello(data: &[u8]) {
     let _ = postern_scan::hello::parse_flight(data);
 }
+
+/// Every reply the client-side parser returns, from one feed or another.
+type Replies = (
+    Vec<(postern_smtp::client::Reply, usize)>,
+    Option<postern_smtp::client::ReplyError>,
+);
+
+/// Read every reply in `input`, fed `step` octets at a time. Each reply comes with the
+/// offset in `input` just after it.
+fn feed_replies(input: &[u8], step: usize) -> Replies {
+    let mut p = postern_smtp::client::ReplyParser::new();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for chunk in input.chunks(step.max(1)) {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            match p.feed(&chunk[pos..]) {
+                Ok(f) => {
+                    assert!(f.consumed <= chunk.len() - pos, "consumed more than given");
+                    assert!(f.consumed > 0 || f.reply.is_some(), "no progress");
+                    pos += f.consumed;
+                    if let Some(r) = f.reply {
+                        out.push((r, offset + pos));
+                    }
+                }
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        offset += chunk.len();
+    }
+    (out, None)
+}
+
+/// The client-side reply parser (what hostile servers send): never panics; fed whole or in
+/// pieces it finds the same replies and the same error; every reply ends at a line end,
+/// has a 2xx-5xx code, at most 100 lines, and text without CR, LF or NUL.
+pub fn reply(input: &[u8]) {
+    let whole = feed_replies(input, input.len());
+    let split = input.first().map(|&b| usize::from(b) % 17 + 1).unwrap_or(1);
+    for step in [1, 3, split] {
+        assert_eq!(feed_replies(input, step), whole, "chunking changed the result");
+    }
+    for (r, end) in &whole.0 {
+        assert!((200..600).contains(&r.code), "{r:?}");
+        assert!(!r.lines.is_empty() && r.lines.len() <= 100, "{r:?}");
+        assert_eq!(input.get(end - 1), Some(&b'\n'), "reply not ended by LF");
+        let shown = r.to_string();
+        assert!(
+            !shown.contains(['\r', '\n', '\0']),
+            "control character in {shown:?}"
+        );
+        if let Some(e) = r.enhanced {
+            assert_eq!(u16::from(e.class), r.code / 100);
+        }
+    }
+}
+
+/// EHLO capabilities: never panic; what is kept is bounded and well formed.
+pub fn ehlo(input: &[u8]) {
+    let from_text: Vec<String> = String::from_utf8_lossy(input)
+        .split('\n')
+        .map(str::to_string)
+        .collect();
+    let mut all = vec![postern_smtp::client::Capabilities::from_lines(&from_text)];
+    if let Ok(Some((r, _))) = postern_smtp::client::ReplyParser::parse_one(input) {
+        all.push(postern_smtp::client::Capabilities::from_reply(&r));
+    }
+    for c in all {
+        assert!(c.auth.len() <= postern_smtp::client::ehlo::MAX_AUTH_MECHANISMS);
+        for m in &c.auth {
+            assert!(!m.is_empty() && m.len() <= 20 && *m == m.to_ascii_uppercase());
+        }
+        for e in &c.other {
+            assert!(!e.keyword.is_empty() && e.keyword == e.keyword.to_ascii_uppercase());
+            assert!(c.offers(&e.keyword));
+        }
+        assert!(c.size_limit().is_none_or(|n| n > 0));
+    }
+}

@@ -53,12 +53,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let Some(config) = self.ctx.tls.clone() else {
             return false;
         };
-        let plain = match std::mem::replace(&mut self.conn.stream, Stream::Upgrading) {
-            Stream::Plain(s) => s,
-            other => {
-                self.conn.stream = other;
-                return false;
-            }
+        let Some(plain) = self.conn.stream.take_plain() else {
+            return false;
         };
         let accept = TlsAcceptor::from(config).accept(plain);
         match tokio::time::timeout(self.command_timeout(), accept).await {
@@ -80,7 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         .unwrap_or_default()
                 );
                 self.client_cert = presented;
-                self.conn.stream = Stream::Tls(Box::new(tls));
+                self.conn.stream = Stream::tls(tls);
                 self.tls = Some(summary);
                 // RFC 3207 §4.2: forget everything learnt before TLS.
                 self.helo = None;

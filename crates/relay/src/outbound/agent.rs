@@ -9,7 +9,7 @@ use rustls::crypto::CryptoProvider;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use super::client::{Client, Peer, Timeouts};
+use super::client::{Client, ClientError, Peer, Timeouts};
 use super::config::{OutboundConfig, TlsLevel};
 use super::dns::{Dns, DnsFailure, MxAnswer};
 use super::policy::{Policies, Policy};
@@ -244,7 +244,7 @@ impl SmtpAgent {
                 },
                 Err(e) => {
                     warn!(queue_id = %id, "{id}: {e}; trying the next host if any");
-                    last = e;
+                    last = e.to_string();
                 }
             }
         }
@@ -258,7 +258,7 @@ impl SmtpAgent {
         nexthop: &str,
         policy: &Policy,
         id: &str,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, SessionError> {
         let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
         c.hello(&self.helo).await?;
         if policy.level == TlsLevel::None {
@@ -268,10 +268,11 @@ impl SmtpAgent {
             if policy.level.mandatory() {
                 c.quit().await;
                 super::metrics::policy_failure(nexthop, policy.level.as_str());
-                return Err(format!(
-                    "4.7.4 TLS is required for {nexthop} (policy {}), but host {peer} did not offer STARTTLS",
-                    policy.level.as_str()
-                ));
+                return Err(SessionError::NoStartTls {
+                    nexthop: nexthop.to_string(),
+                    level: policy.level.as_str(),
+                    peer: peer.clone(),
+                });
             }
             info!(queue_id = %id, "no TLS to {peer}: STARTTLS not offered (policy may: continuing in plaintext)");
             return Ok(c);
@@ -288,15 +289,16 @@ impl SmtpAgent {
             &peer.host,
         ));
         let config = client_config(provider, verifier.clone(), policy.client_cert.as_ref())
-            .map_err(|e| format!("4.7.5 TLS client configuration: {e}"))?;
+            .map_err(SessionError::TlsConfig)?;
         // A server may refuse us only after the handshake (TLS 1.3 client certificates):
         // count a failure of the EHLO that follows as a TLS failure too.
-        let mut result = c.starttls(config).await;
-        if result.is_ok()
-            && let Err(e) = c.hello(&self.helo).await
-        {
-            result = Err(format!("the TLS session failed after the handshake: {e}"));
-        }
+        let result = match c.starttls(config).await {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => c
+                .hello(&self.helo)
+                .await
+                .map_err(|e| format!("the TLS session failed after the handshake: {e}")),
+        };
         match result {
             Ok(()) => {
                 let trust = match verifier.outcome() {
@@ -315,10 +317,12 @@ impl SmtpAgent {
                 };
                 if policy.level.mandatory() {
                     super::metrics::policy_failure(nexthop, policy.level.as_str());
-                    return Err(format!(
-                        "4.7.5 TLS with {peer} failed for {nexthop} (policy {}): {why}",
-                        policy.level.as_str()
-                    ));
+                    return Err(SessionError::TlsFailed {
+                        peer: peer.clone(),
+                        nexthop: nexthop.to_string(),
+                        level: policy.level.as_str(),
+                        why,
+                    });
                 }
                 warn!(queue_id = %id, "TLS with {peer} failed ({why}); policy may: retrying in plaintext");
                 let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
@@ -354,6 +358,31 @@ impl SmtpAgent {
             list.push((Instant::now(), c));
         }
     }
+}
+
+/// Why no usable session with a host came about. The texts become the recipients'
+/// temporary outcome when no other host does better.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(
+        "4.7.4 TLS is required for {nexthop} (policy {level}), but host {peer} did not offer STARTTLS"
+    )]
+    NoStartTls {
+        nexthop: String,
+        level: &'static str,
+        peer: Peer,
+    },
+    #[error("4.7.5 TLS client configuration: {0}")]
+    TlsConfig(postern_tls::TlsError),
+    #[error("4.7.5 TLS with {peer} failed for {nexthop} (policy {level}): {why}")]
+    TlsFailed {
+        peer: Peer,
+        nexthop: String,
+        level: &'static str,
+        why: String,
+    },
 }
 
 fn wrap(relay: &str, outcomes: Vec<Outcome>) -> Vec<DeliveryOutcome> {
