@@ -46,7 +46,9 @@ fn ok(name: &str) -> Vec<Reply> {
 }
 
 fn err(name: &str) -> ReplyError {
-    replies(name).1.unwrap_or_else(|| panic!("{name}: no error"))
+    replies(name)
+        .1
+        .unwrap_or_else(|| panic!("{name}: no error"))
 }
 
 fn codes(r: &[Reply]) -> Vec<u16> {
@@ -65,7 +67,10 @@ fn postfix() {
     let kw: Vec<&str> = c.other.iter().map(|e| e.keyword.as_str()).collect();
     assert_eq!(kw, ["VRFY", "ETRN"]);
     assert_eq!(r[4].enhanced, EnhancedCode::new(5, 1, 1));
-    assert!(r[4].message().starts_with("<nobody@example.net>: Recipient address rejected"));
+    assert!(
+        r[4].message()
+            .starts_with("<nobody@example.net>: Recipient address rejected")
+    );
     assert_eq!(r[2].enhanced, EnhancedCode::new(2, 0, 0));
 }
 
@@ -109,7 +114,11 @@ fn microsoft() {
     let c = Capabilities::from_reply(&r[1]);
     assert_eq!(c.auth, ["NTLM", "LOGIN"]);
     assert_eq!(c.size_limit(), Some(37_748_736));
-    let x = c.other.iter().find(|e| e.keyword == "X-EXPS").expect("X-EXPS");
+    let x = c
+        .other
+        .iter()
+        .find(|e| e.keyword == "X-EXPS")
+        .expect("X-EXPS");
     assert_eq!(x.params, ["GSSAPI", "NTLM"]);
     assert!(c.offers("x-anonymoustls") && c.offers("XRDST"));
 }
@@ -143,7 +152,10 @@ fn multi_line_banner() {
 fn bare_lf_is_tolerated() {
     let r = ok("bare-lf.txt");
     assert_eq!(codes(&r), [220, 250, 250]);
-    assert_eq!(Capabilities::from_reply(&r[1]).size_limit(), Some(1_000_000));
+    assert_eq!(
+        Capabilities::from_reply(&r[1]).size_limit(),
+        Some(1_000_000)
+    );
     assert_eq!(r[0].lines[0], "legacy.example.org SMTP ready");
 }
 

@@ -4,8 +4,10 @@
 //! STARTTLS is used when offered, without verifying the certificate: the peer is this
 //! host's own daemon at the configured address, and an unprivileged user cannot read the
 //! daemon's certificate files to pin them. The handshake signature is still checked.
-//! Replies are bounded ([`MAX_REPLY`]); the content goes through [`DataEncoder`], so a
-//! stray `.` line or bare CR/LF cannot end DATA early.
+//! Replies are read by the shared, bounded client-side parser of the SMTP codec
+//! ([`ReplyParser`]: line, line count and size limits, sanitised text), and EHLO by its
+//! [`Capabilities`]; the content goes through [`DataEncoder`], so a stray `.` line or
+//! bare CR/LF cannot end DATA early.
 //!
 //! # Standards
 //! RFC 5321 (client side, dot-stuffing §4.5.2), RFC 3207 (STARTTLS), RFC 8314 (implicit
@@ -17,14 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_smtp::DataEncoder;
+use postern_smtp::client::{Capabilities, Reply, ReplyError, ReplyParser};
 
 use crate::error::status;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per reply; the end-of-data reply waits for the daemon's fsync.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest reply (all lines) read from the daemon.
-pub const MAX_REPLY: usize = 64 * 1024;
 
 /// Where to submit: what `sendmail` needs from the configuration, and nothing more
 /// (no certificate or key is read).
@@ -67,11 +68,17 @@ pub enum Failure {
     /// The TLS handshake (or setting it up) failed.
     #[error("cannot submit to the local mail daemon: TLS: {0}")]
     Tls(String),
-    /// The daemon's answer is not SMTP.
+    /// The session went wrong (connection lost, data before the TLS handshake).
     #[error("cannot submit to the local mail daemon: {0}")]
     Protocol(String),
+    /// The daemon's answer is not an SMTP reply.
+    #[error("cannot submit to the local mail daemon: malformed reply: {0}")]
+    Malformed(#[from] ReplyError),
     /// An unexpected reply at some step.
-    #[error("the local mail daemon refused {step} (nothing was sent):\n{}", reply.text)]
+    #[error(
+        "the local mail daemon refused {step} (nothing was sent):\n{}",
+        lines(reply)
+    )]
     Reply { step: String, reply: Reply },
 }
 
@@ -89,11 +96,14 @@ impl Failure {
     }
 }
 
-/// A server reply: its code and every line as received.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub code: u16,
-    pub text: String,
+/// A reply as the daemon sent it: `CODE text`, one line each.
+fn lines(reply: &Reply) -> String {
+    reply
+        .lines
+        .iter()
+        .map(|l| format!("{} {l}", reply.code))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 enum Stream {
@@ -127,7 +137,9 @@ impl Write for Stream {
 
 struct Client {
     stream: Option<Stream>,
+    /// Received and not yet given to the parser.
     buf: Vec<u8>,
+    parser: ReplyParser,
 }
 
 fn protocol(e: impl std::fmt::Display) -> Failure {
@@ -148,14 +160,14 @@ impl Client {
             .map_err(Failure::Io)
     }
 
-    fn line(&mut self) -> Result<String, Failure> {
+    fn reply(&mut self) -> Result<Reply, Failure> {
         loop {
-            if let Some(n) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=n).collect();
-                return Ok(String::from_utf8_lossy(&line).trim_end().to_string());
-            }
-            if self.buf.len() > MAX_REPLY {
-                return Err(protocol("reply line too long"));
+            if !self.buf.is_empty() {
+                let fed = self.parser.feed(&self.buf)?;
+                self.buf.drain(..fed.consumed);
+                if let Some(reply) = fed.reply {
+                    return Ok(reply);
+                }
             }
             let mut chunk = [0u8; 4096];
             let n = self.stream()?.read(&mut chunk).map_err(Failure::Io)?;
@@ -166,34 +178,13 @@ impl Client {
         }
     }
 
-    fn reply(&mut self) -> Result<Reply, Failure> {
-        let mut text = String::new();
-        loop {
-            let line = self.line()?;
-            if text.len() > MAX_REPLY {
-                return Err(protocol("reply too long"));
-            }
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let Some(code) = code.filter(|c| (200..600).contains(c)) else {
-                return Err(protocol(format!("malformed reply {line:?}")));
-            };
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(Reply { code, text });
-            }
-        }
-    }
-
     /// Send a command (unless empty) and expect a reply of class `want`xx.
     fn command(&mut self, cmd: &str, step: &str, want: u16) -> Result<Reply, Failure> {
         if !cmd.is_empty() {
             self.send(format!("{cmd}\r\n").as_bytes())?;
         }
         let reply = self.reply()?;
-        if reply.code / 100 == want {
+        if reply.class() == want {
             Ok(reply)
         } else {
             Err(Failure::Reply {
@@ -204,7 +195,7 @@ impl Client {
     }
 
     fn start_tls(&mut self, hostname: &str, ip: IpAddr) -> Result<(), Failure> {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || self.parser.in_reply() {
             return Err(protocol("data received before the TLS handshake"));
         }
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
@@ -234,15 +225,6 @@ impl Client {
     }
 }
 
-/// Whether an EHLO reply offers `ext`.
-fn offers(r: &Reply, ext: &str) -> bool {
-    r.text.lines().skip(1).any(|l| {
-        l.get(4..)
-            .and_then(|s| s.split_whitespace().next())
-            .is_some_and(|w| w.eq_ignore_ascii_case(ext))
-    })
-}
-
 /// Submit one message over SMTP; `Ok` only on a 2xx reply to the end of data.
 pub fn submit(
     target: &Target,
@@ -263,19 +245,20 @@ pub fn submit(
     let mut c = Client {
         stream: Some(Stream::Plain(tcp)),
         buf: Vec::new(),
+        parser: ReplyParser::new(),
     };
     if target.implicit_tls {
         c.start_tls(hostname, addr.ip())?;
     }
     c.command("", "the connection (greeting)", 2)?;
     let ehlo = format!("EHLO {hostname}");
-    let mut caps = c.command(&ehlo, "EHLO", 2)?;
-    if !target.implicit_tls && offers(&caps, "STARTTLS") {
+    let mut caps = Capabilities::from_reply(&c.command(&ehlo, "EHLO", 2)?);
+    if !target.implicit_tls && caps.starttls {
         c.command("STARTTLS", "STARTTLS", 2)?;
         c.start_tls(hostname, addr.ip())?;
-        caps = c.command(&ehlo, "EHLO", 2)?;
+        caps = Capabilities::from_reply(&c.command(&ehlo, "EHLO", 2)?);
     }
-    let body8 = if message.iter().any(|&b| b >= 0x80) && offers(&caps, "8BITMIME") {
+    let body8 = if message.iter().any(|&b| b >= 0x80) && caps.eight_bit_mime {
         " BODY=8BITMIME"
     } else {
         ""
@@ -302,6 +285,74 @@ pub fn submit(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    /// A scripted server on 127.0.0.1: for each (expected command prefix, reply), read a
+    /// line that starts with the prefix (none for the greeting) and send the reply bytes.
+    fn scripted(script: Vec<(&'static str, &'static [u8])>) -> Target {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            for (expect, reply) in script {
+                if !expect.is_empty() {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    assert!(line.starts_with(expect), "{line:?}, wanted {expect}");
+                }
+                w.write_all(reply).unwrap();
+            }
+        });
+        Target {
+            listen,
+            implicit_tls: false,
+            hostname: "h.test".into(),
+        }
+    }
+
+    #[test]
+    fn multi_line_refusal_is_quoted_whole_and_mapped_to_its_status() {
+        let t = scripted(vec![
+            ("", b"220-mx.test ESMTP\r\n220 welcome\r\n"),
+            (
+                "EHLO h.test",
+                b"250-mx.test\r\n250-8BITMIME\r\n250 SIZE 1000\r\n",
+            ),
+            ("MAIL FROM:<a@h.test> BODY=8BITMIME", b"250 ok\r\n"),
+            (
+                "RCPT TO:<b@x.test>",
+                b"550-5.7.1 relaying denied\r\n550 5.7.1 see the docs\r\n",
+            ),
+        ]);
+        let e = submit(&t, "a@h.test", &["b@x.test".into()], "\u{e9}".as_bytes()).unwrap_err();
+        assert_eq!(e.exit_code(), status::UNAVAILABLE);
+        let text = e.to_string();
+        assert!(
+            text.ends_with("recipient <b@x.test> (nothing was sent):\n550 5.7.1 relaying denied\n550 5.7.1 see the docs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_replies_are_a_temporary_failure() {
+        for bad in [
+            &b"220-ok\r\n250 changed code\r\n"[..],
+            b"22 short\r\n",
+            b"220 a\0b\r\n",
+        ] {
+            let t = scripted(vec![("", bad)]);
+            let e = submit(&t, "a@h.test", &["b@x.test".into()], b"x").unwrap_err();
+            assert!(matches!(e, Failure::Malformed(_)), "{e:?}");
+            assert_eq!(e.exit_code(), status::TEMPFAIL);
+        }
+        let t = scripted(vec![("", &[b'2'; 8192][..])]);
+        let e = submit(&t, "a@h.test", &["b@x.test".into()], b"x").unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+    }
 
     #[test]
     fn unspecified_addresses_map_to_loopback() {

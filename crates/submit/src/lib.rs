@@ -61,7 +61,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use args::{Options, SendmailArgs, parse_classic};
-pub use client::{Failure, Reply, Target, submit, submit_address};
+pub use client::{Failure, Target, submit, submit_address};
 pub use error::{ConfigProblem, SendmailError, UsageError, status};
 
 use message::{Context, prepare, read_message};

@@ -208,7 +208,11 @@ pub fn reply(input: &[u8]) {
     let whole = feed_replies(input, input.len());
     let split = input.first().map(|&b| usize::from(b) % 17 + 1).unwrap_or(1);
     for step in [1, 3, split] {
-        assert_eq!(feed_replies(input, step), whole, "chunking changed the result");
+        assert_eq!(
+            feed_replies(input, step),
+            whole,
+            "chunking changed the result"
+        );
     }
     for (r, end) in &whole.0 {
         assert!((200..600).contains(&r.code), "{r:?}");
