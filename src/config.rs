@@ -116,7 +116,28 @@ pub struct Loaded {
 
 /// Load and fully validate: from `path`, or the built-in default when `None`.
 pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<ConfigError>> {
-    let (name, source) = match path {
+    let (name, source) = read(path)?;
+    load_str(&name, &source)
+}
+
+/// Parse only: the syntax and the types of every value are checked, but no file the
+/// configuration names (certificates, private keys, DKIM keys, CAs) is opened and nothing
+/// across sections is validated. For commands run by ordinary users that need only a
+/// value or two (`postern sendmail`: the first listener), where the daemon's private key
+/// files are, rightly, unreadable. Never start the daemon from this.
+pub fn parse_only(path: Option<&Path>) -> Result<Loaded, Vec<ConfigError>> {
+    let (name, source) = read(path)?;
+    let config: Config = parse_toml(&name, &source).map_err(|e| vec![e])?;
+    Ok(Loaded {
+        config,
+        name,
+        source,
+    })
+}
+
+/// The configuration text and its name for errors: `path`, or the built-in default.
+fn read(path: Option<&Path>) -> Result<(String, String), Vec<ConfigError>> {
+    Ok(match path {
         Some(p) => {
             let name = p.display().to_string();
             match std::fs::read_to_string(p) {
@@ -133,8 +154,7 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<ConfigError>> {
             }
         }
         None => (EMBEDDED_NAME.to_string(), EMBEDDED_DEFAULT.to_string()),
-    };
-    load_str(&name, &source)
+    })
 }
 
 /// Load and validate configuration text.

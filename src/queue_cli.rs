@@ -471,6 +471,7 @@ fn show_text(d: &MessageDetail) -> String {
             let _ = writeln!(out, "      result: {}", r.reason);
         }
     }
+    out.push_str(&d.digest.text());
     let _ = writeln!(out, "Headers:");
     for line in d.headers.lines() {
         let _ = writeln!(out, "  {line}");

@@ -331,3 +331,29 @@ async fn a_second_daemon_on_the_same_queue_is_refused() {
     assert!(err.contains("another postern process"), "{err}");
     s.stop().await;
 }
+
+/// `queue show` reads the headers with mail-parser: the Subject and From as a person
+/// reads them (encoded words decoded), a terminal escape hidden in an encoded word made
+/// harmless; the raw header section is still shown below.
+#[tokio::test(flavor = "multi_thread")]
+async fn show_decodes_subject_and_from() {
+    let s = server(closed_port(), closed_port()).await;
+    let id = send(
+        &s,
+        "alice@local.test",
+        "bob@remote.test",
+        "=?utf-8?q?Caf=C3=A9_=1B=5B2J_menu?=",
+    )
+    .await;
+    deferred(&s, &id).await;
+    let show = ok(&s, &["show", &id]).await;
+    assert!(show.contains("\nSubject:    Café ?[2J menu\n"), "{show}");
+    assert!(show.contains("\nFrom:       alice@local.test\n"), "{show}");
+    assert!(!show.contains('\x1b'), "{show}");
+    assert!(
+        show.contains("  Subject: =?utf-8?q?Caf=C3=A9_=1B=5B2J_menu?="),
+        "{show}"
+    );
+    let j = json(&ok(&s, &["show", "--json", &id]).await);
+    assert_eq!(j["digest"]["subject"], "Café ?[2J menu");
+}

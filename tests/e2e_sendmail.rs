@@ -189,3 +189,62 @@ async fn no_daemon_is_a_temporary_failure() {
     assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL");
     assert!(text(&out.stderr).contains("cannot submit"));
 }
+
+/// Issue #11 item 12: an ordinary user cannot read the daemon's certificate and DKIM keys
+/// (they must be private). Submission needs only the listener address, so sendmail must
+/// not open them: here they do not even exist, and the message still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_although_key_files_cannot_be_read() {
+    let (s, cfg) = server().await;
+    let mut config = std::fs::read_to_string(&cfg).unwrap();
+    config.push_str(
+        "\n[[tls.certificate]]\nchain = \"/nonexistent/postern/chain.pem\"\n\
+         key = \"/nonexistent/postern/key.pem\"\n\n\
+         [[auth.dkim_sign]]\ndomain = \"local.test\"\nselector = \"s1\"\n\
+         key = \"/nonexistent/postern/dkim.pem\"\n",
+    );
+    std::fs::write(&cfg, config).unwrap();
+    // The full load (the daemon's) refuses this configuration ...
+    let check = run_program(
+        Path::new(env!("CARGO_BIN_EXE_postern")),
+        &["check-config", "-c", cfg.to_str().unwrap()],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(check.status.code(), Some(2), "{}", text(&check.stderr));
+    // ... but sendmail reads only what it needs from it.
+    let out = sendmail(&cfg, &["-i", "user@local.test"], "Subject: keys\n\nbody\n").await;
+    ok(&out);
+    let m = text(&s.wait_delivered("user", 1).await[0]);
+    assert!(m.contains("Subject: keys\r\n"), "{m}");
+}
+
+/// `-t` with the address forms real mail programs write: a group, quoted commas, comments,
+/// an encoded-word name, a folded Bcc; every recipient gets it, the Bcc does not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_reads_groups_encoded_names_and_folded_bcc() {
+    let (s, cfg) = server().await;
+    let out = sendmail(
+        &cfg,
+        &["-t", "-i", "-f", "sender@local.test"],
+        "To: Team: \"Doe, J\" <a@local.test>, b@local.test (Bee, the second);\n\
+         Cc: =?utf-8?q?M=C3=BCller=2C_C?= <c@local.test>\n\
+         Bcc: \"Hidden, D\" <d@local.test>,\n\t=?utf-8?b?w4lsZW5h?= <e@local.test>\n\
+         Subject: group\n\nbody\n",
+    )
+    .await;
+    ok(&out);
+    for user in ["a", "b", "c", "d", "e"] {
+        let m = text(&s.wait_delivered(user, 1).await[0]);
+        let content = text(&common::strip_trace(m.as_bytes()).1);
+        assert!(!content.contains("Hidden"), "{user}: {m}");
+        assert!(!content.contains("e@local.test"), "{user}: {m}");
+        assert!(
+            content.contains(
+                "\r\nCc: =?utf-8?q?M=C3=BCller=2C_C?= <c@local.test>\r\nSubject: group\r\n"
+            ),
+            "{user}: {m}"
+        );
+    }
+}

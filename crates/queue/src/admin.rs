@@ -33,8 +33,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::record::RcptStatus;
+
+mod digest;
 use crate::spool::sync_dir;
 use crate::{QueueId, QueuedMessage, Spool, unix_now};
+pub use digest::HeaderDigest;
 
 /// Longest header section `show` returns.
 const MAX_SHOWN_HEADERS: u64 = 64 << 10;
@@ -121,6 +124,9 @@ pub struct MessageDetail {
     pub dsn: Vec<Option<String>>,
     /// The header section of the message as it will be delivered (Received first).
     pub headers: String,
+    /// From, To, Subject ... decoded for a person (mail-parser).
+    #[serde(default)]
+    pub digest: HeaderDigest,
     pub path: PathBuf,
 }
 
@@ -183,7 +189,9 @@ impl Spool {
             ));
         }
         let m = self.read_at(id, place)?;
-        let headers = read_headers(&m).map_err(|e| format!("{id}: cannot read: {e}"))?;
+        let head = read_header_section(&m).map_err(|e| format!("{id}: cannot read: {e}"))?;
+        let digest = HeaderDigest::read(&head);
+        let headers = printable(&head);
         let e = &m.envelope;
         Ok(MessageDetail {
             summary: summarize(&m, place),
@@ -200,6 +208,7 @@ impl Spool {
             notified: m.state.iter().map(|s| s.notified).collect(),
             dsn: e.recipients.iter().map(|r| r.dsn_params()).collect(),
             headers,
+            digest,
             path: m.path.clone(),
         })
     }
@@ -359,7 +368,8 @@ fn msg_files(dir: &Path) -> io::Result<Vec<(QueueId, PathBuf)>> {
     Ok(out)
 }
 
-fn read_headers(m: &QueuedMessage) -> io::Result<String> {
+/// The raw header section, up to [`MAX_SHOWN_HEADERS`].
+fn read_header_section(m: &QueuedMessage) -> io::Result<Vec<u8>> {
     let mut r = m.open_body()?.take(MAX_SHOWN_HEADERS);
     let mut out = Vec::new();
     loop {
@@ -369,8 +379,13 @@ fn read_headers(m: &QueuedMessage) -> io::Result<String> {
         }
         out.extend_from_slice(&line);
     }
+    Ok(out)
+}
+
+/// The header section as text for a terminal.
+fn printable(head: &[u8]) -> String {
     // Control characters could drive the operator's terminal: only line ends and tabs stay.
-    Ok(String::from_utf8_lossy(&out)
+    String::from_utf8_lossy(head)
         .replace("\r\n", "\n")
         .chars()
         .map(|c| {
@@ -380,5 +395,5 @@ fn read_headers(m: &QueuedMessage) -> io::Result<String> {
                 c
             }
         })
-        .collect())
+        .collect()
 }

@@ -18,14 +18,15 @@
 //! ORCPT, the original's Subject) is reduced to printable characters before it is
 //! written, so none of it can add a header line or a MIME boundary. The boundary is
 //! checked against the returned content and changed until the content does not contain
-//! it. The original is returned inside its own part and never parsed beyond finding
-//! the end of its header section.
+//! it. The original is returned inside its own part and never parsed beyond its header
+//! section (mail-parser reads the Subject there, encoded words decoded).
 //!
 //! # Standards
 //! RFC 3464 (message/delivery-status), RFC 6522 (multipart/report, formerly RFC 3462),
 //! RFC 3461 §6 (what a DSN contains; ENVID and ORCPT echoed decoded), RFC 3463
 //! (enhanced status codes; `4.4.7` for expiry), RFC 3834 (`Auto-Submitted:
-//! auto-replied`), RFC 5322 (header syntax), RFC 6533 §3 (`utf-8` address type for
+//! auto-replied`), RFC 5322 (header syntax), RFC 2047 (encoded words, decoded in part 1),
+//! RFC 2045 §6.7 (quoted-printable, for non-ASCII text in a 7-bit report), RFC 6533 §3 (`utf-8` address type for
 //! non-ASCII recipients in the ASCII report).
 
 use std::fmt::Write as _;
@@ -41,7 +42,7 @@ mod lines;
 mod reason;
 
 use explain::explanation;
-use lines::{ascii, field, header, text};
+use lines::{ascii, field, header, quoted_printable, text};
 pub use reason::{enhanced_status, remote_mta, smtp_reply, status};
 
 /// What happened to the recipients a report is about.
@@ -179,13 +180,17 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     out.push_str("\r\nThis is a delivery status report in MIME format (RFC 3464).\r\n");
 
     let human = explanation(r);
+    // A report about a 7-bit message stays 7-bit (it may have to travel to a server
+    // without 8BITMIME): non-ASCII text there (a decoded Subject) is quoted-printable.
+    let eight_bit_ok = utf8 || !r.returned.bytes().is_ascii();
+    let (cte, human) = match (human.is_ascii(), eight_bit_ok) {
+        (true, _) => ("7bit", human),
+        (false, true) => ("8bit", human),
+        (false, false) => ("quoted-printable", quoted_printable(&human)),
+    };
     let _ = write!(out, "\r\n--{boundary}\r\n");
     header(&mut out, "Content-Type", "text/plain; charset=utf-8");
-    header(
-        &mut out,
-        "Content-Transfer-Encoding",
-        if human.is_ascii() { "7bit" } else { "8bit" },
-    );
+    header(&mut out, "Content-Transfer-Encoding", cte);
     header(&mut out, "Content-Description", "Notification");
     out.push_str("\r\n");
     out.push_str(&human);

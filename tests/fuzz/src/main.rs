@@ -33,6 +33,7 @@ fn targets() -> Vec<(&'static str, Target)> {
         ("server_hello", targets::server_hello),
         ("reply", targets::reply),
         ("ehlo", targets::ehlo),
+        ("headers", targets::headers),
     ]
 }
 

@@ -1,5 +1,7 @@
 //! The targets. Each asserts invariants beyond "does not panic" where there are any.
 
+use std::time::Duration;
+
 use postern_smtp::{BdatReader, DataEncoder, DataReader, HeaderLimits, HeaderScan};
 
 /// The command parser: never panics; every error maps to a 5xx reply.
@@ -280,5 +282,35 @@ pub fn ehlo(input: &[u8]) {
             assert!(c.offers(&e.keyword));
         }
         assert!(c.size_limit().is_none_or(|n| n > 0));
+    }
+}
+
+/// Header sections read with mail-parser: `sendmail`'s completion and `-t` recipients,
+/// the address-list reader, and `queue show`'s decoded digest. Never panic; the message
+/// keeps its end; decoded values carry no control characters.
+pub fn headers(input: &[u8]) {
+    let cx = postern_submit::message::Context {
+        hostname: "h.test",
+        sender: "u@h.test",
+        full_name: Some("Fuzz"),
+        now: Duration::from_secs(1),
+    };
+    let p = postern_submit::message::prepare(input, &cx);
+    if input.ends_with(b"\n") {
+        assert!(p.message.ends_with(b"\n"), "the end of the message changed");
+    }
+    for a in &p.header_recipients {
+        assert!(!a.trim().is_empty(), "empty recipient");
+    }
+    let _ = postern_submit::recipients::address_list(input);
+    let d = postern_queue::admin::HeaderDigest::read(input);
+    for v in [&d.from, &d.to, &d.cc, &d.subject, &d.date, &d.message_id]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            !v.chars().any(char::is_control),
+            "control character in {v:?}"
+        );
     }
 }

@@ -19,7 +19,8 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
     let sent = format!(
         "Your message{} was received on {} (queue ID {}).",
         subject_of(r.returned.bytes())
-            .map(|s| format!(" with the subject \"{}\"", text(&s, utf8)))
+            // Part 1 is text/plain; charset=utf-8, written 7-bit safe by `build`.
+            .map(|s| format!(" with the subject \"{}\"", text(&s, true)))
             .unwrap_or_default(),
         rfc5322_date(r.original.arrived),
         r.original.id
@@ -115,27 +116,27 @@ fn why(t: &mut String, action: Action, reason: &str, utf8: bool) {
     }
 }
 
-/// The original's Subject, unfolded, if its header section has one.
+/// The original's Subject as its author wrote it: unfolded, and MIME encoded words
+/// (RFC 2047, `=?utf-8?q?...?=`) decoded, read by mail-parser. At most 200 characters;
+/// control characters (which a decoded word may hold) become spaces.
 fn subject_of(message: &[u8]) -> Option<String> {
-    let head = String::from_utf8_lossy(header_section(message));
-    let mut lines = head.split("\r\n");
-    while let Some(line) = lines.next() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !name.eq_ignore_ascii_case("subject") {
-            continue;
-        }
-        let mut v = value.trim().to_string();
-        for more in lines.by_ref() {
-            if !more.starts_with([' ', '\t']) {
-                break;
-            }
-            v.push(' ');
-            v.push_str(more.trim());
-        }
-        let v: String = v.chars().take(200).collect();
-        return (!v.is_empty()).then_some(v);
+    let head = header_section(message);
+    if head.is_empty() {
+        return None;
     }
-    None
+    // The empty line tells the parser where the header section ends.
+    let mut section = head.to_vec();
+    section.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&section)?;
+    let v: String = parsed
+        .subject()?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }

@@ -80,3 +80,52 @@ pub(super) fn text(s: &str, utf8: bool) -> String {
         ascii(s)
     }
 }
+
+/// Quoted-printable (RFC 2045 §6.7) of CRLF-separated text: line breaks stay hard breaks,
+/// lines are cut with soft breaks (`=`) to at most 76 characters, and a space or tab at
+/// the end of a line is encoded.
+pub(super) fn quoted_printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for (i, line) in s.split("\r\n").enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        let bytes = line.as_bytes();
+        let mut width = 0;
+        for (j, &b) in bytes.iter().enumerate() {
+            let last = j + 1 == bytes.len();
+            let literal = matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' && !last);
+            let piece = if literal {
+                char::from(b).to_string()
+            } else {
+                format!("={b:02X}")
+            };
+            // Room for the piece and, unless it ends the line, a soft break's `=`.
+            if width + piece.len() + usize::from(!last) > WIDTH {
+                out.push_str("=\r\n");
+                width = 0;
+            }
+            out.push_str(&piece);
+            width += piece.len();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_printable_encodes_and_wraps() {
+        assert_eq!(
+            quoted_printable("Caf\u{e9} = ok \r\nx"),
+            "Caf=C3=A9 =3D ok=20\r\nx"
+        );
+        let long = quoted_printable(&"\u{fc}".repeat(60));
+        for line in long.split("\r\n") {
+            assert!(line.len() <= 76, "{line}");
+        }
+        assert_eq!(long.replace("=\r\n", ""), "=C3=BC".repeat(60));
+    }
+}

@@ -456,3 +456,41 @@ fn status_codes_are_found_where_they_stand_alone() {
     assert_eq!(remote_mta("a;b said: 554 x"), None);
     assert_eq!(remote_mta("554 x"), None);
 }
+
+/// Issue #16 defect 5: the bounce showed the Subject still MIME-encoded.
+#[test]
+fn encoded_subject_is_shown_decoded() {
+    let original = b"From: alice@example.org\r\nSubject: =?utf-8?q?Caf=C3=A9_=E2=82=AC5?=\r\n =?ISO-8859-1?B?Z3L832Vu?= \x01bell\r\n\r\nBody\r\n";
+    let e = envelope();
+    let states = [state(RcptStatus::Failed, ""), state(RcptStatus::Failed, "")];
+    // A 7-bit message: the report stays 7-bit, part 1 in quoted-printable.
+    let bytes = report(&e, &states, Action::Failed, Returned::Full(original));
+    assert!(bytes.is_ascii());
+    let (_, parts) = parse(&bytes);
+    assert_eq!(
+        parts[0].header("content-transfer-encoding"),
+        Some("quoted-printable")
+    );
+    let body = parts[0].body.replace("=\r\n", "");
+    assert!(
+        body.contains("with the subject \"Caf=C3=A9 =E2=82=AC5gr=C3=BC=C3=9Fen bell\""),
+        "{body}"
+    );
+    assert!(!body.contains("=?utf-8?"), "{body}");
+    // An SMTPUTF8 message: the report may be 8-bit, the Subject is shown as it reads.
+    let mut e = envelope();
+    e.smtputf8 = true;
+    let bytes = report(&e, &states, Action::Failed, Returned::Full(original));
+    let (_, parts) = parse(&bytes);
+    assert_eq!(parts[0].header("content-transfer-encoding"), Some("8bit"));
+    assert!(
+        parts[0]
+            .body
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("with the subject \"Café €5grüßen bell\""),
+        "{}",
+        parts[0].body
+    );
+}
