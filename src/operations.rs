@@ -55,9 +55,10 @@ pub async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<Operations, StartError> {
-    let control_socket = crate::control::socket_path(&config.server.state_dir);
-    let listener = crate::control::bind(&control_socket).map_err(StartError::Listen)?;
-    tasks.push(tokio::spawn(crate::control::serve(
+    let control_socket = postern_queue::control::socket_path(&config.server.state_dir);
+    let listener =
+        postern_queue::control::server::bind(&control_socket).map_err(StartError::Listen)?;
+    tasks.push(tokio::spawn(postern_queue::control::server::serve(
         listener,
         control_socket.clone(),
         queue.clone(),

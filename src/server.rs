@@ -127,24 +127,8 @@ impl Running {
 /// reports from `MAILER-DAEMON@hostname`): `None` without `[[auth.dkim_sign]]` entries.
 /// The signer picks the key by the report's From domain and signs nothing else.
 pub fn report_signer(auth: Arc<postern_auth::Auth>) -> Option<postern_queue::Sign> {
-    if auth.signer().is_empty() {
-        return None;
-    }
-    Some(Arc::new(move |report: &[u8]| {
-        sign_report(auth.signer(), report)
-    }))
-}
-
-/// Sign one report: the `DKIM-Signature` fields to prepend, if a key applies (the queue
-/// logs that it signed). A signing failure is logged and the report goes out unsigned, as relayed mail does.
-pub fn sign_report(signer: &postern_auth::Signer, report: &[u8]) -> Option<Vec<u8>> {
-    match signer.sign(report) {
-        Ok(signed) => signed.map(|s| s.headers.into_bytes()),
-        Err(e) => {
-            warn!("DKIM signing of a delivery report failed, it is sent unsigned: {e}");
-            None
-        }
-    }
+    (!auth.signer().is_empty())
+        .then(|| Arc::new(move |r: &[u8]| auth.signer().sign_report(r)) as postern_queue::Sign)
 }
 
 /// Start everything a validated configuration describes.

@@ -195,6 +195,21 @@ impl Signer {
             .max_by_key(|d| d.len())
     }
 
+    /// Sign one of the queue's own reports (bounce, delay warning, delivery report): the
+    /// `DKIM-Signature` fields to prepend, if a key applies. A signing failure is logged
+    /// and the report goes out unsigned, as relayed mail does.
+    pub fn sign_report(&self, report: &[u8]) -> Option<Vec<u8>> {
+        match self.sign(report) {
+            Ok(signed) => signed.map(|s| s.headers.into_bytes()),
+            Err(e) => {
+                tracing::warn!(
+                    "DKIM signing of a delivery report failed, it is sent unsigned: {e}"
+                );
+                None
+            }
+        }
+    }
+
     /// Sign `message` (header section and body, CRLF) when its From domain (all From
     /// addresses in one domain) has keys: the `DKIM-Signature` fields to prepend, one per
     /// key of that domain, or `None` when no key applies. Never signs for another domain.

@@ -33,6 +33,7 @@
 pub mod admin;
 mod agent;
 mod config;
+pub mod control;
 mod date;
 pub mod dsn;
 mod id;
