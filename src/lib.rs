@@ -6,7 +6,6 @@
 
 pub mod auth_cli;
 pub mod config;
-pub mod explain;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -286,7 +286,14 @@ fn explain(path: Option<PathBuf>, domain: &str, resolve: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(postern::explain::explain(&loaded.config, domain, resolve)) {
+    let c = &loaded.config;
+    let text = rt.block_on(async {
+        let (_, router) = postern::server::outbound(c).map_err(|e| e.to_string())?;
+        postern_relay::explain::explain(&router, &c.relay.local_domains, domain, resolve)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match text {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -165,34 +165,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         path: queue_dir.display().to_string(),
         source,
     })?;
-    let provider = postern_tls_provider();
-    let mut problems = postern_config::Problems::new();
-    let policies =
-        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
-    if !problems.is_empty() {
-        return Err(StartError::Outbound(
-            "the outbound TLS policies could not be loaded (run check-config)".into(),
-        ));
-    }
-    let dns =
-        postern_relay::outbound::dns::Dns::new(&config.resolver).map_err(StartError::Outbound)?;
-    let helo = config
-        .outbound
-        .helo_name
-        .clone()
-        .unwrap_or_else(|| hostname.clone());
-    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
-        config.outbound.clone(),
-        helo,
-        dns,
-        policies,
-    ));
-    let router = Arc::new(postern_relay::Router::new(
-        &config.route,
-        state,
-        &hostname,
-        Some(smtp.clone()),
-    ));
+    let (smtp, router) = outbound(config)?;
     let auth = Some(Arc::new(
         postern_auth::Auth::new(
             &config.auth,
@@ -281,6 +254,49 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         smtp,
         outbound: config.outbound.clone(),
     })
+}
+
+/// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver) and
+/// the router over it. `policy explain` asks these same objects.
+pub fn outbound(
+    config: &Config,
+) -> Result<
+    (
+        Arc<postern_relay::outbound::agent::SmtpAgent>,
+        Arc<postern_relay::Router>,
+    ),
+    StartError,
+> {
+    let provider = postern_tls_provider();
+    let mut problems = postern_config::Problems::new();
+    let policies =
+        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
+    if !problems.is_empty() {
+        return Err(StartError::Outbound(
+            "the outbound TLS policies could not be loaded (run check-config)".into(),
+        ));
+    }
+    let dns =
+        postern_relay::outbound::dns::Dns::new(&config.resolver).map_err(StartError::Outbound)?;
+    let hostname = config.hostname();
+    let helo = config
+        .outbound
+        .helo_name
+        .clone()
+        .unwrap_or_else(|| hostname.clone());
+    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
+        config.outbound.clone(),
+        helo,
+        dns,
+        policies,
+    ));
+    let router = Arc::new(postern_relay::Router::new(
+        &config.route,
+        &config.server.state_dir,
+        &hostname,
+        Some(smtp.clone()),
+    ));
+    Ok((smtp, router))
 }
 
 /// Warn about outbound client certificates close to expiry, as for served ones.

@@ -9,10 +9,11 @@
 //! RFC 5321 §4.4 (Return-Path at final delivery); the Maildir format as documented by its
 //! author (tmp → new, unique names).
 
+pub mod explain;
 mod maildir;
 pub mod outbound;
 mod route;
 
 pub use maildir::MaildirAgent;
 pub use outbound::config::{OutboundConfig, PolicyConfig, ResolverConfig, TlsLevel};
-pub use route::{NextHop, RouteConfig, Router, validate as validate_routes};
+pub use route::{Decision, NextHop, RouteConfig, RouteSource, Router, validate as validate_routes};

@@ -25,6 +25,16 @@ pub struct SmtpHop {
     pub mx: bool,
 }
 
+impl SmtpHop {
+    /// The next-hop name certificates are checked against (`nexthop`, `dot-nexthop`).
+    pub fn tls_name(&self) -> String {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+}
+
 /// Idle connections are kept per next hop and recipient domain (the policy key).
 type PoolKey = (SmtpHop, String);
 
@@ -81,6 +91,17 @@ impl SmtpAgent {
         &self.dns
     }
 
+    /// The TLS policy delivery applies to mail for `domain` (the policy key of
+    /// [`crate::route::Decision`]).
+    pub fn policy_for(&self, domain: &str) -> Arc<Policy> {
+        self.policies().lookup(domain).clone()
+    }
+
+    /// The port delivery connects to for `hop`.
+    pub fn port(&self, hop: &SmtpHop) -> u16 {
+        hop.port.unwrap_or(self.cfg.port)
+    }
+
     fn timeouts(&self) -> Timeouts {
         Timeouts {
             connect: self.cfg.connect_timeout.get(),
@@ -95,7 +116,7 @@ impl SmtpAgent {
     /// saying "no such domain" is final; for a host named in a `[[route]]` it is a
     /// configuration problem, so the mail waits instead of bouncing.
     pub async fn targets(&self, hop: &SmtpHop, domain: &str) -> Result<Vec<Peer>, Outcome> {
-        let port = hop.port.unwrap_or(self.cfg.port);
+        let port = self.port(hop);
         let own_mx = hop.mx && hop.host.eq_ignore_ascii_case(domain);
         let route_problem = |what: String| {
             Outcome::Temporary(format!(
@@ -197,12 +218,8 @@ impl SmtpAgent {
                 .clone()
         };
         let _permit = limit.acquire_owned().await.ok();
-        let policy = self.policies().lookup(domain).clone();
-        let nexthop = hop
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let policy = self.policy_for(domain);
+        let nexthop = hop.tls_name();
         let id = msg.envelope.id;
         let key = (hop.clone(), domain.to_string());
 

@@ -1,0 +1,163 @@
+//! `postern policy explain DOMAIN [--resolve]`: what happens to mail for a domain, before
+//! it matters.
+//!
+//! The explanation is built from the decisions delivery itself acts on, never from a copy
+//! of them: the next hop from [`Router::decide`] (the function the router's delivery
+//! groups recipients by), the TLS policy from [`SmtpAgent::policy_for`] and the port from
+//! [`SmtpAgent::port`] (the functions an SMTP delivery starts with), and the host list
+//! from the agent's own resolver ([`SmtpAgent::dns`]).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use postern_smtp::address::{AddressError, Domain, parse_domain};
+
+use crate::outbound::agent::SmtpAgent;
+use crate::outbound::dns::{DnsFailure, MxAnswer};
+use crate::outbound::policy::Policy;
+use crate::route::{Decision, NextHop, RouteSource, Router};
+
+/// Why there is no explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{input:?} is not a domain name: {problem}")]
+    NotADomain {
+        input: String,
+        problem: AddressError,
+    },
+    #[error("no route for {0}, and this router does not deliver over SMTP")]
+    NoRoute(String),
+    #[error("this router does not deliver over SMTP, so no TLS policy applies")]
+    NoSmtp,
+}
+
+/// What delivery would do with mail for one domain (the resolve step aside).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The domain, as parsed (lower case).
+    pub domain: String,
+    /// Whether it is one of `[relay] local_domains`.
+    pub local: bool,
+    /// The router's decision for it.
+    pub decision: Decision,
+    /// For an SMTP hop: the TLS policy and the port delivery uses.
+    pub smtp: Option<(Arc<Policy>, u16)>,
+}
+
+/// The decision for `domain`, from the router (and its SMTP agent) delivery uses.
+pub fn decide(
+    router: &Router,
+    local_domains: &[String],
+    domain: &str,
+) -> Result<Explanation, ExplainError> {
+    let name =
+        parse_domain(domain.trim_end_matches('.')).map_err(|problem| ExplainError::NotADomain {
+            input: domain.to_string(),
+            problem,
+        })?;
+    let decision = router
+        .decide(&Domain::Name(name.clone()))
+        .ok_or_else(|| ExplainError::NoRoute(name.clone()))?;
+    let smtp = match &decision.hop {
+        NextHop::Smtp(hop) => {
+            let agent = router.smtp().ok_or(ExplainError::NoSmtp)?;
+            Some((agent.policy_for(&decision.policy_domain), agent.port(hop)))
+        }
+        NextHop::Maildir(_) => None,
+    };
+    Ok(Explanation {
+        local: local_domains.iter().any(|d| d.eq_ignore_ascii_case(&name)),
+        domain: name,
+        decision,
+        smtp,
+    })
+}
+
+/// The explanation, as printed. With `resolve`, DNS is asked for the hosts it would try.
+pub async fn explain(
+    router: &Router,
+    local_domains: &[String],
+    domain: &str,
+    resolve: bool,
+) -> Result<String, ExplainError> {
+    let e = decide(router, local_domains, domain)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "destination: {}", e.domain);
+    let _ = writeln!(
+        out,
+        "accepted from: {}",
+        if e.local {
+            "anyone (a local domain)"
+        } else {
+            "trusted networks only (relay)"
+        }
+    );
+    let how = match e.decision.source {
+        RouteSource::Route => "from [[route]]",
+        RouteSource::Default => "no [[route]] matches: MX lookup",
+    };
+    let _ = writeln!(out, "next hop:   {} ({how})", e.decision.hop);
+    let (NextHop::Smtp(hop), Some((policy, port))) = (&e.decision.hop, &e.smtp) else {
+        let _ = writeln!(out, "delivery:   local Maildir; no TLS policy applies");
+        return Ok(out);
+    };
+    out.push_str(&policy.describe(&hop.tls_name()));
+    let _ = writeln!(out, "port:       {port}");
+    if resolve && let Some(agent) = router.smtp() {
+        hosts(agent, hop, &mut out).await;
+    }
+    Ok(out)
+}
+
+/// The hosts delivery would try, in order, from the agent's resolver.
+async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &mut String) {
+    let dns = agent.dns();
+    let names: Vec<(u16, String)> = if hop.mx {
+        match dns.mx(&hop.host).await {
+            Ok(MxAnswer::Hosts(h)) => h,
+            Ok(MxAnswer::NoMx) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         none; the domain's own address is used (implicit MX)"
+                );
+                vec![(0, hop.host.clone())]
+            }
+            Ok(MxAnswer::NullMx) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         null MX (RFC 7505): mail would bounce with 556 5.1.10"
+                );
+                return;
+            }
+            Err(DnsFailure::NotFound) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         the domain does not exist (NXDOMAIN): mail would bounce"
+                );
+                return;
+            }
+            Err(DnsFailure::NoRecords) => vec![(0, hop.host.clone())],
+            Err(DnsFailure::Temporary(e)) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         lookup failed ({e}): mail would wait and be retried"
+                );
+                return;
+            }
+        }
+    } else {
+        vec![(0, hop.host.clone())]
+    };
+    let _ = writeln!(out, "hosts, in the order they would be tried:");
+    for (pref, name) in names {
+        let addrs = match dns.addresses(&name).await {
+            Ok(a) => a
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("no address ({e:?})"),
+        };
+        let _ = writeln!(out, "  {pref:>5} {name} -> {addrs}");
+    }
+}
