@@ -161,3 +161,102 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
         let _ = writeln!(out, "  {pref:>5} {name} -> {addrs}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::config::{OutboundConfig, ResolverConfig, TlsLevel};
+    use crate::outbound::dns::Dns;
+    use crate::outbound::policy::Policies;
+    use crate::route::RouteConfig;
+
+    #[derive(serde::Deserialize)]
+    struct Conf {
+        route: Vec<RouteConfig>,
+        outbound: OutboundConfig,
+        resolver: ResolverConfig,
+    }
+
+    const CONF: &str = r#"
+[[route]]
+domain = "local.test"
+next_hop = "maildir:mail"
+[[route]]
+domain = "partner.test"
+next_hop = "smtp:[192.0.2.25]:2525"
+[[route]]
+domain = ".hub.test"
+next_hop = "smtp:relay.hub.test"
+[outbound]
+tls = "may"
+port = 2526
+[[outbound.policy]]
+domain = ".gov.test"
+tls = "encrypt"
+[[outbound.policy]]
+domain = "partner.test"
+tls = "none"
+[resolver]
+nameservers = ["127.0.0.1:9"]
+"#;
+
+    /// The router and agent the daemon would build from `CONF` (no DNS is asked).
+    fn router() -> Router {
+        let c: Conf = postern_config::parse_toml("t.toml", CONF).unwrap();
+        let mut p = postern_config::Problems::new();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let policies = Policies::load(&c.outbound, &provider, &mut p);
+        assert!(p.is_empty());
+        let dns = Dns::new(&c.resolver).unwrap();
+        let agent = SmtpAgent::new(c.outbound, "h.test".into(), dns, policies);
+        Router::new(
+            &c.route,
+            std::path::Path::new("/state"),
+            "h.test",
+            Some(Arc::new(agent)),
+        )
+    }
+
+    /// The explanation shows exactly what delivery decides: the router's next hop and
+    /// the agent's policy and port, for routed, parent-routed, MX-routed and local
+    /// domains; and the expected values, so a change to either side is noticed.
+    #[tokio::test]
+    async fn explanation_is_the_delivery_decision() {
+        let r = router();
+        let agent = r.smtp().unwrap().clone();
+        let cases = [
+            ("local.test", "maildir:/state/mail", None),
+            ("partner.test", "smtp:[192.0.2.25]:2525", Some((TlsLevel::None, 2525))),
+            ("mx.a.hub.test", "smtp:relay.hub.test", Some((TlsLevel::May, 2526))),
+            ("mail.dept.gov.test", "smtp:mail.dept.gov.test", Some((TlsLevel::Encrypt, 2526))),
+            ("Other.Test.", "smtp:other.test", Some((TlsLevel::May, 2526))),
+        ];
+        for (domain, hop, smtp) in cases {
+            let e = decide(&r, &["local.test".into()], domain).unwrap();
+            let name = domain.trim_end_matches('.').to_ascii_lowercase();
+            let delivery = r.decide(&Domain::Name(name.clone())).unwrap();
+            assert_eq!(e.decision, delivery, "{domain}");
+            assert_eq!(e.decision.hop.to_string(), hop, "{domain}");
+            match (&e.decision.hop, &e.smtp, smtp) {
+                (NextHop::Smtp(h), Some((policy, port)), Some((level, want_port))) => {
+                    let used = agent.policy_for(&delivery.policy_domain);
+                    assert!(Arc::ptr_eq(policy, &used), "{domain}");
+                    assert_eq!(*port, agent.port(h), "{domain}");
+                    assert_eq!((policy.level, *port), (level, want_port), "{domain}");
+                }
+                (NextHop::Maildir(_), None, None) => {}
+                other => panic!("{domain}: {other:?}"),
+            }
+            let text = explain(&r, &["local.test".into()], domain, false).await.unwrap();
+            assert!(text.contains(&format!("next hop:   {hop} (")), "{text}");
+            if let Some((level, port)) = smtp {
+                assert!(text.contains(&format!("tls level:  {}", level.as_str())), "{text}");
+                assert!(text.contains(&format!("port:       {port}")), "{text}");
+            }
+        }
+        assert!(matches!(
+            decide(&r, &[], "not a domain"),
+            Err(ExplainError::NotADomain { .. })
+        ));
+    }
+}
