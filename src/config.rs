@@ -8,7 +8,7 @@ use postern_inbound::{InboundConfig, ListenerConfig, RelayConfig};
 use postern_queue::QueueConfig;
 use postern_relay::{OutboundConfig, ResolverConfig, RouteConfig, Router};
 use postern_smtp::address::{Domain, parse_domain};
-use postern_tls::{LoadedCert, TlsConfig};
+use postern_tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// The built-in configuration used when no file is given.
@@ -180,31 +180,11 @@ fn validate(c: &Config, p: &mut Problems) {
         );
     }
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    crate::tls_checks::validate(c, p);
-    for (i, cert) in c.tls.certificate.iter().enumerate() {
-        if let Err(e) = LoadedCert::load(&cert.chain, &cert.key, &provider) {
-            let at = KeyPath::of("tls").key("certificate").index(i);
-            let key = if e.to_string().contains(&cert.key.display().to_string())
-                && !e.to_string().contains(&cert.chain.display().to_string())
-            {
-                "key"
-            } else {
-                "chain"
-            };
-            p.push(at.key(key), e.to_string());
-        }
-    }
+    postern_tls::check::validate_certificates(&c.tls, p);
+    postern_inbound::tls_checks::validate(&c.listener, &c.inbound, &c.relay, p);
+    postern_tls::check::load_certificates(&c.tls, &provider, p);
     postern_inbound::validate_config(&c.listener, &c.relay, p);
-    for (i, l) in c.listener.iter().enumerate() {
-        if let Some(ca) = &l.client_ca
-            && let Err(e) = postern_tls::client::load_roots(Some(ca))
-        {
-            p.push(
-                KeyPath::of("listener").index(i).key("client_ca"),
-                e.to_string(),
-            );
-        }
-    }
+    postern_inbound::tls_checks::validate_client_cas(&c.listener, p);
     postern_relay::validate_routes(&c.route, p);
     c.queue.validate(&KeyPath::of("queue"), p);
     postern_relay::outbound::config::validate(&c.outbound, p);

@@ -14,7 +14,6 @@ pub mod queue_cli;
 pub mod sendmail;
 pub mod server;
 pub mod tls_check;
-pub mod tls_checks;
 
 pub use config::{Config, Loaded};
 pub use server::{Running, StartError, start};

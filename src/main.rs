@@ -187,7 +187,18 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             c.server.state_dir.display()
         );
     }
-    print!("{}", postern::tls_checks::report(c));
+    print!(
+        "{}",
+        postern_inbound::tls_checks::report(
+            &c.tls,
+            &c.listener,
+            &c.inbound,
+            c.outbound
+                .client_certificate
+                .as_ref()
+                .map(|cc| cc.chain.as_path())
+        )
+    );
     ExitCode::SUCCESS
 }
 

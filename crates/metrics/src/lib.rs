@@ -17,6 +17,7 @@
 //! # Standards
 //! Prometheus text exposition format 0.0.4.
 
+pub mod certs;
 mod config;
 mod http;
 mod registry;

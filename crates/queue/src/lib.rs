@@ -36,6 +36,7 @@ mod config;
 pub mod control;
 mod date;
 pub mod dsn;
+pub mod gauges;
 mod id;
 mod lock;
 mod notice;

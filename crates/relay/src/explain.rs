@@ -226,10 +226,26 @@ nameservers = ["127.0.0.1:9"]
         let agent = r.smtp().unwrap().clone();
         let cases = [
             ("local.test", "maildir:/state/mail", None),
-            ("partner.test", "smtp:[192.0.2.25]:2525", Some((TlsLevel::None, 2525))),
-            ("mx.a.hub.test", "smtp:relay.hub.test", Some((TlsLevel::May, 2526))),
-            ("mail.dept.gov.test", "smtp:mail.dept.gov.test", Some((TlsLevel::Encrypt, 2526))),
-            ("Other.Test.", "smtp:other.test", Some((TlsLevel::May, 2526))),
+            (
+                "partner.test",
+                "smtp:[192.0.2.25]:2525",
+                Some((TlsLevel::None, 2525)),
+            ),
+            (
+                "mx.a.hub.test",
+                "smtp:relay.hub.test",
+                Some((TlsLevel::May, 2526)),
+            ),
+            (
+                "mail.dept.gov.test",
+                "smtp:mail.dept.gov.test",
+                Some((TlsLevel::Encrypt, 2526)),
+            ),
+            (
+                "Other.Test.",
+                "smtp:other.test",
+                Some((TlsLevel::May, 2526)),
+            ),
         ];
         for (domain, hop, smtp) in cases {
             let e = decide(&r, &["local.test".into()], domain).unwrap();
@@ -247,10 +263,15 @@ nameservers = ["127.0.0.1:9"]
                 (NextHop::Maildir(_), None, None) => {}
                 other => panic!("{domain}: {other:?}"),
             }
-            let text = explain(&r, &["local.test".into()], domain, false).await.unwrap();
+            let text = explain(&r, &["local.test".into()], domain, false)
+                .await
+                .unwrap();
             assert!(text.contains(&format!("next hop:   {hop} (")), "{text}");
             if let Some((level, port)) = smtp {
-                assert!(text.contains(&format!("tls level:  {}", level.as_str())), "{text}");
+                assert!(
+                    text.contains(&format!("tls level:  {}", level.as_str())),
+                    "{text}"
+                );
                 assert!(text.contains(&format!("port:       {port}")), "{text}");
             }
         }

@@ -14,6 +14,7 @@
 //! # Standards
 //! RFC 8446 (TLS 1.3), RFC 5246 (TLS 1.2), RFC 3207 (STARTTLS).
 
+pub mod check;
 pub mod client;
 pub mod clientauth;
 mod config;
