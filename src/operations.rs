@@ -2,7 +2,7 @@
 //! the metrics endpoint and gauges. `server.rs` starts them with the rest.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use postern_metrics::Collector;
@@ -24,26 +24,6 @@ pub struct Operations {
     pub control_socket: PathBuf,
     _collectors: Vec<Collector>,
     _lock: SpoolLock,
-}
-
-/// Create the queue directory and take its lock, before the spool is opened: a second
-/// daemon on the same queue would deliver every message twice.
-pub fn lock_queue(queue_dir: &Path) -> Result<SpoolLock, StartError> {
-    let err = |source| StartError::Queue {
-        path: queue_dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(queue_dir).map_err(err)?;
-    match SpoolLock::try_acquire(queue_dir).map_err(err)? {
-        Some(lock) => Ok(lock),
-        None => Err(err(std::io::Error::other(format!(
-            "another postern process{} is using this queue (it holds {}); stop it first",
-            SpoolLock::holder(queue_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default(),
-            SpoolLock::path_in(queue_dir).display()
-        )))),
-    }
 }
 
 /// Start the control socket and, if configured, the metrics endpoint; their tasks stop

@@ -1,12 +1,11 @@
 //! Starting and stopping the daemon's parts.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use postern_inbound::{Listener, RelayPolicy, ServerContext};
-use postern_queue::{Queue, Spool};
-use postern_tls::{CertificateConfig, ClientCertPolicy, TlsStore};
+use postern_queue::{Queue, Spool, SpoolLock};
+use postern_tls::{ClientCertPolicy, TlsStore};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -63,29 +62,7 @@ impl Running {
     /// Re-read the outbound policies' CA files and client certificates. If any fails to
     /// load, the old policies stay in use and the log says why.
     pub fn reload_outbound(&self) -> bool {
-        let provider = postern_tls_provider();
-        let mut problems = postern_config::Problems::new();
-        let policies = postern_relay::outbound::policy::Policies::load(
-            &self.outbound,
-            &provider,
-            &mut problems,
-        );
-        if problems.is_empty() {
-            self.smtp.replace_policies(policies);
-            info!("outbound TLS policies reloaded (CA files, client certificates)");
-            true
-        } else {
-            let errs: Vec<String> = problems
-                .locate_in("(reload)", "")
-                .iter()
-                .map(|e| format!("{}: {}", e.key, e.message))
-                .collect();
-            warn!(
-                "outbound TLS policies NOT reloaded, the previous ones stay in use: {}",
-                errs.join("; ")
-            );
-            false
-        }
+        self.smtp.reload_policies(&self.outbound)
     }
 
     /// SIGHUP: re-read what can change without a restart. `main.rs` tells systemd
@@ -142,7 +119,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let tls_store = Arc::new(TlsStore::load(
         config.tls.profile,
-        cert_configs(config, &hostname, state)?,
+        postern_tls::selfsigned::or_generated(
+            &config.tls.certificate,
+            &state.join("tls"),
+            &hostname,
+        )?,
     )?);
     for c in tls_store.resolver().certs().iter() {
         info!(
@@ -152,7 +133,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             config.tls.profile
         );
     }
-    watch_outbound_certs(config, &tls_store);
+    postern_relay::outbound::config::watch_client_certificates(&config.outbound, &tls_store);
     let tls = Some(tls_store.server_config(None)?);
     let partners = Arc::new(postern_inbound::Partners::load(&config.inbound)?);
     for r in partners.reloadables() {
@@ -160,7 +141,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
 
     let queue_dir = config.queue_dir();
-    let queue_lock = crate::operations::lock_queue(&queue_dir)?;
+    let queue_lock =
+        SpoolLock::acquire_for_daemon(&queue_dir).map_err(|source| StartError::Queue {
+            path: queue_dir.display().to_string(),
+            source,
+        })?;
     let spool = Spool::open(&queue_dir).map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
         source,
@@ -297,56 +282,6 @@ pub fn outbound(
         Some(smtp.clone()),
     ));
     Ok((smtp, router))
-}
-
-/// Warn about outbound client certificates close to expiry, as for served ones.
-fn watch_outbound_certs(config: &Config, store: &TlsStore) {
-    let mut files: Vec<&Path> = config
-        .outbound
-        .client_certificate
-        .iter()
-        .map(|c| c.chain.as_path())
-        .collect();
-    for p in &config.outbound.policy {
-        if let Some(postern_relay::outbound::config::ClientCertChoice::Own(c)) =
-            &p.client_certificate
-        {
-            files.push(&c.chain);
-        }
-    }
-    for f in files {
-        let info = postern_tls::read_chain(f)
-            .ok()
-            .and_then(|c| postern_tls::x509::CertInfo::parse(&c[0]).ok());
-        if let Some(info) = info {
-            store.watch_expiry(
-                format!("{} (outbound client certificate)", f.display()),
-                info,
-            );
-        }
-    }
-}
-
-/// The certificates to serve: configured, or self-signed ones generated on first start.
-fn cert_configs(
-    config: &Config,
-    hostname: &str,
-    state: &Path,
-) -> Result<Vec<CertificateConfig>, StartError> {
-    let mut certs = config.tls.certificate.clone();
-    if certs.is_empty() {
-        let dir = state.join("tls");
-        let (generated, fresh) = postern_tls::selfsigned::ensure(&dir, hostname)?;
-        warn!(
-            "no [[tls.certificate]] configured: STARTTLS uses SELF-SIGNED certificates for {hostname} ({} in {}). \
-             Peers that verify certificates will refuse them. For real use, add [[tls.certificate]] \
-             entries with chain = \"/path/fullchain.pem\" and key = \"/path/privkey.pem\" (RSA-2048 and ECDSA P-256 recommended).",
-            if fresh { "generated now" } else { "reused" },
-            dir.display()
-        );
-        certs = generated;
-    }
-    Ok(certs)
 }
 
 /// Twice a day, warn about certificates that expire within 21 days.

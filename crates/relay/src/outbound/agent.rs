@@ -87,6 +87,28 @@ impl SmtpAgent {
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
+    /// Re-read the policies' CA files and client certificates (SIGHUP). If any fails to
+    /// load, the old policies stay in use and the log says why; `false` then.
+    pub fn reload_policies(&self, outbound: &OutboundConfig) -> bool {
+        let mut problems = postern_config::Problems::new();
+        let policies = Policies::load(outbound, &self.provider, &mut problems);
+        if problems.is_empty() {
+            self.replace_policies(policies);
+            info!("outbound TLS policies reloaded (CA files, client certificates)");
+            return true;
+        }
+        let errs: Vec<String> = problems
+            .locate_in("(reload)", "")
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        warn!(
+            "outbound TLS policies NOT reloaded, the previous ones stay in use: {}",
+            errs.join("; ")
+        );
+        false
+    }
+
     pub fn dns(&self) -> &Dns {
         &self.dns
     }
