@@ -289,6 +289,24 @@ impl Router {
         }))
     }
 
+    /// Every `[relay] local_domains` entry (under `at`) has an explicit route: mail
+    /// accepted for a local domain must never fall through to MX delivery.
+    pub fn validate_local_domains(&self, local_domains: &[String], at: &KeyPath, p: &mut Problems) {
+        for (i, d) in local_domains.iter().enumerate() {
+            if self
+                .explicit(&Domain::Name(d.to_ascii_lowercase()))
+                .is_none()
+            {
+                p.push(
+                    at.key("local_domains").index(i),
+                    format!(
+                        "local domain {d:?} has no route: add [[route]] domain = {d:?} next_hop = \"maildir:mail\" (or another next hop)"
+                    ),
+                );
+            }
+        }
+    }
+
     /// Whether mail for `domain` has somewhere to go.
     pub fn routes(&self, domain: &Domain) -> bool {
         self.next_hop(domain).is_some()
