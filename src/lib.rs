@@ -8,7 +8,6 @@ pub mod auth_cli;
 pub mod config;
 pub mod logging;
 pub mod metrics;
-pub mod notify;
 pub mod operations;
 pub mod queue_cli;
 pub mod sendmail;

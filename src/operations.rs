@@ -35,25 +35,20 @@ pub async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<Operations, StartError> {
-    let control_socket = postern_queue::control::socket_path(&config.server.state_dir);
-    let listener =
-        postern_queue::control::server::bind(&control_socket).map_err(StartError::Listen)?;
-    tasks.push(tokio::spawn(postern_queue::control::server::serve(
-        listener,
-        control_socket.clone(),
+    let (control_socket, task) = postern_queue::control::server::start(
+        &config.server.state_dir,
         queue.clone(),
         shutdown.clone(),
-    )));
+    )
+    .map_err(StartError::Listen)?;
+    tasks.push(task);
     let mut metrics_addr = None;
     if let Some(addr) = config.metrics.listen {
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            StartError::Listen(std::io::Error::new(
-                e.kind(),
-                format!("metrics: cannot listen on {addr}: {e}"),
-            ))
-        })?;
-        metrics_addr = Some(l.local_addr().map_err(StartError::Listen)?);
-        tasks.push(tokio::spawn(postern_metrics::serve(l, shutdown.clone())));
+        let (bound, task) = postern_metrics::listen(addr, shutdown.clone())
+            .await
+            .map_err(StartError::Listen)?;
+        metrics_addr = Some(bound);
+        tasks.push(task);
     }
     Ok(Operations {
         metrics_addr,

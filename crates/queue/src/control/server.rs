@@ -42,6 +42,19 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Bind the control socket of `state_dir` and answer on it until `shutdown` turns true:
+/// the socket's path and the serving task.
+pub fn start(
+    state_dir: &Path,
+    queue: Queue,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
+    let path = super::protocol::socket_path(state_dir);
+    let listener = bind(&path)?;
+    let task = tokio::spawn(serve(listener, path.clone(), queue, shutdown));
+    Ok((path, task))
+}
+
 /// Answer requests until `shutdown` turns true, then remove the socket.
 pub async fn serve(
     listener: UnixListener,
