@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use postern_queue::AdminOp;
@@ -96,10 +95,7 @@ fn execute(config: &Config, cmd: QueueCommand) -> Result<(), CliError> {
     let hostname = config.hostname();
     let sign =
         || -> Result<Option<postern_queue::Sign>, Box<dyn std::error::Error + Send + Sync>> {
-            let signer = postern_auth::Signer::load(&config.auth.dkim_sign)?;
-            Ok((!signer.is_empty()).then(|| {
-                Arc::new(move |report: &[u8]| signer.sign_report(report)) as postern_queue::Sign
-            }))
+            Ok(postern_auth::Signer::load(&config.auth.dkim_sign)?.into_report_hook())
         };
     let offline = Offline {
         config: &config.queue,

@@ -100,14 +100,6 @@ impl Running {
     }
 }
 
-/// The queue's signing hook for its own reports (bounces, delay warnings, delivery
-/// reports from `MAILER-DAEMON@hostname`): `None` without `[[auth.dkim_sign]]` entries.
-/// The signer picks the key by the report's From domain and signs nothing else.
-pub fn report_signer(auth: Arc<postern_auth::Auth>) -> Option<postern_queue::Sign> {
-    (!auth.signer().is_empty())
-        .then(|| Arc::new(move |r: &[u8]| auth.signer().sign_report(r)) as postern_queue::Sign)
-}
-
 /// Start everything a validated configuration describes.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hostname = config.hostname();
@@ -165,7 +157,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.queue.clone(),
         router.clone(),
         &hostname,
-        auth.clone().and_then(report_signer),
+        auth.clone().and_then(postern_auth::Auth::report_hook),
     )
     .map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
@@ -192,22 +184,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     for l in &config.listener {
         let mode = l.mode;
-        // A listener that asks for client certificates gets its own TLS configuration.
-        let lctx = match (&l.client_certificates, &l.client_ca) {
-            (postern_inbound::ClientCertificates::Off, _) | (_, None) => ctx.clone(),
-            (mode, Some(ca)) => {
-                let mandatory = *mode == postern_inbound::ClientCertificates::Require;
-                let policy = Arc::new(ClientCertPolicy::new(
-                    config.tls.profile,
-                    ca,
-                    &l.crl,
-                    mandatory,
-                )?);
-                make_ctx(
-                    Some(tls_store.server_config(Some(policy.clone()))?),
-                    Some(policy),
-                )
-            }
+        let lctx = match l.client_cert_policy(config.tls.profile)? {
+            None => ctx.clone(),
+            Some(p) => make_ctx(Some(tls_store.server_config(Some(p.clone()))?), Some(p)),
         };
         let listener = Listener::bind(l.clone(), lctx)
             .await

@@ -149,6 +149,9 @@ struct Entry {
     signer: DkimSigner<DkimKey, Done>,
 }
 
+/// A signing hook for reports, as the queue takes it (`postern_queue::Sign`).
+pub type ReportSign = std::sync::Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 /// Every signing key, ready to sign.
 pub struct Signer {
     entries: Vec<Entry>,
@@ -182,6 +185,12 @@ impl Signer {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// This signer as a report signing hook ([`Signer::sign_report`]); `None` without keys.
+    pub fn into_report_hook(self) -> Option<ReportSign> {
+        (!self.is_empty())
+            .then(|| std::sync::Arc::new(move |r: &[u8]| self.sign_report(r)) as ReportSign)
     }
 
     /// The signing domain for mail from `from_domain`: the domain itself or its closest
