@@ -73,7 +73,7 @@ impl Running {
         // Certificates, keys, client CAs, CRLs, partner CAs (issue #5); logs its report.
         let _ = self.reload_tls();
         self.reload_outbound();
-        crate::metrics::record_certificates(&self.tls);
+        self.tls.record_expiry_gauges();
     }
 
     /// Stop gracefully: stop accepting; sessions end at their next command with 421
@@ -200,14 +200,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
-    crate::metrics::record_certificates(&tls_store);
+    tls_store.record_expiry_gauges();
     info!(
         "postern {} started: hostname={hostname}, state_dir={}",
         env!("CARGO_PKG_VERSION"),
         state.display()
     );
     tls_store.warn_expiring(postern_tls::store::unix_now());
-    tasks.push(tokio::spawn(expiry_watch(tls_store.clone(), rx.clone())));
+    tasks.push(tokio::spawn(tls_store.clone().expiry_watch(rx.clone())));
     Ok(Running {
         addrs,
         queue,
@@ -231,7 +231,7 @@ pub fn outbound(
     ),
     StartError,
 > {
-    let provider = postern_tls_provider();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let mut problems = postern_config::Problems::new();
     let policies =
         postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
@@ -261,21 +261,4 @@ pub fn outbound(
         Some(smtp.clone()),
     ));
     Ok((smtp, router))
-}
-
-/// Twice a day, warn about certificates that expire within 21 days.
-async fn expiry_watch(store: Arc<TlsStore>, mut stop: watch::Receiver<bool>) {
-    let period = std::time::Duration::from_secs(12 * 3600);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {
-                store.warn_expiring(postern_tls::store::unix_now());
-            }
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-fn postern_tls_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
 }

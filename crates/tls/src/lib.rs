@@ -18,6 +18,7 @@ pub mod check;
 pub mod client;
 pub mod clientauth;
 mod config;
+mod expiry;
 pub mod profiles;
 mod resolver;
 pub mod selfsigned;
