@@ -138,16 +138,3 @@ fn validate(c: &Config, p: &mut Problems) {
     c.static_router()
         .validate_local_domains(&c.relay.local_domains, &KeyPath::of("relay"), p);
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let l = load(None).unwrap();
-        assert_eq!(l.config.listener.len(), 1);
-        assert_eq!(l.config.listener[0].address.to_string(), "127.0.0.1:2525");
-        assert_eq!(l.config.relay.local_domains, vec!["localhost"]);
-    }
-}
