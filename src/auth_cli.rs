@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
-use postern_auth::keygen::{KeyKind, keygen, zone_strings};
+use postern_auth::keygen::{KeyKind, keygen};
 use postern_auth::records::{Site, dns_records};
 
 use crate::Config;
@@ -48,20 +48,7 @@ pub fn dkim(cmd: DkimCommand) -> ExitCode {
         algorithm,
         out,
     } = cmd;
-    let check = postern_auth::DkimSignConfig {
-        domain: domain.clone(),
-        selector: selector.clone(),
-        key: out.join("(new)"),
-        algorithm: postern_auth::SignAlgorithm::RsaSha256,
-        headers: postern_auth::config::default_signed_headers(),
-    };
-    if domain.is_empty()
-        || selector.is_empty()
-        || !domain
-            .bytes()
-            .chain(check.selector.bytes())
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-    {
+    if !postern_auth::keygen::valid_names(&domain, &selector) {
         eprintln!(
             "postern: --domain and --selector must be DNS labels (letters, digits, '-', '_', '.')"
         );
@@ -73,14 +60,7 @@ pub fn dkim(cmd: DkimCommand) -> ExitCode {
     };
     match keygen(&domain, &selector, kind, &out) {
         Ok(g) => {
-            println!("; private key written to {} (mode 0600)", g.path.display());
-            println!("; publish this record, then add to the configuration:");
-            println!(";   [[auth.dkim_sign]]");
-            println!(";   domain = \"{domain}\"");
-            println!(";   selector = \"{selector}\"");
-            println!(";   key = \"{}\"", g.path.display());
-            println!(";   algorithm = \"{}\"", kind.algorithm().as_str());
-            println!("{}. IN TXT {}", g.record_name, zone_strings(&g.record));
+            print!("{}", g.instructions(&domain, &selector, kind));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,17 +6,13 @@
 
 pub mod auth_cli;
 pub mod config;
-pub mod control;
-pub mod explain;
 pub mod logging;
 pub mod metrics;
-pub mod notify;
 pub mod operations;
 pub mod queue_cli;
 pub mod sendmail;
 pub mod server;
 pub mod tls_check;
-pub mod tls_checks;
 
 pub use config::{Config, Loaded};
 pub use server::{Running, StartError, start};

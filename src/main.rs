@@ -187,7 +187,18 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             c.server.state_dir.display()
         );
     }
-    print!("{}", postern::tls_checks::report(c));
+    print!(
+        "{}",
+        postern_inbound::tls_checks::report(
+            &c.tls,
+            &c.listener,
+            &c.inbound,
+            c.outbound
+                .client_certificate
+                .as_ref()
+                .map(|cc| cc.chain.as_path())
+        )
+    );
     ExitCode::SUCCESS
 }
 
@@ -202,15 +213,8 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
             "no --config given: using the built-in trial configuration (see config/postern.toml for all settings)"
         );
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("postern: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     rt.block_on(async move {
         let running = match postern::start(&loaded.config).await {
@@ -220,7 +224,7 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        postern::notify::ready(&format!(
+        postern_metrics::systemd::ready(&format!(
             "accepting mail on {}",
             running
                 .addrs
@@ -230,7 +234,7 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
                 .join(", ")
         ));
         run_until_stopped(&running).await;
-        postern::notify::stopping("stopping: finishing messages being received");
+        postern_metrics::systemd::stopping("stopping: finishing messages being received");
         tracing::info!(
             "stopping: no new connections are accepted; acknowledged mail stays queued on disk"
         );
@@ -263,9 +267,9 @@ async fn run_until_stopped(running: &postern::Running) {
                 return;
             }
             _ = hup.recv() => {
-                postern::notify::reloading();
+                postern_metrics::systemd::reloading();
                 running.reload().await;
-                postern::notify::ready("reloaded");
+                postern_metrics::systemd::ready("reloaded");
             }
         }
     }
@@ -276,17 +280,17 @@ fn explain(path: Option<PathBuf>, domain: &str, resolve: bool) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("postern: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
-    match rt.block_on(postern::explain::explain(&loaded.config, domain, resolve)) {
+    let c = &loaded.config;
+    let text = rt.block_on(async {
+        let (_, router) = postern::server::outbound(c).map_err(|e| e.to_string())?;
+        postern_relay::explain::explain(&router, &c.relay.local_domains, domain, resolve)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match text {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -296,4 +300,12 @@ fn explain(path: Option<PathBuf>, domain: &str, resolve: bool) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("postern: cannot start the async runtime: {e}"))
+        .ok()
 }

@@ -2,7 +2,7 @@
 //! the metrics endpoint and gauges. `server.rs` starts them with the rest.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use postern_metrics::Collector;
@@ -26,26 +26,6 @@ pub struct Operations {
     _lock: SpoolLock,
 }
 
-/// Create the queue directory and take its lock, before the spool is opened: a second
-/// daemon on the same queue would deliver every message twice.
-pub fn lock_queue(queue_dir: &Path) -> Result<SpoolLock, StartError> {
-    let err = |source| StartError::Queue {
-        path: queue_dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(queue_dir).map_err(err)?;
-    match SpoolLock::try_acquire(queue_dir).map_err(err)? {
-        Some(lock) => Ok(lock),
-        None => Err(err(std::io::Error::other(format!(
-            "another postern process{} is using this queue (it holds {}); stop it first",
-            SpoolLock::holder(queue_dir)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default(),
-            SpoolLock::path_in(queue_dir).display()
-        )))),
-    }
-}
-
 /// Start the control socket and, if configured, the metrics endpoint; their tasks stop
 /// when `shutdown` turns true.
 pub async fn start(
@@ -55,24 +35,20 @@ pub async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<Operations, StartError> {
-    let control_socket = crate::control::socket_path(&config.server.state_dir);
-    let listener = crate::control::bind(&control_socket).map_err(StartError::Listen)?;
-    tasks.push(tokio::spawn(crate::control::serve(
-        listener,
-        control_socket.clone(),
+    let (control_socket, task) = postern_queue::control::server::start(
+        &config.server.state_dir,
         queue.clone(),
         shutdown.clone(),
-    )));
+    )
+    .map_err(StartError::Listen)?;
+    tasks.push(task);
     let mut metrics_addr = None;
     if let Some(addr) = config.metrics.listen {
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            StartError::Listen(std::io::Error::new(
-                e.kind(),
-                format!("metrics: cannot listen on {addr}: {e}"),
-            ))
-        })?;
-        metrics_addr = Some(l.local_addr().map_err(StartError::Listen)?);
-        tasks.push(tokio::spawn(postern_metrics::serve(l, shutdown.clone())));
+        let (bound, task) = postern_metrics::listen(addr, shutdown.clone())
+            .await
+            .map_err(StartError::Listen)?;
+        metrics_addr = Some(bound);
+        tasks.push(task);
     }
     Ok(Operations {
         metrics_addr,

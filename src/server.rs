@@ -1,12 +1,11 @@
 //! Starting and stopping the daemon's parts.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use postern_inbound::{Listener, RelayPolicy, ServerContext};
-use postern_queue::{Queue, Spool};
-use postern_tls::{CertificateConfig, ClientCertPolicy, TlsStore};
+use postern_queue::{Queue, Spool, SpoolLock};
+use postern_tls::{ClientCertPolicy, TlsStore};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -65,29 +64,7 @@ impl Running {
     /// Re-read the outbound policies' CA files and client certificates. If any fails to
     /// load, the old policies stay in use and the log says why.
     pub fn reload_outbound(&self) -> bool {
-        let provider = postern_tls_provider();
-        let mut problems = postern_config::Problems::new();
-        let policies = postern_relay::outbound::policy::Policies::load(
-            &self.outbound,
-            &provider,
-            &mut problems,
-        );
-        if problems.is_empty() {
-            self.smtp.replace_policies(policies);
-            info!("outbound TLS policies reloaded (CA files, client certificates)");
-            true
-        } else {
-            let errs: Vec<String> = problems
-                .locate_in("(reload)", "")
-                .iter()
-                .map(|e| format!("{}: {}", e.key, e.message))
-                .collect();
-            warn!(
-                "outbound TLS policies NOT reloaded, the previous ones stay in use: {}",
-                errs.join("; ")
-            );
-            false
-        }
+        self.smtp.reload_policies(&self.outbound)
     }
 
     /// SIGHUP: re-read what can change without a restart. `main.rs` tells systemd
@@ -98,7 +75,7 @@ impl Running {
         // Certificates, keys, client CAs, CRLs, partner CAs (issue #5); logs its report.
         let _ = self.reload_tls();
         self.reload_outbound();
-        crate::metrics::record_certificates(&self.tls);
+        self.tls.record_expiry_gauges();
     }
 
     /// Stop gracefully: stop accepting; sessions end at their next command with 421
@@ -125,30 +102,6 @@ impl Running {
     }
 }
 
-/// The queue's signing hook for its own reports (bounces, delay warnings, delivery
-/// reports from `MAILER-DAEMON@hostname`): `None` without `[[auth.dkim_sign]]` entries.
-/// The signer picks the key by the report's From domain and signs nothing else.
-pub fn report_signer(auth: Arc<postern_auth::Auth>) -> Option<postern_queue::Sign> {
-    if auth.signer().is_empty() {
-        return None;
-    }
-    Some(Arc::new(move |report: &[u8]| {
-        sign_report(auth.signer(), report)
-    }))
-}
-
-/// Sign one report: the `DKIM-Signature` fields to prepend, if a key applies (the queue
-/// logs that it signed). A signing failure is logged and the report goes out unsigned, as relayed mail does.
-pub fn sign_report(signer: &postern_auth::Signer, report: &[u8]) -> Option<Vec<u8>> {
-    match signer.sign(report) {
-        Ok(signed) => signed.map(|s| s.headers.into_bytes()),
-        Err(e) => {
-            warn!("DKIM signing of a delivery report failed, it is sent unsigned: {e}");
-            None
-        }
-    }
-}
-
 /// Start everything a validated configuration describes.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hostname = config.hostname();
@@ -160,7 +113,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let tls_store = Arc::new(TlsStore::load(
         config.tls.profile,
-        cert_configs(config, &hostname, state)?,
+        postern_tls::selfsigned::or_generated(
+            &config.tls.certificate,
+            &state.join("tls"),
+            &hostname,
+        )?,
     )?);
     for c in tls_store.resolver().certs().iter() {
         info!(
@@ -170,7 +127,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             config.tls.profile
         );
     }
-    watch_outbound_certs(config, &tls_store);
+    postern_relay::outbound::config::watch_client_certificates(&config.outbound, &tls_store);
     let tls = Some(tls_store.server_config(None)?);
     let partners = Arc::new(postern_inbound::Partners::load(&config.inbound)?);
     for r in partners.reloadables() {
@@ -178,39 +135,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
 
     let queue_dir = config.queue_dir();
-    let queue_lock = crate::operations::lock_queue(&queue_dir)?;
+    let queue_lock =
+        SpoolLock::acquire_for_daemon(&queue_dir).map_err(|source| StartError::Queue {
+            path: queue_dir.display().to_string(),
+            source,
+        })?;
     let spool = Spool::open(&queue_dir).map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
         source,
     })?;
-    let provider = postern_tls_provider();
-    let mut problems = postern_config::Problems::new();
-    let policies =
-        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
-    if !problems.is_empty() {
-        return Err(StartError::Outbound(
-            "the outbound TLS policies could not be loaded (run check-config)".into(),
-        ));
-    }
     // One resolver (and cache) for delivery and for the SPF/DKIM/DMARC checks.
     let dns = postern_dns::Resolver::new(&config.resolver)?;
-    let helo = config
-        .outbound
-        .helo_name
-        .clone()
-        .unwrap_or_else(|| hostname.clone());
-    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
-        config.outbound.clone(),
-        helo,
-        dns.clone(),
-        policies,
-    ));
-    let router = Arc::new(postern_relay::Router::new(
-        &config.route,
-        state,
-        &hostname,
-        Some(smtp.clone()),
-    ));
+    let (smtp, router) = outbound_with(config, dns.clone())?;
     let auth = Some(Arc::new(
         postern_auth::Auth::new(&config.auth, &hostname, &dns)
             .map_err(|e| StartError::Auth(e.to_string()))?,
@@ -220,7 +156,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.queue.clone(),
         router.clone(),
         &hostname,
-        auth.clone().and_then(report_signer),
+        auth.clone().and_then(postern_auth::Auth::report_hook),
     )
     .map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
@@ -247,22 +183,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     for l in &config.listener {
         let mode = l.mode;
-        // A listener that asks for client certificates gets its own TLS configuration.
-        let lctx = match (&l.client_certificates, &l.client_ca) {
-            (postern_inbound::ClientCertificates::Off, _) | (_, None) => ctx.clone(),
-            (mode, Some(ca)) => {
-                let mandatory = *mode == postern_inbound::ClientCertificates::Require;
-                let policy = Arc::new(ClientCertPolicy::new(
-                    config.tls.profile,
-                    ca,
-                    &l.crl,
-                    mandatory,
-                )?);
-                make_ctx(
-                    Some(tls_store.server_config(Some(policy.clone()))?),
-                    Some(policy),
-                )
-            }
+        let lctx = match l.client_cert_policy(config.tls.profile)? {
+            None => ctx.clone(),
+            Some(p) => make_ctx(Some(tls_store.server_config(Some(p.clone()))?), Some(p)),
         };
         let listener = Listener::bind(l.clone(), lctx)
             .await
@@ -276,14 +199,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
-    crate::metrics::record_certificates(&tls_store);
+    tls_store.record_expiry_gauges();
     info!(
         "postern {} started: hostname={hostname}, state_dir={}",
         env!("CARGO_PKG_VERSION"),
         state.display()
     );
     tls_store.warn_expiring(postern_tls::store::unix_now());
-    tasks.push(tokio::spawn(expiry_watch(tls_store.clone(), rx.clone())));
+    tasks.push(tokio::spawn(tls_store.clone().expiry_watch(rx.clone())));
     Ok(Running {
         addrs,
         queue,
@@ -296,69 +219,57 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-/// Warn about outbound client certificates close to expiry, as for served ones.
-fn watch_outbound_certs(config: &Config, store: &TlsStore) {
-    let mut files: Vec<&Path> = config
-        .outbound
-        .client_certificate
-        .iter()
-        .map(|c| c.chain.as_path())
-        .collect();
-    for p in &config.outbound.policy {
-        if let Some(postern_relay::outbound::config::ClientCertChoice::Own(c)) =
-            &p.client_certificate
-        {
-            files.push(&c.chain);
-        }
-    }
-    for f in files {
-        let info = postern_tls::read_chain(f)
-            .ok()
-            .and_then(|c| postern_tls::x509::CertInfo::parse(&c[0]).ok());
-        if let Some(info) = info {
-            store.watch_expiry(
-                format!("{} (outbound client certificate)", f.display()),
-                info,
-            );
-        }
-    }
-}
-
-/// The certificates to serve: configured, or self-signed ones generated on first start.
-fn cert_configs(
+/// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver) and
+/// the router over it. `policy explain` asks these same objects.
+pub fn outbound(
     config: &Config,
-    hostname: &str,
-    state: &Path,
-) -> Result<Vec<CertificateConfig>, StartError> {
-    let mut certs = config.tls.certificate.clone();
-    if certs.is_empty() {
-        let dir = state.join("tls");
-        let (generated, fresh) = postern_tls::selfsigned::ensure(&dir, hostname)?;
-        warn!(
-            "no [[tls.certificate]] configured: STARTTLS uses SELF-SIGNED certificates for {hostname} ({} in {}). \
-             Peers that verify certificates will refuse them. For real use, add [[tls.certificate]] \
-             entries with chain = \"/path/fullchain.pem\" and key = \"/path/privkey.pem\" (RSA-2048 and ECDSA P-256 recommended).",
-            if fresh { "generated now" } else { "reused" },
-            dir.display()
-        );
-        certs = generated;
-    }
-    Ok(certs)
+) -> Result<
+    (
+        Arc<postern_relay::outbound::agent::SmtpAgent>,
+        Arc<postern_relay::Router>,
+    ),
+    StartError,
+> {
+    outbound_with(config, postern_dns::Resolver::new(&config.resolver)?)
 }
 
-/// Twice a day, warn about certificates that expire within 21 days.
-async fn expiry_watch(store: Arc<TlsStore>, mut stop: watch::Receiver<bool>) {
-    let period = std::time::Duration::from_secs(12 * 3600);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {
-                store.warn_expiring(postern_tls::store::unix_now());
-            }
-            _ = stop.changed() => return,
-        }
+/// [`outbound`] with a resolver already built (the daemon shares one with the checks).
+fn outbound_with(
+    config: &Config,
+    dns: postern_dns::Resolver,
+) -> Result<
+    (
+        Arc<postern_relay::outbound::agent::SmtpAgent>,
+        Arc<postern_relay::Router>,
+    ),
+    StartError,
+> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut problems = postern_config::Problems::new();
+    let policies =
+        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
+    if !problems.is_empty() {
+        return Err(StartError::Outbound(
+            "the outbound TLS policies could not be loaded (run check-config)".into(),
+        ));
     }
-}
-
-fn postern_tls_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
+    let hostname = config.hostname();
+    let helo = config
+        .outbound
+        .helo_name
+        .clone()
+        .unwrap_or_else(|| hostname.clone());
+    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
+        config.outbound.clone(),
+        helo,
+        dns,
+        policies,
+    ));
+    let router = Arc::new(postern_relay::Router::new(
+        &config.route,
+        &config.server.state_dir,
+        &hostname,
+        Some(smtp.clone()),
+    ));
+    Ok((smtp, router))
 }

@@ -61,32 +61,14 @@ pub fn run(a: TlsCheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client_cert = match (&a.client_cert, &a.client_key) {
-        (Some(c), Some(k)) => {
-            match postern_tls::LoadedCert::load(
-                c,
-                k,
-                &postern_tls::provider(postern_tls::Profile::Default),
-            ) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    eprintln!("postern tls-check: --client-cert: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        _ => None,
-    };
-    if let Some(ca) = &a.ca
-        && let Err(e) = postern_tls::client::load_roots(Some(ca))
+    let client_cert = a.client_cert.as_deref().zip(a.client_key.as_deref());
+    let opts = match postern_scan::Options::from_files(a.profile.into(), a.ca.clone(), client_cert)
     {
-        eprintln!("postern tls-check: --ca: {e}");
-        return ExitCode::from(2);
-    }
-    let opts = postern_scan::Options {
-        profile: a.profile.into(),
-        ca: a.ca.clone(),
-        client_cert,
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("postern tls-check: {e}");
+            return ExitCode::from(2);
+        }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

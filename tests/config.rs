@@ -463,3 +463,11 @@ async fn policy_explain_resolve_lists_the_hosts_in_order() {
     assert!(one < two, "{a}");
     assert!(b.contains("null MX (RFC 7505)"), "{b}");
 }
+
+#[test]
+fn embedded_default_is_valid() {
+    let l = postern::config::load(None).unwrap();
+    assert_eq!(l.config.listener.len(), 1);
+    assert_eq!(l.config.listener[0].address.to_string(), "127.0.0.1:2525");
+    assert_eq!(l.config.relay.local_domains, vec!["localhost"]);
+}

@@ -34,6 +34,38 @@ pub struct Generated {
     pub record: String,
 }
 
+/// Whether `domain` and `selector` can name a key record: DNS labels of letters, digits,
+/// `-`, `_` and `.`, and not empty (they become a file name and a DNS name).
+pub fn valid_names(domain: &str, selector: &str) -> bool {
+    !domain.is_empty()
+        && !selector.is_empty()
+        && domain
+            .bytes()
+            .chain(selector.bytes())
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+impl Generated {
+    /// What `dkim keygen` prints: where the key is, the configuration entry to add (as
+    /// comments), and the record to publish, in zone-file syntax.
+    pub fn instructions(&self, domain: &str, selector: &str, kind: KeyKind) -> String {
+        let key = self.path.display();
+        format!(
+            "; private key written to {key} (mode 0600)\n\
+             ; publish this record, then add to the configuration:\n\
+             ;   [[auth.dkim_sign]]\n\
+             ;   domain = \"{domain}\"\n\
+             ;   selector = \"{selector}\"\n\
+             ;   key = \"{key}\"\n\
+             ;   algorithm = \"{}\"\n\
+             {}. IN TXT {}\n",
+            kind.algorithm().as_str(),
+            self.record_name,
+            zone_strings(&self.record)
+        )
+    }
+}
+
 /// Generate a key for `domain`/`selector` into `dir` as `DOMAIN.SELECTOR.key` (created with
 /// mode 0600; an existing file is never overwritten).
 pub fn keygen(

@@ -137,6 +137,15 @@ impl Auth {
         &self.signer
     }
 
+    /// The queue's signing hook for its own reports (bounces, delay warnings, delivery
+    /// reports from `MAILER-DAEMON@hostname`; `postern_queue::Sign`): `None` without
+    /// `[[auth.dkim_sign]]` entries. The key is picked by the report's From domain.
+    pub fn report_hook(self: std::sync::Arc<Self>) -> Option<sign::ReportSign> {
+        (!self.signer.is_empty()).then(|| {
+            std::sync::Arc::new(move |r: &[u8]| self.signer.sign_report(r)) as sign::ReportSign
+        })
+    }
+
     /// Whether clients in trusted networks skip the checks.
     pub fn exempt_trusted_networks(&self) -> bool {
         self.exempt_trusted_networks

@@ -149,6 +149,9 @@ struct Entry {
     signer: DkimSigner<DkimKey, Done>,
 }
 
+/// A signing hook for reports, as the queue takes it (`postern_queue::Sign`).
+pub type ReportSign = std::sync::Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 /// Every signing key, ready to sign.
 pub struct Signer {
     entries: Vec<Entry>,
@@ -184,6 +187,12 @@ impl Signer {
         self.entries.is_empty()
     }
 
+    /// This signer as a report signing hook ([`Signer::sign_report`]); `None` without keys.
+    pub fn into_report_hook(self) -> Option<ReportSign> {
+        (!self.is_empty())
+            .then(|| std::sync::Arc::new(move |r: &[u8]| self.sign_report(r)) as ReportSign)
+    }
+
     /// The signing domain for mail from `from_domain`: the domain itself or its closest
     /// configured parent.
     fn domain_for(&self, from_domain: &str) -> Option<&str> {
@@ -193,6 +202,21 @@ impl Signer {
             .map(|e| e.domain.as_str())
             .filter(|d| from == *d || from.ends_with(&format!(".{d}")))
             .max_by_key(|d| d.len())
+    }
+
+    /// Sign one of the queue's own reports (bounce, delay warning, delivery report): the
+    /// `DKIM-Signature` fields to prepend, if a key applies. A signing failure is logged
+    /// and the report goes out unsigned, as relayed mail does.
+    pub fn sign_report(&self, report: &[u8]) -> Option<Vec<u8>> {
+        match self.sign(report) {
+            Ok(signed) => signed.map(|s| s.headers.into_bytes()),
+            Err(e) => {
+                tracing::warn!(
+                    "DKIM signing of a delivery report failed, it is sent unsigned: {e}"
+                );
+                None
+            }
+        }
     }
 
     /// Sign `message` (header section and body, CRLF) when its From domain (all From

@@ -11,6 +11,7 @@
 //! any input), which the config fuzz target relies on.
 
 mod diag;
+pub mod server;
 mod values;
 
 pub use diag::{ConfigError, KeyPath, Problems, locate, parse_toml};

@@ -172,6 +172,23 @@ impl ListenerConfig {
             crl: Vec::new(),
         }
     }
+
+    /// The client-certificate policy of a listener that asks for certificates (with its
+    /// CAs and CRLs loaded), or `None`: such a listener gets its own TLS configuration.
+    pub fn client_cert_policy(
+        &self,
+        profile: postern_tls::Profile,
+    ) -> Result<Option<std::sync::Arc<postern_tls::ClientCertPolicy>>, postern_tls::TlsError> {
+        let (mode, Some(ca)) = (self.client_certificates, &self.client_ca) else {
+            return Ok(None);
+        };
+        if mode == ClientCertificates::Off {
+            return Ok(None);
+        }
+        let mandatory = mode == ClientCertificates::Require;
+        postern_tls::ClientCertPolicy::new(profile, ca, &self.crl, mandatory)
+            .map(|p| Some(std::sync::Arc::new(p)))
+    }
 }
 
 /// `[relay]`: who may send mail where. With nothing configured, nothing is accepted.

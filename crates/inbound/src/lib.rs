@@ -39,6 +39,7 @@ pub mod partner;
 mod received;
 mod relay_control;
 mod session;
+pub mod tls_checks;
 
 pub use config::{
     ClientCertificates, ListenerConfig, Mode, RelayConfig, validate as validate_config,

@@ -18,6 +18,19 @@ const MAX_CONCURRENT: usize = 4;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Bind `addr` and serve until `shutdown` turns true: the bound address (useful with
+/// port 0) and the serving task.
+pub async fn listen(
+    addr: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let l = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("metrics: cannot listen on {addr}: {e}"))
+    })?;
+    let bound = l.local_addr()?;
+    Ok((bound, tokio::spawn(serve(l, shutdown))))
+}
+
 /// Serve `/metrics` on `listener` until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let addr = listener

@@ -17,12 +17,14 @@
 //! # Standards
 //! Prometheus text exposition format 0.0.4.
 
+pub mod certs;
 mod config;
 mod http;
 mod registry;
+pub mod systemd;
 
 pub use config::MetricsConfig;
-pub use http::serve;
+pub use http::{listen, serve};
 pub use registry::{Collector, Kind, Metric, Sink, add, inc, on_scrape, render, set};
 
 /// Every metric Postern exports.

@@ -33,8 +33,10 @@
 pub mod admin;
 mod agent;
 mod config;
+pub mod control;
 mod date;
 pub mod dsn;
+pub mod gauges;
 mod id;
 mod lock;
 mod notice;

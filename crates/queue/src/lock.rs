@@ -23,6 +23,23 @@ pub struct SpoolLock {
 }
 
 impl SpoolLock {
+    /// Create the queue directory and take its lock for a daemon, before the spool is
+    /// opened: a second daemon on the same queue would deliver every message twice. The
+    /// error names the holder.
+    pub fn acquire_for_daemon(queue_dir: &Path) -> std::io::Result<SpoolLock> {
+        std::fs::create_dir_all(queue_dir)?;
+        match SpoolLock::try_acquire(queue_dir)? {
+            Some(lock) => Ok(lock),
+            None => Err(std::io::Error::other(format!(
+                "another postern process{} is using this queue (it holds {}); stop it first",
+                SpoolLock::holder(queue_dir)
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default(),
+                SpoolLock::path_in(queue_dir).display()
+            ))),
+        }
+    }
+
     /// The lock file of the queue directory `dir`.
     pub fn path_in(dir: &Path) -> PathBuf {
         dir.join("lock")

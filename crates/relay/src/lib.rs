@@ -9,6 +9,7 @@
 //! RFC 5321 §4.4 (Return-Path at final delivery); the Maildir format as documented by its
 //! author (tmp → new, unique names).
 
+pub mod explain;
 mod maildir;
 pub mod outbound;
 mod route;
@@ -17,4 +18,4 @@ pub use maildir::MaildirAgent;
 pub use outbound::config::{OutboundConfig, PolicyConfig, TlsLevel};
 /// Re-export: `[resolver]` moved to `postern-dns` (#10); the lead removes this.
 pub use postern_dns::ResolverConfig;
-pub use route::{NextHop, RouteConfig, Router, validate as validate_routes};
+pub use route::{Decision, NextHop, RouteConfig, RouteSource, Router, validate as validate_routes};

@@ -153,6 +153,25 @@ pub fn validate(routes: &[RouteConfig], p: &mut Problems) {
     }
 }
 
+/// Where a next hop came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSource {
+    /// A `[[route]]` entry (exact, `.parent` or `*`).
+    Route,
+    /// No route matched: the domain's MX hosts (or an address literal itself).
+    Default,
+}
+
+/// The routing decision for one recipient domain ([`Router::decide`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub hop: NextHop,
+    pub source: RouteSource,
+    /// The domain whose TLS policy applies (`[[outbound.policy]]` key) for an SMTP hop:
+    /// the recipient domain, address literals without brackets; empty for Maildir.
+    pub policy_domain: String,
+}
+
 /// Applies the route table: groups recipients by next hop and hands them to its agent.
 #[derive(Debug)]
 pub struct Router {
@@ -226,9 +245,35 @@ impl Router {
     /// Where mail for `domain` goes: its route, else (with SMTP delivery) the domain's MX
     /// hosts, or for an address literal that address itself.
     pub fn next_hop(&self, domain: &Domain) -> Option<NextHop> {
-        if let Some(h) = self.explicit(domain) {
-            return Some(h.clone());
-        }
+        self.decide(domain).map(|d| d.hop)
+    }
+
+    /// The routing decision delivery acts on for recipients in `domain`: the next hop,
+    /// where it came from, and the key of the TLS policy for SMTP hops. `policy explain`
+    /// shows this same decision.
+    pub fn decide(&self, domain: &Domain) -> Option<Decision> {
+        let (hop, source) = match self.explicit(domain) {
+            Some(h) => (h.clone(), RouteSource::Route),
+            None => (self.default_hop(domain)?, RouteSource::Default),
+        };
+        let policy_domain = match &hop {
+            NextHop::Smtp(_) => domain
+                .to_string()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            NextHop::Maildir(_) => String::new(),
+        };
+        Some(Decision {
+            hop,
+            source,
+            policy_domain,
+        })
+    }
+
+    /// Without a route: SMTP to the domain's MX hosts (or an address literal itself),
+    /// when this router delivers over SMTP at all.
+    fn default_hop(&self, domain: &Domain) -> Option<NextHop> {
         self.smtp.as_ref()?;
         Some(NextHop::Smtp(match domain {
             Domain::Name(n) => SmtpHop {
@@ -242,6 +287,24 @@ impl Router {
                 mx: false,
             },
         }))
+    }
+
+    /// Every `[relay] local_domains` entry (under `at`) has an explicit route: mail
+    /// accepted for a local domain must never fall through to MX delivery.
+    pub fn validate_local_domains(&self, local_domains: &[String], at: &KeyPath, p: &mut Problems) {
+        for (i, d) in local_domains.iter().enumerate() {
+            if self
+                .explicit(&Domain::Name(d.to_ascii_lowercase()))
+                .is_none()
+            {
+                p.push(
+                    at.key("local_domains").index(i),
+                    format!(
+                        "local domain {d:?} has no route: add [[route]] domain = {d:?} next_hop = \"maildir:mail\" (or another next hop)"
+                    ),
+                );
+            }
+        }
     }
 
     /// Whether mail for `domain` has somewhere to go.
@@ -266,18 +329,8 @@ impl DeliveryAgent for Router {
             let mut groups: HashMap<(NextHop, String), Vec<usize>> = HashMap::new();
             for (n, &i) in rcpts.iter().enumerate() {
                 let domain = &msg.envelope.recipients[i].domain;
-                match self.next_hop(domain) {
-                    Some(h) => {
-                        let key = match &h {
-                            NextHop::Smtp(_) => domain
-                                .to_string()
-                                .trim_start_matches('[')
-                                .trim_end_matches(']')
-                                .to_string(),
-                            NextHop::Maildir(_) => String::new(),
-                        };
-                        groups.entry((h, key)).or_default().push(n)
-                    }
+                match self.decide(domain) {
+                    Some(d) => groups.entry((d.hop, d.policy_domain)).or_default().push(n),
                     None => {
                         results[n] = Some(DeliveryOutcome {
                             relay: "none".into(),

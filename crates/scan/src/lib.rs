@@ -23,7 +23,9 @@
 pub mod hello;
 pub mod probe;
 mod report;
+mod setup;
 pub mod suites;
+pub use setup::SetupError;
 mod verdict;
 
 use std::collections::BTreeMap;

@@ -14,9 +14,11 @@
 //! # Standards
 //! RFC 8446 (TLS 1.3), RFC 5246 (TLS 1.2), RFC 3207 (STARTTLS).
 
+pub mod check;
 pub mod client;
 pub mod clientauth;
 mod config;
+mod expiry;
 pub mod profiles;
 mod resolver;
 pub mod selfsigned;

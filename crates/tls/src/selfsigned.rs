@@ -68,6 +68,27 @@ fn write_file(path: &PathBuf, data: &[u8], mode: u32) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// The certificates to serve: `configured`, or self-signed ones for `hostname` generated
+/// in `dir` on first start (and reused after), with a warning that says what to do.
+pub fn or_generated(
+    configured: &[CertificateConfig],
+    dir: &Path,
+    hostname: &str,
+) -> Result<Vec<CertificateConfig>, TlsError> {
+    if !configured.is_empty() {
+        return Ok(configured.to_vec());
+    }
+    let (generated, fresh) = ensure(dir, hostname)?;
+    tracing::warn!(
+        "no [[tls.certificate]] configured: STARTTLS uses SELF-SIGNED certificates for {hostname} ({} in {}). \
+         Peers that verify certificates will refuse them. For real use, add [[tls.certificate]] \
+         entries with chain = \"/path/fullchain.pem\" and key = \"/path/privkey.pem\" (RSA-2048 and ECDSA P-256 recommended).",
+        if fresh { "generated now" } else { "reused" },
+        dir.display()
+    );
+    Ok(generated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

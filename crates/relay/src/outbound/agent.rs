@@ -26,6 +26,16 @@ pub struct SmtpHop {
     pub mx: bool,
 }
 
+impl SmtpHop {
+    /// The next-hop name certificates are checked against (`nexthop`, `dot-nexthop`).
+    pub fn tls_name(&self) -> String {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+}
+
 /// Idle connections are kept per next hop and recipient domain (the policy key).
 type PoolKey = (SmtpHop, String);
 
@@ -75,8 +85,41 @@ impl SmtpAgent {
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
+    /// Re-read the policies' CA files and client certificates (SIGHUP). If any fails to
+    /// load, the old policies stay in use and the log says why; `false` then.
+    pub fn reload_policies(&self, outbound: &OutboundConfig) -> bool {
+        let mut problems = postern_config::Problems::new();
+        let policies = Policies::load(outbound, &self.provider, &mut problems);
+        if problems.is_empty() {
+            self.replace_policies(policies);
+            info!("outbound TLS policies reloaded (CA files, client certificates)");
+            return true;
+        }
+        let errs: Vec<String> = problems
+            .locate_in("(reload)", "")
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect();
+        warn!(
+            "outbound TLS policies NOT reloaded, the previous ones stay in use: {}",
+            errs.join("; ")
+        );
+        false
+    }
+
     pub fn dns(&self) -> &Resolver {
         &self.dns
+    }
+
+    /// The TLS policy delivery applies to mail for `domain` (the policy key of
+    /// [`crate::route::Decision`]).
+    pub fn policy_for(&self, domain: &str) -> Arc<Policy> {
+        self.policies().lookup(domain).clone()
+    }
+
+    /// The port delivery connects to for `hop`.
+    pub fn port(&self, hop: &SmtpHop) -> u16 {
+        hop.port.unwrap_or(self.cfg.port)
     }
 
     fn timeouts(&self) -> Timeouts {
@@ -141,12 +184,8 @@ impl SmtpAgent {
         msg: &QueuedMessage,
         rcpts: &[usize],
     ) -> Vec<DeliveryOutcome> {
-        let policy = self.policies().lookup(domain).clone();
-        let nexthop = hop
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let policy = self.policy_for(domain);
+        let nexthop = hop.tls_name();
         let id = msg.envelope.id;
         let key = (hop.clone(), domain.to_string());
 

@@ -323,6 +323,33 @@ fn check_deadlines(o: &OutboundConfig, at: &KeyPath, p: &mut Problems) {
     }
 }
 
+/// Warn about outbound client certificates (`[outbound]` and per-policy) close to
+/// expiry, as for served ones.
+pub fn watch_client_certificates(o: &OutboundConfig, store: &postern_tls::TlsStore) {
+    let mut files: Vec<&std::path::Path> = o
+        .client_certificate
+        .iter()
+        .map(|c| c.chain.as_path())
+        .collect();
+    for p in &o.policy {
+        if let Some(ClientCertChoice::Own(c)) = &p.client_certificate {
+            files.push(&c.chain);
+        }
+    }
+    for f in files {
+        let info = postern_tls::read_chain(f).ok().and_then(|c| {
+            c.first()
+                .and_then(|c| postern_tls::x509::CertInfo::parse(c).ok())
+        });
+        if let Some(info) = info {
+            store.watch_expiry(
+                format!("{} (outbound client certificate)", f.display()),
+                info,
+            );
+        }
+    }
+}
+
 /// The largest `max_mx_hosts`: each host name costs DNS look-ups at every attempt.
 pub const MAX_MX_HOSTS: usize = 20;
 

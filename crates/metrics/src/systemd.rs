@@ -1,4 +1,4 @@
-//! Telling systemd how the service is doing (`Type=notify`): `READY=1` once the
+//! Telling systemd how the service is doing (the service's health, as the metrics are) (`Type=notify`): `READY=1` once the
 //! listeners are bound and the queue is loaded, `RELOADING=1` / `READY=1` around a
 //! reload (SIGHUP), `STOPPING=1` when a stop begins, and `STATUS=` lines that
 //! `systemctl status postern` shows.

@@ -1,0 +1,283 @@
+//! `postern policy explain DOMAIN [--resolve]`: what happens to mail for a domain, before
+//! it matters.
+//!
+//! The explanation is built from the decisions delivery itself acts on, never from a copy
+//! of them: the next hop from [`Router::decide`] (the function the router's delivery
+//! groups recipients by), the TLS policy from [`SmtpAgent::policy_for`] and the port from
+//! [`SmtpAgent::port`] (the functions an SMTP delivery starts with), and the host list
+//! from the agent's own resolver ([`SmtpAgent::dns`]).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use postern_smtp::address::{AddressError, Domain, parse_domain};
+
+use crate::outbound::agent::SmtpAgent;
+use postern_dns::{LookupError as DnsFailure, MxAnswer};
+use crate::outbound::policy::Policy;
+use crate::route::{Decision, NextHop, RouteSource, Router};
+
+/// Why there is no explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{input:?} is not a domain name: {problem}")]
+    NotADomain {
+        input: String,
+        problem: AddressError,
+    },
+    #[error("no route for {0}, and this router does not deliver over SMTP")]
+    NoRoute(String),
+    #[error("this router does not deliver over SMTP, so no TLS policy applies")]
+    NoSmtp,
+}
+
+/// What delivery would do with mail for one domain (the resolve step aside).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The domain, as parsed (lower case).
+    pub domain: String,
+    /// Whether it is one of `[relay] local_domains`.
+    pub local: bool,
+    /// The router's decision for it.
+    pub decision: Decision,
+    /// For an SMTP hop: the TLS policy and the port delivery uses.
+    pub smtp: Option<(Arc<Policy>, u16)>,
+}
+
+/// The decision for `domain`, from the router (and its SMTP agent) delivery uses.
+pub fn decide(
+    router: &Router,
+    local_domains: &[String],
+    domain: &str,
+) -> Result<Explanation, ExplainError> {
+    let name =
+        parse_domain(domain.trim_end_matches('.')).map_err(|problem| ExplainError::NotADomain {
+            input: domain.to_string(),
+            problem,
+        })?;
+    let decision = router
+        .decide(&Domain::Name(name.clone()))
+        .ok_or_else(|| ExplainError::NoRoute(name.clone()))?;
+    let smtp = match &decision.hop {
+        NextHop::Smtp(hop) => {
+            let agent = router.smtp().ok_or(ExplainError::NoSmtp)?;
+            Some((agent.policy_for(&decision.policy_domain), agent.port(hop)))
+        }
+        NextHop::Maildir(_) => None,
+    };
+    Ok(Explanation {
+        local: local_domains.iter().any(|d| d.eq_ignore_ascii_case(&name)),
+        domain: name,
+        decision,
+        smtp,
+    })
+}
+
+/// The explanation, as printed. With `resolve`, DNS is asked for the hosts it would try.
+pub async fn explain(
+    router: &Router,
+    local_domains: &[String],
+    domain: &str,
+    resolve: bool,
+) -> Result<String, ExplainError> {
+    let e = decide(router, local_domains, domain)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "destination: {}", e.domain);
+    let _ = writeln!(
+        out,
+        "accepted from: {}",
+        if e.local {
+            "anyone (a local domain)"
+        } else {
+            "trusted networks only (relay)"
+        }
+    );
+    let how = match e.decision.source {
+        RouteSource::Route => "from [[route]]",
+        RouteSource::Default => "no [[route]] matches: MX lookup",
+    };
+    let _ = writeln!(out, "next hop:   {} ({how})", e.decision.hop);
+    let (NextHop::Smtp(hop), Some((policy, port))) = (&e.decision.hop, &e.smtp) else {
+        let _ = writeln!(out, "delivery:   local Maildir; no TLS policy applies");
+        return Ok(out);
+    };
+    out.push_str(&policy.describe(&hop.tls_name()));
+    let _ = writeln!(out, "port:       {port}");
+    if resolve && let Some(agent) = router.smtp() {
+        hosts(agent, hop, &mut out).await;
+    }
+    Ok(out)
+}
+
+/// The hosts delivery would try, in order, from the agent's resolver.
+async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &mut String) {
+    let dns = agent.dns();
+    let names: Vec<(u16, String)> = if hop.mx {
+        match dns.mx(&hop.host).await.map(|a| a.records) {
+            Ok(MxAnswer::Hosts(h)) => h,
+            Ok(MxAnswer::NoMx) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         none; the domain's own address is used (implicit MX)"
+                );
+                vec![(0, hop.host.clone())]
+            }
+            Ok(MxAnswer::NullMx) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         null MX (RFC 7505): mail would bounce with 556 5.1.10"
+                );
+                return;
+            }
+            Err(DnsFailure::NotFound) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         the domain does not exist (NXDOMAIN): mail would bounce"
+                );
+                return;
+            }
+            Err(DnsFailure::NoRecords) => vec![(0, hop.host.clone())],
+            Err(DnsFailure::Temporary(e)) => {
+                let _ = writeln!(
+                    out,
+                    "MX:         lookup failed ({e}): mail would wait and be retried"
+                );
+                return;
+            }
+        }
+    } else {
+        vec![(0, hop.host.clone())]
+    };
+    let _ = writeln!(out, "hosts, in the order they would be tried:");
+    for (pref, name) in names {
+        let addrs = match dns.addresses(&name).await {
+            Ok(a) => a
+                .records
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("no address ({e:?})"),
+        };
+        let _ = writeln!(out, "  {pref:>5} {name} -> {addrs}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::config::{OutboundConfig, ResolverConfig, TlsLevel};
+    use crate::outbound::policy::Policies;
+    use crate::route::RouteConfig;
+
+    #[derive(serde::Deserialize)]
+    struct Conf {
+        route: Vec<RouteConfig>,
+        outbound: OutboundConfig,
+        resolver: ResolverConfig,
+    }
+
+    const CONF: &str = r#"
+[[route]]
+domain = "local.test"
+next_hop = "maildir:mail"
+[[route]]
+domain = "partner.test"
+next_hop = "smtp:[192.0.2.25]:2525"
+[[route]]
+domain = ".hub.test"
+next_hop = "smtp:relay.hub.test"
+[outbound]
+tls = "may"
+port = 2526
+[[outbound.policy]]
+domain = ".gov.test"
+tls = "encrypt"
+[[outbound.policy]]
+domain = "partner.test"
+tls = "none"
+[resolver]
+nameservers = ["127.0.0.1:9"]
+"#;
+
+    /// The router and agent the daemon would build from `CONF` (no DNS is asked).
+    fn router() -> Router {
+        let c: Conf = postern_config::parse_toml("t.toml", CONF).unwrap();
+        let mut p = postern_config::Problems::new();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let policies = Policies::load(&c.outbound, &provider, &mut p);
+        assert!(p.is_empty());
+        let dns = postern_dns::Resolver::new(&c.resolver).unwrap();
+        let agent = SmtpAgent::new(c.outbound, "h.test".into(), dns, policies);
+        Router::new(
+            &c.route,
+            std::path::Path::new("/state"),
+            "h.test",
+            Some(Arc::new(agent)),
+        )
+    }
+
+    /// The explanation shows exactly what delivery decides: the router's next hop and
+    /// the agent's policy and port, for routed, parent-routed, MX-routed and local
+    /// domains; and the expected values, so a change to either side is noticed.
+    #[tokio::test]
+    async fn explanation_is_the_delivery_decision() {
+        let r = router();
+        let agent = r.smtp().unwrap().clone();
+        let cases = [
+            ("local.test", "maildir:/state/mail", None),
+            (
+                "partner.test",
+                "smtp:[192.0.2.25]:2525",
+                Some((TlsLevel::None, 2525)),
+            ),
+            (
+                "mx.a.hub.test",
+                "smtp:relay.hub.test",
+                Some((TlsLevel::May, 2526)),
+            ),
+            (
+                "mail.dept.gov.test",
+                "smtp:mail.dept.gov.test",
+                Some((TlsLevel::Encrypt, 2526)),
+            ),
+            (
+                "Other.Test.",
+                "smtp:other.test",
+                Some((TlsLevel::May, 2526)),
+            ),
+        ];
+        for (domain, hop, smtp) in cases {
+            let e = decide(&r, &["local.test".into()], domain).unwrap();
+            let name = domain.trim_end_matches('.').to_ascii_lowercase();
+            let delivery = r.decide(&Domain::Name(name.clone())).unwrap();
+            assert_eq!(e.decision, delivery, "{domain}");
+            assert_eq!(e.decision.hop.to_string(), hop, "{domain}");
+            match (&e.decision.hop, &e.smtp, smtp) {
+                (NextHop::Smtp(h), Some((policy, port)), Some((level, want_port))) => {
+                    let used = agent.policy_for(&delivery.policy_domain);
+                    assert!(Arc::ptr_eq(policy, &used), "{domain}");
+                    assert_eq!(*port, agent.port(h), "{domain}");
+                    assert_eq!((policy.level, *port), (level, want_port), "{domain}");
+                }
+                (NextHop::Maildir(_), None, None) => {}
+                other => panic!("{domain}: {other:?}"),
+            }
+            let text = explain(&r, &["local.test".into()], domain, false)
+                .await
+                .unwrap();
+            assert!(text.contains(&format!("next hop:   {hop} (")), "{text}");
+            if let Some((level, port)) = smtp {
+                assert!(
+                    text.contains(&format!("tls level:  {}", level.as_str())),
+                    "{text}"
+                );
+                assert!(text.contains(&format!("port:       {port}")), "{text}");
+            }
+        }
+        assert!(matches!(
+            decide(&r, &[], "not a domain"),
+            Err(ExplainError::NotADomain { .. })
+        ));
+    }
+}
