@@ -33,7 +33,7 @@ pub fn lock_queue(queue_dir: &Path) -> Result<SpoolLock, StartError> {
         path: queue_dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(queue_dir).map_err(err)?;
+    postern_queue::safefs::create_dir(queue_dir).map_err(err)?;
     match SpoolLock::try_acquire(queue_dir).map_err(err)? {
         Some(lock) => Ok(lock),
         None => Err(err(std::io::Error::other(format!(
