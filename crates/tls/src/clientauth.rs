@@ -41,7 +41,7 @@ pub struct PresentedCert {
     pub fingerprint: String,
     pub spki_fingerprint: Option<String>,
     pub info: Option<CertInfo>,
-    /// DNS names (subjectAltName) and the subject common name, lower-cased.
+    /// DNS names of the subjectAltName, lower-cased (never the subject common name).
     pub names: Vec<String>,
 }
 
@@ -81,19 +81,15 @@ impl PresentedCert {
     fn new(chain: &[CertificateDer<'_>], trust: Result<(), String>) -> PresentedCert {
         let chain: Vec<CertificateDer<'static>> =
             chain.iter().map(|c| c.clone().into_owned()).collect();
-        let (fingerprint, spki_fingerprint, info, mut names) = match chain.first() {
+        // Names come from the subjectAltName only: a CA's name constraints apply to those,
+        // not to the subject common name, so a CN is never taken as a name.
+        let (fingerprint, spki_fingerprint, info, names) = match chain.first() {
             Some(ee) => {
                 let (f, s) = fingerprints(ee);
                 (f, s, CertInfo::parse(ee).ok(), cert_names(ee))
             }
             None => (String::new(), None, None, Vec::new()),
         };
-        if let Some(cn) = info.as_ref().and_then(|i| i.common_name.clone()) {
-            let cn = cn.to_ascii_lowercase();
-            if !names.contains(&cn) {
-                names.push(cn);
-            }
-        }
         PresentedCert {
             chain,
             trust,

@@ -221,6 +221,14 @@ impl TestCa {
         self.issue(params, opts)
     }
 
+    /// Issues a client certificate whose subject CN and SAN dNSNames differ (for tests that
+    /// a CN is never taken as a name).
+    pub fn issue_client_named(&self, common_name: &str, sans: &[&str], opts: IssueOpts) -> Issued {
+        let mut params = self.leaf_params(common_name, sans, opts);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, opts)
+    }
+
     fn leaf_params(&self, common_name: &str, names: &[&str], opts: IssueOpts) -> CertificateParams {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
