@@ -164,5 +164,33 @@ pub fn report(c: &Config) -> String {
     if let Some(cc) = &c.outbound.client_certificate {
         one("outbound client certificate".into(), &cc.chain, false);
     }
+    s.push_str(&file_warnings(c, now));
     s
+}
+
+/// `check-config` warnings about files (#11): private keys readable by others, CRLs
+/// stale or going stale.
+fn file_warnings(c: &Config, now: i64) -> String {
+    let keys = c
+        .tls
+        .certificate
+        .iter()
+        .map(|k| k.key.as_path())
+        .chain(
+            c.outbound
+                .client_certificate
+                .iter()
+                .map(|k| k.key.as_path()),
+        )
+        .chain(c.auth.dkim_sign.iter().map(|d| d.key.as_path()));
+    let mut warnings: Vec<String> = keys.filter_map(postern_tls::keyfile::exposure).collect();
+    for f in c.listener.iter().flat_map(|l| l.crl.iter()) {
+        if let Ok(crls) = postern_tls::clientauth::read_crls(f) {
+            warnings.extend(postern_tls::clientauth::crl_warnings(f, &crls, now));
+        }
+    }
+    warnings
+        .iter()
+        .map(|w| format!("  warning: {w}\n"))
+        .collect()
 }

@@ -218,3 +218,55 @@ fn check_config_with_a_closed_stdout_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(matches!(out.status.code(), Some(0 | 2)), "{:?}", out.status);
 }
+
+/// Regression (#11, item 12): check-config said nothing about a private key anyone can
+/// read, nor about a CRL past its nextUpdate.
+#[test]
+fn check_config_warns_about_readable_keys_and_stale_crls() {
+    use postern_test_support::ca::{IssueOpts, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("Partner CA");
+    let (chain, key) = ca
+        .issue_server(&["mx.postern.test"], IssueOpts::default())
+        .write(d, "server");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ca_path = ca.write_ca(d, "ca");
+    std::fs::write(d.join("stale.crl"), ca.crl_pem_serials(&[], -2)).unwrap();
+    let cfg = d.join("postern.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[server]
+state_dir = "{state}"
+[[listener]]
+address = "127.0.0.1:2525"
+client_certificates = "request"
+client_ca = "{ca}"
+crl = ["{crl}"]
+[[tls.certificate]]
+chain = "{chain}"
+key = "{key}"
+"#,
+            state = d.join("state").display(),
+            ca = ca_path.display(),
+            crl = d.join("stale.crl").display(),
+            chain = chain.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("is readable by everyone"), "{stdout}");
+    assert!(stdout.contains("stale.crl (CRL #0) is stale"), "{stdout}");
+}

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod clientauth;
 mod config;
+pub mod keyfile;
 pub mod profiles;
 mod resolver;
 pub mod selfsigned;

@@ -103,6 +103,24 @@ impl CertInfo {
         })
     }
 
+    /// The `nextUpdate` of a DER CRL (RFC 5280 §5.1.2.5), Unix seconds; `None` when the
+    /// CRL has none (then it never goes stale by itself).
+    pub fn crl_next_update(der: &[u8]) -> Result<Option<i64>, ParseError> {
+        let (crl, _) = expect(der, SEQ, "certificateList")?;
+        let (tbs, _) = expect(crl, SEQ, "tbsCertList")?;
+        let mut t = tbs;
+        if t.first() == Some(&0x02) {
+            t = tlv(t)?.2;
+        }
+        let (_, t) = expect(t, SEQ, "signature")?;
+        let (_, t) = expect(t, SEQ, "issuer")?;
+        let (_, t) = time(t)?;
+        match t.first() {
+            Some(0x17 | 0x18) => Ok(Some(time(t)?.0)),
+            _ => Ok(None),
+        }
+    }
+
     /// Why this certificate is weaker than the NCSC guidance allows (RSA below 2048 bits,
     /// SHA-1 or MD5 signatures); empty when it is not.
     pub fn weaknesses(&self) -> Vec<String> {
