@@ -270,3 +270,65 @@ key = "{key}"
     assert!(stdout.contains("is readable by everyone"), "{stdout}");
     assert!(stdout.contains("stale.crl (CRL #0) is stale"), "{stdout}");
 }
+
+/// Regression (#11, item 12): `postrm purge` deleted all of /var/lib/postern, Maildirs
+/// with users' mail included, without a word. It deletes Postern's own files and keeps
+/// the mail, saying so. (Run with DPKG_ROOT, as dpkg does for --root installs.)
+#[test]
+fn postrm_purge_keeps_maildirs_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let lib = r.join("var/lib/postern");
+    for d in [
+        "queue/active",
+        "tls",
+        "mail/bob/new",
+        "mail/bob/cur",
+        "empty",
+    ] {
+        std::fs::create_dir_all(lib.join(d)).unwrap();
+    }
+    std::fs::write(lib.join("queue/active/1.msg"), "x").unwrap();
+    std::fs::write(lib.join("tls/selfsigned.key"), "k").unwrap();
+    std::fs::write(lib.join("lock"), "1").unwrap();
+    std::fs::write(lib.join("mail/bob/new/1.M1.host"), "mail").unwrap();
+    std::fs::create_dir_all(r.join("var/spool/postern/active")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/debian/postrm");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg("purge")
+        .env("DPKG_ROOT", r)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(lib.join("mail/bob/new/1.M1.host")).unwrap(),
+        "mail"
+    );
+    for gone in ["queue", "tls", "lock", "empty"] {
+        assert!(!lib.join(gone).exists(), "{gone} should be gone");
+    }
+    assert!(!r.join("var/spool/postern").exists());
+    assert!(
+        stderr.contains("purge kept") && stderr.contains("mail"),
+        "{stderr}"
+    );
+
+    // Nothing but Postern's own files: all of it goes, silently.
+    std::fs::remove_dir_all(lib.join("mail")).unwrap();
+    std::fs::create_dir_all(lib.join("queue/active")).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg("purge")
+        .env("DPKG_ROOT", r)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lib.exists());
+}
