@@ -463,6 +463,14 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) {
     }
 }
 
+fn serial_of(params: &CertificateParams) -> Vec<u8> {
+    params
+        .serial_number
+        .as_ref()
+        .map(|s| s.to_bytes())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,12 +831,4 @@ mod tests {
             .unwrap()
             .to_ascii_lowercase()
     }
-}
-
-fn serial_of(params: &CertificateParams) -> Vec<u8> {
-    params
-        .serial_number
-        .as_ref()
-        .map(|s| s.to_bytes())
-        .unwrap_or_default()
 }
