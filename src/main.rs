@@ -90,6 +90,7 @@ Documentation: README.md and docs/ (getting started, configuration reference, me
 The annotated reference configuration is config/postern.toml.";
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     if postern::sendmail::invoked_as_sendmail() {
         return postern::sendmail::main_classic();
     }
@@ -112,6 +113,27 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+/// A reader that stops early (`postern check-config | head -1`) closes our standard
+/// output; the next `print!` then fails with EPIPE, which the standard library turns into a
+/// panic ("failed printing to stdout: Broken pipe", exit 101). Rust ignores SIGPIPE, so
+/// this is where it surfaces: treat it as the normal end it is for a command-line tool
+/// (exit 0, nothing on stderr). Every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// The configuration a Debian package installs.
@@ -198,6 +220,17 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                 .as_ref()
                 .map(|cc| cc.chain.as_path())
         )
+    );
+    let keys = c
+        .tls
+        .certificate
+        .iter()
+        .map(|k| k.key.as_path())
+        .chain(c.outbound.client_certificate.iter().map(|k| k.key.as_path()))
+        .chain(c.auth.dkim_sign.iter().map(|d| d.key.as_path()));
+    print!(
+        "{}",
+        postern_inbound::tls_checks::file_warnings(keys, &c.listener)
     );
     ExitCode::SUCCESS
 }

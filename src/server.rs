@@ -106,10 +106,14 @@ impl Running {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hostname = config.hostname();
     let state = &config.server.state_dir;
-    std::fs::create_dir_all(state).map_err(|source| StartError::StateDir {
-        path: state.display().to_string(),
-        source,
-    })?;
+    // The configured directory may be a link the operator made; what lies under it is
+    // never followed (postern_queue::safefs). 0750 whatever the umask.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o750)
+        .create(state)
+        .map_err(|source| StartError::StateDir {
+            path: state.display().to_string(),
+            source,
+        })?;
 
     let tls_store = Arc::new(TlsStore::load(
         config.tls.profile,

@@ -329,7 +329,10 @@ if [ -z "$LIB_SENDMAIL_BEFORE" ]; then
         sh -c '! [ -e /usr/lib/sendmail ] && ! [ -L /usr/lib/sendmail ]'
 fi
 check "dpkg --purge" dpkg --purge postern
-check "purge removes /var/lib/postern" test ! -e /var/lib/postern
+check "purge removes Postern's own state" \
+    sh -c '! [ -e /var/lib/postern/tls ] && ! [ -e /var/lib/postern/queue ]'
+check "purge keeps the delivered Maildirs (users' mail)" test -d /var/lib/postern/mail
+rm -rf /var/lib/postern
 check "purge removes /var/spool/postern" test ! -e /var/spool/postern
 check "purge removes /etc/postern" test ! -e /etc/postern
 check "purge keeps the postern user (Debian practice)" getent passwd postern

@@ -11,8 +11,10 @@
 //! any input), which the config fuzz target relies on.
 
 mod diag;
+pub mod domain;
 pub mod server;
 mod values;
 
 pub use diag::{ConfigError, KeyPath, Problems, locate, parse_toml};
+pub use domain::{DomainError, normalize_domain, normalize_pattern, normalize_received};
 pub use values::{Cidr, Duration, Size};

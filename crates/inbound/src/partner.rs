@@ -7,9 +7,16 @@
 //! - `ca`: the chain verifies against the partner's own CA file (and the listener's CRLs);
 //! - `fingerprints`: the certificate's or its public key's SHA-256 is one of these. Without
 //!   `ca`, a matching fingerprint is enough (the pin is the trust);
-//! - `names`: a DNS name or the common name matches one (`.example.org` = any subdomain).
-//!   With neither `ca` nor `fingerprints`, the chain must have verified against the
-//!   listener's `client_ca`.
+//! - `names`: a DNS name of the certificate's subjectAltName matches one (`.example.org` =
+//!   any subdomain). The subject common name never counts: it is not covered by a CA's
+//!   name constraints. With neither `ca` nor `fingerprints`, the chain must have verified
+//!   against the listener's `client_ca`, which every partner shares; so such an entry is
+//!   refused when any other entry asks for a certificate (one partner's CA could name
+//!   another partner's host).
+//!
+//! Domains and names, configured and received, are compared as lower-case A-labels
+//! (UTS #46, [`postern_config::domain`]): `bücher.example`, `BÜCHER.example` and
+//! `xn--bcher-kva.example` are one partner domain.
 //!
 //! The client is told little (`530 5.7.0` when TLS or a certificate is missing, `550 5.7.1`
 //! when the certificate does not satisfy the entry); the log says precisely why.
@@ -25,7 +32,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use postern_config::{KeyPath, Problems};
+use postern_config::{KeyPath, Problems, normalize_pattern, normalize_received};
 use postern_smtp::Reply;
 use postern_smtp::address::{Domain, ReversePath, parse_domain};
 use postern_tls::client::name_matches;
@@ -59,7 +66,7 @@ pub struct PartnerConfig {
     /// `sha256:HEX` of the client certificate or of its public key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<String>,
-    /// Acceptable certificate names (DNS subjectAltName or subject CN).
+    /// Acceptable certificate names (DNS subjectAltName only, never the subject CN).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
     /// A client whose certificate satisfies this entry may relay to any domain.
@@ -69,6 +76,12 @@ pub struct PartnerConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// A configured domain or name as lower-case A-labels (validation refuses the ones that
+/// cannot be; those are kept lower-cased so that loading never fails on them).
+fn normalized(pattern: &str) -> String {
+    normalize_pattern(pattern).unwrap_or_else(|_| pattern.to_lowercase())
 }
 
 impl PartnerConfig {
@@ -81,8 +94,9 @@ impl PartnerConfig {
 /// Is `f` a `sha256:` fingerprint of 64 hex digits?
 pub fn is_fingerprint(f: &str) -> bool {
     f.len() == 71
-        && f[..7].eq_ignore_ascii_case("sha256:")
-        && f[7..].bytes().all(|b| b.is_ascii_hexdigit())
+        && f.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("sha256:"))
+        && f.bytes().skip(7).all(|b| b.is_ascii_hexdigit())
 }
 
 /// Check `[[inbound.partner]]` entries (files are checked when loading).
@@ -94,14 +108,22 @@ pub fn validate(c: &InboundConfig, p: &mut Problems) {
             p.push(at.key("domains"), "needs at least one sender domain");
         }
         for (j, d) in e.domains.iter().enumerate() {
-            let bare = d.strip_prefix('.').unwrap_or(d).to_ascii_lowercase();
-            if let Err(err) = parse_domain(&bare) {
+            let key = match normalize_pattern(d) {
+                Ok(k) => k,
+                Err(err) => {
+                    p.push(
+                        at.key("domains").index(j),
+                        format!("{d:?} is not a domain name: {err}"),
+                    );
+                    continue;
+                }
+            };
+            if let Err(err) = parse_domain(key.strip_prefix('.').unwrap_or(&key)) {
                 p.push(
                     at.key("domains").index(j),
                     format!("{d:?} is not a domain name: {err}"),
                 );
             }
-            let key = d.to_ascii_lowercase();
             if let Some((_, other)) = seen.iter().find(|(s, _)| *s == key) {
                 p.push(
                     at.key("domains").index(j),
@@ -109,6 +131,25 @@ pub fn validate(c: &InboundConfig, p: &mut Problems) {
                 );
             }
             seen.push((key, i));
+        }
+        for (j, n) in e.names.iter().enumerate() {
+            if let Err(err) = normalize_pattern(n) {
+                p.push(
+                    at.key("names").index(j),
+                    format!("{n:?} is not a certificate DNS name: {err}"),
+                );
+            }
+        }
+        let others_want_certs = c
+            .partner
+            .iter()
+            .enumerate()
+            .any(|(k, o)| k != i && o.wants_certificate());
+        if e.ca.is_none() && e.fingerprints.is_empty() && !e.names.is_empty() && others_want_certs {
+            p.push(
+                at.key("names"),
+                "names alone trust every CA in the listener's client_ca, which the other partner entries share: one partner's CA could issue a certificate with this partner's names. Set ca (this partner's CA only) or fingerprints for this entry",
+            );
         }
         for (j, f) in e.fingerprints.iter().enumerate() {
             if !is_fingerprint(f) {
@@ -166,7 +207,7 @@ impl Partners {
                     "[[inbound.partner]] #{i} ({})",
                     e.domains.first().cloned().unwrap_or_default()
                 ),
-                domains: e.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                domains: e.domains.iter().map(|d| normalized(d)).collect(),
                 require_tls: e.require_tls,
                 ca_path: e.ca.clone(),
                 ca: RwLock::new(ca),
@@ -175,7 +216,7 @@ impl Partners {
                     .iter()
                     .map(|f| f.to_ascii_lowercase())
                     .collect(),
-                names: e.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                names: e.names.iter().map(|n| normalized(n)).collect(),
                 may_relay: e.may_relay,
             }));
         }
@@ -192,8 +233,9 @@ impl Partners {
     }
 
     /// The partner a sender domain belongs to: an exact entry, else the nearest `.parent`.
+    /// The domain is compared as A-labels, whatever form the client used.
     pub fn for_domain(&self, domain: &str) -> Option<&Partner> {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        let d = normalize_received(domain);
         if let Some(p) = self.entries.iter().find(|e| e.domains.contains(&d)) {
             return Some(p);
         }
@@ -427,6 +469,58 @@ mod tests {
         assert!(p.for_domain("a.b.sub.test").is_some());
         assert!(p.for_domain("sub.test").is_some());
         assert!(p.for_domain("other.test").is_none());
+    }
+
+    /// Regression (#11, item 6): an IDN partner domain was bypassed with its `xn--` form,
+    /// and an upper-case non-ASCII spelling never matched.
+    #[test]
+    fn domains_match_in_every_spelling() {
+        let p = partners(&["bücher.test", ".Straße.test"]);
+        for d in [
+            "bücher.test",
+            "BÜCHER.test",
+            "xn--bcher-kva.test",
+            "XN--BCHER-KVA.TEST.",
+        ] {
+            assert!(p.for_domain(d).is_some(), "{d}");
+        }
+        // UTS #46 nontransitional: ß stays ß (xn--strae-oqa), it is not mapped to "ss".
+        for d in ["a.straße.test", "A.STRAẞE.test", "x.xn--strae-oqa.test"] {
+            assert!(p.for_domain(d).is_some(), "{d}");
+        }
+        assert!(p.for_domain("bucher.test").is_none());
+    }
+
+    /// Regression (#11, item 6): names alone trust the listener's whole client_ca, so they
+    /// are refused next to other entries that ask for certificates.
+    #[test]
+    fn names_alone_are_refused_next_to_other_certificate_partners() {
+        let entry = |d: &str, fp: bool| PartnerConfig {
+            domains: vec![d.into()],
+            require_tls: true,
+            ca: None,
+            fingerprints: if fp {
+                vec![format!("sha256:{}", "a".repeat(64))]
+            } else {
+                vec![]
+            },
+            names: vec![format!("mx.{d}")],
+            may_relay: false,
+        };
+        let check = |entries: Vec<PartnerConfig>| {
+            let mut probs = Problems::new();
+            validate(&InboundConfig { partner: entries }, &mut probs);
+            format!("{probs:?}")
+        };
+        assert!(!check(vec![entry("a.test", false)]).contains("names alone"));
+        assert!(check(vec![entry("a.test", false), entry("b.test", true)]).contains("names alone"));
+        assert!(!check(vec![entry("a.test", true), entry("b.test", true)]).contains("names alone"));
+        let bad = check(vec![PartnerConfig {
+            names: vec!["a_b.test".into()],
+            ..entry("bü_cher.test", true)
+        }]);
+        assert!(bad.contains("not a domain name"), "{bad}");
+        assert!(bad.contains("not a certificate DNS name"), "{bad}");
     }
 
     #[test]

@@ -97,3 +97,25 @@ pub fn report(
     }
     s
 }
+
+/// `check-config` warnings about files (#11): private keys (`keys`) readable by others,
+/// listener CRLs stale or going stale.
+pub fn file_warnings<'a>(
+    keys: impl IntoIterator<Item = &'a Path>,
+    listeners: &[ListenerConfig],
+) -> String {
+    let now = postern_tls::store::unix_now();
+    let mut warnings: Vec<String> = keys
+        .into_iter()
+        .filter_map(postern_tls::keyfile::exposure)
+        .collect();
+    for f in listeners.iter().flat_map(|l| l.crl.iter()) {
+        if let Ok(crls) = postern_tls::clientauth::read_crls(f) {
+            warnings.extend(postern_tls::clientauth::crl_warnings(f, &crls, now));
+        }
+    }
+    warnings
+        .iter()
+        .map(|w| format!("  warning: {w}\n"))
+        .collect()
+}

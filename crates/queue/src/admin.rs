@@ -26,8 +26,8 @@
 //! become file names, so no path can be smuggled in. Listings show envelope addresses and
 //! the last error; message content is shown only by `show` (its header section).
 
-use std::fs::{self, File};
-use std::io::{self, BufRead, Read, Write};
+use std::fs;
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -230,10 +230,7 @@ impl Spool {
         match fs::read(&src_state) {
             Ok(state) => {
                 let tmp = dst.join(format!("{id}.state.tmp"));
-                let mut f = File::create(&tmp)?;
-                f.write_all(&state)?;
-                f.sync_all()?;
-                fs::rename(&tmp, &dst_state)?;
+                crate::safefs::replace_file(&tmp, &dst_state, &state)?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // No attempt yet; a stale state file from an interrupted move must not

@@ -42,6 +42,7 @@ mod lock;
 mod notice;
 mod recipient;
 mod record;
+pub mod safefs;
 mod scheduler;
 mod splice;
 mod spool;

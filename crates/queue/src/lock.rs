@@ -9,11 +9,16 @@
 //!
 //! # Security
 //! The lock file holds the owner's process ID, for the error message only; nothing
-//! trusts it.
+//! trusts it. It is opened without following a symbolic link and only truncated once it
+//! is known to be a regular file with one link, owned by the caller or the queue
+//! directory's owner ([`crate::safefs::open_owned`]): a root `postern queue` never
+//! writes through a link planted in the queue directory.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::safefs;
 
 /// Held for as long as the spool is owned; dropping it releases the lock.
 #[derive(Debug)]
@@ -27,7 +32,7 @@ impl SpoolLock {
     /// opened: a second daemon on the same queue would deliver every message twice. The
     /// error names the holder.
     pub fn acquire_for_daemon(queue_dir: &Path) -> std::io::Result<SpoolLock> {
-        std::fs::create_dir_all(queue_dir)?;
+        safefs::create_dir(queue_dir)?;
         match SpoolLock::try_acquire(queue_dir)? {
             Some(lock) => Ok(lock),
             None => Err(std::io::Error::other(format!(
@@ -50,22 +55,19 @@ impl SpoolLock {
     /// `postern` group) still gets the lock, through a read-only descriptor.
     pub fn try_acquire(dir: &Path) -> io::Result<Option<SpoolLock>> {
         let path = Self::path_in(dir);
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path);
-        let (mut file, writable) = match opened {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => (
-                File::open(&path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
-                false,
-            ),
-            Err(e) => {
-                return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+        let annotate = |e: io::Error| {
+            if safefs::is_refusal(&e) {
+                e
+            } else {
+                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
             }
+        };
+        let (mut file, writable) = match safefs::open_owned(&path, true) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                (safefs::open_owned(&path, false).map_err(annotate)?, false)
+            }
+            Err(e) => return Err(annotate(e)),
         };
         match file.try_lock() {
             Ok(()) => {}
@@ -88,7 +90,7 @@ impl SpoolLock {
     /// The process ID written by whoever holds the lock of `dir`, if readable.
     pub fn holder(dir: &Path) -> Option<u32> {
         let mut s = String::new();
-        File::open(Self::path_in(dir))
+        safefs::open_owned(&Self::path_in(dir), false)
             .ok()?
             .read_to_string(&mut s)
             .ok()?;

@@ -2,7 +2,7 @@
 //! at the end of the message (Authentication-Results, DKIM-Signature, removal of forged
 //! fields) change its header section before it is committed.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -17,7 +17,7 @@ pub(crate) fn splice_copy(
     trailer: &[u8],
 ) -> io::Result<File> {
     let mut from = File::open(src)?;
-    let mut to = OpenOptions::new().write(true).create_new(true).open(dst)?;
+    let mut to = crate::safefs::create_new(dst)?;
     let result = (|| {
         io::copy(&mut (&mut from).take(keep), &mut to)?;
         to.write_all(head)?;

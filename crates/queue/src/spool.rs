@@ -1,6 +1,6 @@
 //! Files: writing new messages durably, reading them back, updating their state.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::record::{self, END, Envelope, RcptState};
+use crate::safefs;
 use crate::scheduler::Cmd;
 use crate::{QueueId, RcptStatus};
 
@@ -28,6 +29,9 @@ pub struct Spool {
     corrupt: PathBuf,
     /// Group commit of `active/` directory fsyncs (see [`DirSync`]).
     active_sync: DirSync,
+    /// Unit tests make directory fsyncs fail with this.
+    #[cfg(test)]
+    fail_dir_sync: std::sync::atomic::AtomicBool,
 }
 
 /// Directory fsyncs shared by concurrent commits. A commit renames its file into the
@@ -138,9 +142,11 @@ impl Spool {
             failed: dir.join("failed"),
             corrupt: dir.join("corrupt"),
             active_sync: DirSync::default(),
+            #[cfg(test)]
+            fail_dir_sync: Default::default(),
         };
         for d in [&s.incoming, &s.active, &s.hold, &s.failed, &s.corrupt] {
-            fs::create_dir_all(d).map_err(|e| annotate(e, d))?;
+            safefs::create_dir(d).map_err(|e| annotate(e, d))?;
         }
         for entry in fs::read_dir(&s.incoming)? {
             let p = entry?.path();
@@ -190,6 +196,10 @@ impl Spool {
     /// After a rename into `dir`: the shared (group) fsync for `active/`, a plain one for
     /// `hold/`.
     fn sync_dest(&self, dir: &Path, hold: bool) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_dir_sync.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::other("injected directory fsync failure"));
+        }
         if hold {
             sync_dir(dir)
         } else {
@@ -294,10 +304,8 @@ impl Spool {
     pub fn write_state(&self, msg: &QueuedMessage) -> io::Result<()> {
         let path = msg.state_path();
         let tmp = path.with_extension("state.tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(record::format_state(&msg.state, msg.delay_warned).as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
+        let text = record::format_state(&msg.state, msg.delay_warned);
+        safefs::replace_file(&tmp, &path, text.as_bytes())
     }
 
     /// All recipients are final: remove the message, or move it to `failed/` when a
@@ -312,9 +320,9 @@ impl Spool {
         if keep {
             let name = msg.envelope.id.to_string();
             let dst_state = self.failed.join(format!("{name}.state"));
-            let mut f = File::create(&dst_state)?;
-            f.write_all(record::format_state(&msg.state, msg.delay_warned).as_bytes())?;
-            f.sync_all()?;
+            let tmp = self.failed.join(format!("{name}.state.tmp"));
+            let text = record::format_state(&msg.state, msg.delay_warned);
+            safefs::replace_file(&tmp, &dst_state, text.as_bytes())?;
             fs::rename(&msg.path, self.failed.join(format!("{name}.msg")))?;
             sync_dir(&self.failed)?;
         } else {
@@ -453,11 +461,7 @@ impl Incoming {
         let (file, buf) = blocking(move || {
             let mut file = match file {
                 Some(f) => f,
-                None => OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&incoming)
-                    .map_err(|e| annotate(e, &incoming))?,
+                None => safefs::create_new(&incoming).map_err(|e| annotate(e, &incoming))?,
             };
             file.write_all(&buf)?;
             if finish {
@@ -465,7 +469,13 @@ impl Incoming {
                 file.sync_data()?;
                 let dst = active.join(format!("{id}.msg"));
                 fs::rename(&incoming, &dst)?;
-                spool.sync_dest(&active, hold)?;
+                if let Err(e) = spool.sync_dest(&active, hold) {
+                    // Not durable, so not acknowledged: the client is told 452 and will
+                    // send again. Take the file back out of the queue, or it would be
+                    // delivered as well (a duplicate).
+                    undo_rename(&dst, &incoming);
+                    return Err(e);
+                }
             }
             Ok((file, buf))
         })
@@ -533,8 +543,13 @@ impl Incoming {
         let (spool, hold) = (self.spool.clone(), self.hold);
         blocking(move || {
             crate::splice::splice_copy(&src, &tmp, keep, old_len, &head, &trailer)?;
-            fs::rename(&tmp, active.join(format!("{id}.msg")))?;
-            spool.sync_dest(&active, hold)?;
+            let dst = active.join(format!("{id}.msg"));
+            fs::rename(&tmp, &dst)?;
+            if let Err(e) = spool.sync_dest(&active, hold) {
+                undo_rename(&dst, &tmp);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
             let _ = fs::remove_file(&src);
             Ok(())
         })
@@ -554,6 +569,18 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A message renamed into the queue whose directory fsync failed: move it back out, so
+/// that the queue does not deliver what the client was told to send again.
+fn undo_rename(queued: &Path, back_to: &Path) {
+    if let Err(e) = fs::rename(queued, back_to) {
+        error!(
+            file = %queued.display(),
+            "the directory fsync failed and the message could not be taken back out of the queue ({e}); it may be delivered twice"
+        );
+        let _ = fs::remove_file(queued);
+    }
+}
+
 fn annotate(e: io::Error, p: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", p.display()))
 }
@@ -565,4 +592,49 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| io::Error::other(format!("spool task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_smtp::address::{ReversePath, parse_mailbox};
+    use std::sync::atomic::Ordering;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            id: crate::QueueId::generate(),
+            arrived: crate::unix_now(),
+            client_ip: None,
+            helo: "client.test".into(),
+            sender: ReversePath::Address(parse_mailbox("alice@sender.test").unwrap()),
+            recipients: vec![parse_mailbox("bob@local.test").unwrap().into()],
+            body: postern_smtp::command::BodyType::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+        }
+    }
+
+    /// Regression (#11, item 12): a commit whose directory fsync fails answers 452, and
+    /// must not leave the message queued as well (it would be delivered twice).
+    #[tokio::test]
+    async fn failed_directory_fsync_leaves_nothing_queued() {
+        for (replace_head, size) in [(false, 10), (true, 10), (true, WRITE_BUFFER * 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let spool = Arc::new(Spool::open(dir.path()).unwrap());
+            let mut inc = spool.begin(envelope()).await.unwrap();
+            inc.write(b"Subject: x\r\n\r\n").await.unwrap();
+            inc.write(&vec![b'x'; size]).await.unwrap();
+            if replace_head {
+                inc.replace_head(0, b"X-Check: 1\r\n".to_vec());
+            }
+            spool.fail_dir_sync.store(true, Ordering::SeqCst);
+            assert!(inc.commit().await.is_err(), "the commit must fail");
+            assert_eq!(fs::read_dir(spool.active_dir()).unwrap().count(), 0);
+            assert_eq!(
+                fs::read_dir(dir.path().join("incoming")).unwrap().count(),
+                0
+            );
+        }
+    }
 }

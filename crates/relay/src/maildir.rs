@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use postern_queue::agent_future::BoxFuture;
-use postern_queue::{DeliveryAgent, DeliveryOutcome, Outcome, QueuedMessage};
+use postern_queue::{DeliveryAgent, DeliveryOutcome, Outcome, QueuedMessage, safefs};
 
 /// Delivers each recipient into `root/<local-part>/` (a Maildir: `tmp`, `new`, `cur`),
 /// adding `Return-Path:` and `Delivered-To:`. The file is written in `tmp/`, fsynced,
 /// renamed into `new/`, and `new/` is fsynced before the delivery counts as done.
+/// Folders are made 0750 and files 0640 whatever the umask; a new file never reuses an
+/// existing name or follows a link ([`postern_queue::safefs`]).
 #[derive(Debug)]
 pub struct MaildirAgent {
     root: PathBuf,
@@ -35,7 +37,7 @@ impl MaildirAgent {
         let address = &msg.envelope.recipients[rcpt];
         let dir = self.folder(&address.local);
         for sub in ["tmp", "new", "cur"] {
-            fs::create_dir_all(dir.join(sub))?;
+            safefs::create_dir(&dir.join(sub))?;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -51,7 +53,7 @@ impl MaildirAgent {
         let tmp = dir.join("tmp").join(&name);
         let new = dir.join("new").join(&name);
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = safefs::create_new(&tmp)?;
             let head = format!(
                 "Return-Path: {}\r\nDelivered-To: {}\r\n",
                 msg.envelope.sender, address

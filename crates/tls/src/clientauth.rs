@@ -9,9 +9,15 @@
 //! `require`, such a certificate ends the handshake.
 //!
 //! # Security
-//! Revocation: the CRL files are consulted for the end-entity certificate; a certificate
-//! whose issuer publishes no CRL here is not considered revoked (partner CAs differ, and
-//! one partner's CRL says nothing about another's certificates).
+//! Revocation: the CRL files are consulted for every certificate of the chain below the
+//! trust anchor (the client certificate and its intermediates); a certificate whose issuer
+//! publishes no CRL here is not considered revoked (partner CAs differ, and one partner's
+//! CRL says nothing about another's certificates).
+//!
+//! A CRL past its `nextUpdate` is stale: it cannot say whether a certificate was revoked
+//! since. Certificates its issuer signed are then refused (fail closed), with a log line
+//! naming the stale CRL; loading, reloading and `check-config` warn about it, and a day
+//! before it goes stale too. Refresh CRL files before their `nextUpdate` (cron + SIGHUP).
 //!
 //! # Standards
 //! RFC 5280 §6 (path validation), §5 (CRLs); RFC 8446 §4.3.2 (CertificateRequest
@@ -41,7 +47,7 @@ pub struct PresentedCert {
     pub fingerprint: String,
     pub spki_fingerprint: Option<String>,
     pub info: Option<CertInfo>,
-    /// DNS names (subjectAltName) and the subject common name, lower-cased.
+    /// DNS names of the subjectAltName, lower-cased (never the subject common name).
     pub names: Vec<String>,
 }
 
@@ -81,19 +87,15 @@ impl PresentedCert {
     fn new(chain: &[CertificateDer<'_>], trust: Result<(), String>) -> PresentedCert {
         let chain: Vec<CertificateDer<'static>> =
             chain.iter().map(|c| c.clone().into_owned()).collect();
-        let (fingerprint, spki_fingerprint, info, mut names) = match chain.first() {
+        // Names come from the subjectAltName only: a CA's name constraints apply to those,
+        // not to the subject common name, so a CN is never taken as a name.
+        let (fingerprint, spki_fingerprint, info, names) = match chain.first() {
             Some(ee) => {
                 let (f, s) = fingerprints(ee);
                 (f, s, CertInfo::parse(ee).ok(), cert_names(ee))
             }
             None => (String::new(), None, None, Vec::new()),
         };
-        if let Some(cn) = info.as_ref().and_then(|i| i.common_name.clone()) {
-            let cn = cn.to_ascii_lowercase();
-            if !names.contains(&cn) {
-                names.push(cn);
-            }
-        }
         PresentedCert {
             chain,
             trust,
@@ -236,6 +238,9 @@ fn describe(e: &Error) -> String {
             "certificate does not chain to a trusted CA".into()
         }
         Error::InvalidCertificate(C::Revoked) => "certificate revoked (listed in a CRL)".into(),
+        Error::InvalidCertificate(C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. }) => {
+            "the CRL of this certificate's issuer is past its nextUpdate (stale): refresh the CRL file and reload (SIGHUP); until then the issuer's certificates are refused".into()
+        }
         Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "certificate expired".into()
         }
@@ -254,7 +259,11 @@ fn load(provider: &Arc<CryptoProvider>, ca: &Path, crls: &[PathBuf]) -> Result<L
     let roots = Arc::new(crate::client::load_roots(Some(ca))?);
     let mut all = Vec::new();
     for f in crls {
-        all.extend(read_crls(f)?);
+        let read = read_crls(f)?;
+        for w in crl_warnings(f, &read, crate::store::unix_now()) {
+            tracing::warn!("{w}");
+        }
+        all.extend(read);
     }
     let verifier = build(provider, roots.clone(), all.clone()).map_err(|e| {
         TlsError::Invalid(format!(
@@ -276,9 +285,40 @@ fn build(
 ) -> Result<Arc<dyn ClientCertVerifier>, rustls::server::VerifierBuilderError> {
     WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .with_crls(crls)
-        .only_check_end_entity_revocation()
         .allow_unknown_revocation_status()
+        .enforce_revocation_expiration()
         .build()
+}
+
+/// A CRL counts as nearly stale this long before its `nextUpdate`.
+pub const CRL_STALE_WARNING_SECS: i64 = 86_400;
+
+/// Warnings for the CRLs read from `path`: stale (past `nextUpdate`: its issuer's
+/// certificates are refused) or going stale within a day.
+pub fn crl_warnings(
+    path: &Path,
+    crls: &[CertificateRevocationListDer<'_>],
+    now: i64,
+) -> Vec<String> {
+    crls.iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let next = CertInfo::crl_next_update(c.as_ref()).ok()??;
+            let when = crate::x509::format_time(next);
+            let which = format!("{} (CRL #{i})", path.display());
+            if next <= now {
+                Some(format!(
+                    "{which} is stale: its nextUpdate {when} has passed; certificates from its issuer are refused until a fresh CRL is installed and Postern reloaded (SIGHUP)"
+                ))
+            } else if next - now < CRL_STALE_WARNING_SECS {
+                Some(format!(
+                    "{which} goes stale at {when} (nextUpdate); refresh it before then, or certificates from its issuer will be refused"
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// The CRLs in a file: PEM (`-----BEGIN X509 CRL-----`) or one DER CRL.
@@ -371,5 +411,79 @@ impl ClientCertVerifier for ClientCertPolicy {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_test_support::ca::{IssueOpts, Issued, TestCa};
+
+    fn policy(dir: &Path, ca: &TestCa, crls: &[String]) -> ClientCertPolicy {
+        let ca_path = ca.write_ca(dir, "ca");
+        let files: Vec<PathBuf> = crls
+            .iter()
+            .enumerate()
+            .map(|(i, pem)| {
+                let p = dir.join(format!("{i}.crl"));
+                std::fs::write(&p, pem).unwrap();
+                p
+            })
+            .collect();
+        ClientCertPolicy::new(Profile::default(), &ca_path, &files, false).unwrap()
+    }
+
+    fn trust(p: &ClientCertPolicy, cert: &Issued) -> Result<(), String> {
+        p.classify(&cert.chain_der()).trust
+    }
+
+    /// Regression (#11, item 12): a CRL past its nextUpdate was trusted forever. It now
+    /// refuses the certificates of its issuer, saying why; a fresh one does not.
+    #[test]
+    fn a_stale_crl_refuses_its_issuers_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("Partner CA");
+        let cert = ca.issue_client("mx.partner.test", IssueOpts::default());
+        let fresh = policy(dir.path(), &ca, &[ca.crl_pem_serials(&[], 24 * 7)]);
+        assert_eq!(trust(&fresh, &cert), Ok(()));
+        let stale = policy(dir.path(), &ca, &[ca.crl_pem_serials(&[], -1)]);
+        let why = trust(&stale, &cert).unwrap_err();
+        assert!(why.contains("nextUpdate"), "{why}");
+        let pem = ca.crl_pem_serials(&[], -1);
+        let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let w = crl_warnings(Path::new("x.crl"), &crls, crate::store::unix_now());
+        assert!(w.len() == 1 && w[0].contains("is stale"), "{w:?}");
+        let pem = ca.crl_pem_serials(&[], 2);
+        let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let w = crl_warnings(Path::new("x.crl"), &crls, crate::store::unix_now());
+        assert!(w.len() == 1 && w[0].contains("goes stale"), "{w:?}");
+    }
+
+    /// Regression (#11, item 12): only the end-entity certificate was checked against the
+    /// CRLs; a revoked intermediate let its certificates through.
+    #[test]
+    fn a_revoked_intermediate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TestCa::new("Partner Root");
+        let sub = root.intermediate("Partner Issuing CA");
+        let cert = sub.issue_client("mx.partner.test", IssueOpts::default());
+        let sub_crl = sub.crl_pem_serials(&[], 24);
+        let ok = policy(
+            dir.path(),
+            &root,
+            &[root.crl_pem_serials(&[], 24), sub_crl.clone()],
+        );
+        assert_eq!(trust(&ok, &cert), Ok(()));
+        let revoked = policy(
+            dir.path(),
+            &root,
+            &[root.crl_pem_serials(&[sub.serial()], 24), sub_crl],
+        );
+        let why = trust(&revoked, &cert).unwrap_err();
+        assert!(why.contains("revoked"), "{why}");
     }
 }

@@ -19,6 +19,7 @@ pub mod client;
 pub mod clientauth;
 mod config;
 mod expiry;
+pub mod keyfile;
 pub mod profiles;
 mod resolver;
 pub mod selfsigned;

@@ -14,7 +14,14 @@ pub fn ensure(dir: &Path, hostname: &str) -> Result<(Vec<CertificateConfig>, boo
         path: path.display().to_string(),
         source,
     };
-    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| io(dir, e))?;
+    }
     let mut out = Vec::new();
     let mut generated = false;
     for (name, alg) in [
@@ -26,7 +33,7 @@ pub fn ensure(dir: &Path, hostname: &str) -> Result<(Vec<CertificateConfig>, boo
         if !(chain.exists() && key.exists()) {
             let (cert_pem, key_pem) = generate(hostname, alg)?;
             write_file(&key, key_pem.as_bytes(), 0o600).map_err(|e| io(&key, e))?;
-            write_file(&chain, cert_pem.as_bytes(), 0o644).map_err(|e| io(&chain, e))?;
+            write_file(&chain, cert_pem.as_bytes(), 0o640).map_err(|e| io(&chain, e))?;
             generated = true;
         }
         out.push(CertificateConfig { chain, key });
@@ -57,10 +64,14 @@ fn generate(
 fn write_file(path: &PathBuf, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
+    // A leftover (or a planted link) is unlinked, never followed or truncated.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)?;
     f.write_all(data)?;

@@ -103,6 +103,24 @@ impl CertInfo {
         })
     }
 
+    /// The `nextUpdate` of a DER CRL (RFC 5280 §5.1.2.5), Unix seconds; `None` when the
+    /// CRL has none (then it never goes stale by itself).
+    pub fn crl_next_update(der: &[u8]) -> Result<Option<i64>, ParseError> {
+        let (crl, _) = expect(der, SEQ, "certificateList")?;
+        let (tbs, _) = expect(crl, SEQ, "tbsCertList")?;
+        let mut t = tbs;
+        if t.first() == Some(&0x02) {
+            t = tlv(t)?.2;
+        }
+        let (_, t) = expect(t, SEQ, "signature")?;
+        let (_, t) = expect(t, SEQ, "issuer")?;
+        let (_, t) = time(t)?;
+        match t.first() {
+            Some(0x17 | 0x18) => Ok(Some(time(t)?.0)),
+            _ => Ok(None),
+        }
+    }
+
     /// Why this certificate is weaker than the NCSC guidance allows (RSA below 2048 bits,
     /// SHA-1 or MD5 signatures); empty when it is not.
     pub fn weaknesses(&self) -> Vec<String> {
@@ -188,31 +206,29 @@ fn expect<'a>(
     Ok((c, rest))
 }
 
+/// UTCTime (`YYMMDDHHMM[SS]…`) or GeneralizedTime (`YYYYMMDDHHMM[SS]…`): the leading
+/// digits only, read as bytes. The content is untrusted: it may hold anything, multi-byte
+/// characters included, so nothing here slices text at byte offsets.
 fn time(d: &[u8]) -> Result<(i64, &[u8]), ParseError> {
     let (tag, c, rest) = tlv(d)?;
-    let s = std::str::from_utf8(c).map_err(|_| ParseError("bad time"))?;
-    let full = match tag {
-        0x17 if s.len() >= 12 => {
-            let yy: i64 = s[..2].parse().map_err(|_| ParseError("bad time"))?;
-            let century = if yy >= 50 { "19" } else { "20" };
-            format!("{century}{s}")
+    let bad = ParseError("bad time");
+    let num = |a: usize, b: usize| -> Option<i64> {
+        let digits = c.get(a..b)?;
+        digits.iter().try_fold(0i64, |n, &ch| {
+            ch.is_ascii_digit().then(|| n * 10 + i64::from(ch - b'0'))
+        })
+    };
+    let (y, at) = match tag {
+        0x17 => {
+            let yy = num(0, 2).ok_or(bad.clone())?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
         }
-        0x18 => s.to_string(),
-        _ => return Err(ParseError("bad time")),
+        0x18 => (num(0, 4).ok_or(bad.clone())?, 4),
+        _ => return Err(bad),
     };
-    let num = |a: usize, b: usize| -> Result<i64, ParseError> {
-        full.get(a..b)
-            .and_then(|x| x.parse().ok())
-            .ok_or(ParseError("bad time"))
-    };
-    let (y, mo, dd, h, mi, se) = (
-        num(0, 4)?,
-        num(4, 6)?,
-        num(6, 8)?,
-        num(8, 10)?,
-        num(10, 12)?,
-        num(12, 14).unwrap_or(0),
-    );
+    let field = |i: usize| num(at + 2 * i, at + 2 * i + 2).ok_or(bad.clone());
+    let (mo, dd, h, mi) = (field(0)?, field(1)?, field(2)?, field(3)?);
+    let se = field(4).unwrap_or(0);
     Ok((
         days_from_civil(y, mo, dd) * 86_400 + h * 3600 + mi * 60 + se,
         rest,
@@ -443,6 +459,37 @@ mod tests {
         p.not_before = rcgen::date_time_ymd(2024, 1, 2);
         p.not_after = rcgen::date_time_ymd(2049, 12, 31);
         p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// Regression (#11, item 9): a UTCTime holding a multi-byte character panicked
+    /// (`s[..2]` inside a character). It is an error now, never a panic.
+    #[test]
+    fn non_ascii_times_are_errors_not_panics() {
+        let der = make(&rcgen::PKCS_ECDSA_P256_SHA256, &["mx.example.org"]);
+        let at = der
+            .windows(13)
+            .position(|w| w == b"240102000000Z")
+            .expect("notBefore as UTCTime");
+        for ch in ["é", "€", "😀"] {
+            for off in 0..3 {
+                let mut bad = der.clone();
+                bad[at + off..at + off + ch.len()].copy_from_slice(ch.as_bytes());
+                assert!(CertInfo::parse(&bad).is_err(), "{ch} at {off}");
+            }
+        }
+        for content in ["2\u{e9}0102000000Z", "20240102000000Z\u{20ac}", "\u{20ac}"] {
+            for tag in [0x17u8, 0x18] {
+                let mut tlv = vec![tag, content.len() as u8];
+                tlv.extend_from_slice(content.as_bytes());
+                let _ = time(&tlv);
+            }
+        }
+        assert!(
+            time(b"\x17\x0d+40102000000Z").is_err(),
+            "signs are not digits"
+        );
+        assert_eq!(time(b"\x17\x0d700101000000Z").unwrap().0, 0);
+        assert_eq!(time(b"\x18\x0f19700101000001Z").unwrap().0, 1);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! `postern-fuzz TARGET SECONDS` (or `all SECONDS`) mutates the seed corpus in
 //! `tests/fuzz/corpus/TARGET/` (bit flips, byte insertions and deletions, splices of two
-//! inputs, boundary bytes such as CR, LF, NUL, '.', '<', '@') and feeds every mutant to the
+//! inputs, boundary bytes such as CR, LF, NUL, '.', '<', '@', multi-byte UTF-8 characters
+//! written over or between bytes) and feeds every mutant to the
 //! target for SECONDS. A panic, or a broken invariant, is a finding: the input is written to
 //! `tests/fuzz/artifacts/TARGET-<hash>` and the run exits 1.
 //!
@@ -56,10 +57,14 @@ impl Rng {
 
 const INTERESTING: &[u8] = b"\r\n\0.<>@:;,\"\\[] =-\xff\x80";
 
+/// Multi-byte UTF-8 characters (2, 3 and 4 bytes) and a lone lead byte: text fields of
+/// certificates, headers and addresses must never be sliced in the middle of one.
+const MULTIBYTE: &[&str] = &["é", "Ä", "€", "ß", "\u{2028}", "日", "😀", "\u{0301}"];
+
 fn mutate(rng: &mut Rng, corpus: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
     let mut v = input.to_vec();
     for _ in 0..=rng.below(4) {
-        match rng.below(6) {
+        match rng.below(8) {
             0 if !v.is_empty() => {
                 let i = rng.below(v.len());
                 v[i] ^= 1 << rng.below(8);
@@ -79,6 +84,17 @@ fn mutate(rng: &mut Rng, corpus: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
                 let j = rng.below(other.len() + 1);
                 v.truncate(i);
                 v.extend_from_slice(&other[j..]);
+            }
+            6 | 7 => {
+                // A multi-byte character, inserted or replacing bytes in place (so that
+                // DER lengths stay right and the character reaches the text parsers).
+                let ch = MULTIBYTE[rng.below(MULTIBYTE.len())].as_bytes();
+                let i = rng.below(v.len() + 1);
+                if rng.below(2) == 0 && i + ch.len() <= v.len() {
+                    v[i..i + ch.len()].copy_from_slice(ch);
+                } else {
+                    v.splice(i..i, ch.iter().copied());
+                }
             }
             4 if !v.is_empty() => {
                 let i = rng.below(v.len());

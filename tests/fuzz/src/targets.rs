@@ -168,9 +168,15 @@ pub fn x509(data: &[u8]) {
     }
 }
 
-/// The scanner's ServerHello/alert parser (answers from arbitrary servers): never panics.
+/// The scanner's ServerHello/alert parser (answers from arbitrary servers), and the
+/// certificate reader on every certificate it returns, as the scanner's report does:
+/// never panics.
 pub fn server_hello(data: &[u8]) {
-    let _ = postern_scan::hello::parse_flight(data);
+    if let Ok(flight) = postern_scan::hello::parse_flight(data) {
+        for der in &flight.certificates {
+            x509(der);
+        }
+    }
 }
 
 /// The header-section counter: never panics, and any split of the input gives the same

@@ -133,6 +133,8 @@ pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: Vec<u8>,
+    /// The CA certificate's serial number (to revoke an intermediate).
+    serial: Vec<u8>,
 }
 
 impl TestCa {
@@ -174,8 +176,70 @@ impl TestCa {
         TestCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
+            serial: serial_of(&params),
             issuer: Issuer::new(params, key),
         }
+    }
+
+    /// An intermediate CA signed by this one. Certificates it issues carry it as their
+    /// chain (`chain_pem` = leaf + intermediate).
+    pub fn intermediate(&self, name: &str) -> TestCa {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate a P-256 key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(30);
+        params.not_after = now + Duration::days(365);
+        params.serial_number = Some(random_serial());
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign the intermediate");
+        TestCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            serial: serial_of(&params),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// The CA certificate's serial number.
+    pub fn serial(&self) -> Vec<u8> {
+        self.serial.clone()
+    }
+
+    /// A CRL from this CA revoking these serial numbers, PEM, whose nextUpdate is
+    /// `next_update_hours` from now (negative: a stale CRL).
+    pub fn crl_pem_serials(&self, serials: &[Vec<u8>], next_update_hours: i64) -> String {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now + Duration::hours(next_update_hours.min(0) - 24),
+            next_update: now + Duration::hours(next_update_hours),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(s.clone()),
+                    revocation_time: now - Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("sign the CRL with the test CA")
+            .pem()
+            .expect("PEM-encode the CRL")
     }
 
     /// The CA certificate, PEM.
@@ -217,6 +281,14 @@ impl TestCa {
     /// clientAuth.
     pub fn issue_client(&self, name: &str, opts: IssueOpts) -> Issued {
         let mut params = self.leaf_params(name, &[name], opts);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, opts)
+    }
+
+    /// Issues a client certificate whose subject CN and SAN dNSNames differ (for tests that
+    /// a CN is never taken as a name).
+    pub fn issue_client_named(&self, common_name: &str, sans: &[&str], opts: IssueOpts) -> Issued {
+        let mut params = self.leaf_params(common_name, sans, opts);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params, opts)
     }
@@ -389,6 +461,14 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) {
         file.write_all(contents)
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
+}
+
+fn serial_of(params: &CertificateParams) -> Vec<u8> {
+    params
+        .serial_number
+        .as_ref()
+        .map(|s| s.to_bytes())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
