@@ -65,6 +65,20 @@ impl Recipient {
         }
         (!p.is_empty()).then(|| p.join(" "))
     }
+
+    /// The DSN parameters to pass on to the next hop: like [`Recipient::dsn_params`],
+    /// but an internationalised ORCPT is written for the transaction (RFC 6533 §3):
+    /// UTF-8 when it carries `SMTPUTF8`, downgraded to utf-8-addr-xtext when not.
+    pub fn relay_dsn_params(&self, smtputf8: bool) -> Option<String> {
+        let mut p = Vec::new();
+        if let Some(n) = self.notify {
+            p.push(format!("NOTIFY={n}"));
+        }
+        if let Some(o) = &self.orcpt {
+            p.push(format!("ORCPT={}", o.relay_value(smtputf8)));
+        }
+        (!p.is_empty()).then(|| p.join(" "))
+    }
 }
 
 impl From<Address> for Recipient {

@@ -222,6 +222,10 @@ pub(crate) fn sanitize(s: &str) -> String {
 /// How the reason of a recipient that failed by expiry starts (the scheduler writes
 /// it, bounces recognise it).
 pub(crate) const EXPIRED: &str = "message expired after ";
+/// The start of the reason of a recipient relayed to a next hop without DSN
+/// ([`crate::Outcome::RelayedWithoutDsn`]): it is owed a "relayed" report.
+pub(crate) const RELAYED_NO_DSN: &str =
+    "relayed to a mail server that does not offer delivery reports (DSN): ";
 
 /// Where a recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
