@@ -310,7 +310,8 @@ impl Orcpt {
         let d = &self.address.decoded;
         let utf8 = self.addr_type.eq_ignore_ascii_case("utf-8");
         let rfc822 = self.addr_type.eq_ignore_ascii_case("rfc822");
-        if !utf8 && !(rfc822 && !d.is_ascii()) {
+        let international = utf8 || (rfc822 && !d.is_ascii());
+        if !international {
             return self.to_string();
         }
         format!("utf-8;{}", utf8_addr_encode(d, smtputf8))

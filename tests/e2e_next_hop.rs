@@ -1,7 +1,8 @@
-//! End-to-end DSN behaviour towards next hops (issue #16): the "relayed" report for a
-//! next hop without DSN (RFC 3461 §5.2.2), NOTIFY passed on to one with DSN, and the
+//! End-to-end behaviour towards fake next hops (issue #16): the "relayed" report for a
+//! next hop without DSN (RFC 3461 §5.2.2), NOTIFY passed on to one with DSN, the
 //! internationalised ORCPT passed on per RFC 6533 §3 (UTF-8 to a SMTPUTF8 peer,
-//! downgraded to utf-8-addr-xtext otherwise).
+//! downgraded to utf-8-addr-xtext otherwise), and idle connections closed with QUIT
+//! once `connection_reuse_time` is up.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,7 @@ use postern_test_support::dns::TestDns;
 use postern_test_support::fake_smtp::{FakeOpts, FakeSmtp};
 
 /// Postern relaying partner.test to a fake next hop on `port`, and its DNS server.
-async fn sender(port: u16) -> (TestServer, TestDns) {
+async fn sender(port: u16, outbound: &str) -> (TestServer, TestDns) {
     let dns = TestDns::start().await;
     dns.add_mx("partner.test", 10, "mx.partner.test");
     dns.add_a("mx.partner.test", "127.0.0.1".parse().unwrap());
@@ -26,7 +27,7 @@ async fn sender(port: u16) -> (TestServer, TestDns) {
          [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
          [resolver]\nnameservers = [\"{dns}\"]\n\
          [queue]\nretry = [\"1h\"]\n\
-         [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n",
+         [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n{outbound}\n",
         state = dir.path().join("state").display(),
         dns = dns.addr(),
     );
@@ -67,7 +68,7 @@ fn rcpt_line(fake: &FakeSmtp) -> String {
 #[tokio::test]
 async fn notify_success_to_a_next_hop_without_dsn_gets_a_relayed_report() {
     let fake = FakeSmtp::start(FakeOpts::default()).await;
-    let (a, _dns) = sender(fake.addr.port()).await;
+    let (a, _dns) = sender(fake.addr.port(), "").await;
     send(
         &a,
         "RCPT TO:<bob@partner.test> NOTIFY=SUCCESS ORCPT=rfc822;j+C3+BCrgen@partner.test",
@@ -98,7 +99,7 @@ async fn a_next_hop_with_dsn_gets_notify_and_no_relayed_report_is_sent() {
         ..FakeOpts::default()
     })
     .await;
-    let (a, _dns) = sender(fake.addr.port()).await;
+    let (a, _dns) = sender(fake.addr.port(), "").await;
     send(
         &a,
         "RCPT TO:<bob@partner.test> NOTIFY=SUCCESS ORCPT=rfc822;j+C3+BCrgen@partner.test",
@@ -123,7 +124,7 @@ async fn an_internationalised_orcpt_goes_as_utf8_to_a_smtputf8_peer() {
         ..FakeOpts::default()
     })
     .await;
-    let (a, _dns) = sender(fake.addr.port()).await;
+    let (a, _dns) = sender(fake.addr.port(), "").await;
     send(
         &a,
         "RCPT TO:<bob@partner.test> NOTIFY=FAILURE ORCPT=utf-8;j\\x{FC}rgen@partner.test",
@@ -139,5 +140,25 @@ async fn an_internationalised_orcpt_goes_as_utf8_to_a_smtputf8_peer() {
     assert_eq!(
         rcpt_line(&fake),
         "RCPT TO:<bob@partner.test> NOTIFY=FAILURE ORCPT=utf-8;j\u{fc}rgen@partner.test"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_with_quit_after_the_reuse_time() {
+    let fake = FakeSmtp::start(FakeOpts::default()).await;
+    let (a, _dns) = sender(fake.addr.port(), "connection_reuse_time = \"1s\"").await;
+    send(&a, "RCPT TO:<bob@partner.test>").await;
+    wait_for_message(&fake).await;
+    let quit = || fake.commands().iter().any(|c| c == "QUIT");
+    assert!(!quit(), "kept for reuse at first: {:?}", fake.commands());
+    for _ in 0..120 {
+        if quit() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "no QUIT within 3 s of a 1 s reuse time: {:?}",
+        fake.commands()
     );
 }
