@@ -2,9 +2,10 @@
 
   mail.py make DIR            write DIR/message.eml (8-bit UTF-8 text part, 2 MiB
                               attachment) and DIR/hashes (sha256 of both, decoded)
-  mail.py send PORT FROM TO FILE [TAG]
+  mail.py send PORT FROM TO FILE [TAG [RCPT-OPTION]]
                               submit FILE over SMTP (BODY=8BITMIME) to 127.0.0.1:PORT,
-                              with Subject and Message-ID made unique by TAG
+                              with Subject and Message-ID made unique by TAG, and
+                              RCPT-OPTION (e.g. NOTIFY=SUCCESS) on the RCPT command
   mail.py check FILE DIR      the delivered FILE carries the same text and attachment
   mail.py dsn FILE            FILE parses as a delivery report (RFC 3464): prints the
                               Action and Status of each recipient
@@ -37,7 +38,7 @@ def make(d):
         f.write(hashlib.sha256(blob).hexdigest() + "\n")
 
 
-def send(port, sender, to, path, tag):
+def send(port, sender, to, path, tag, rcpt_option=None):
     raw = open(path, "rb").read()
     m = email.message_from_bytes(raw, policy=email.policy.SMTP)
     del m["Subject"], m["To"], m["Message-ID"]
@@ -48,7 +49,8 @@ def send(port, sender, to, path, tag):
                       timeout=30) as s:
         s.ehlo()
         opts = ["BODY=8BITMIME"] if s.has_extn("8bitmime") else []
-        s.sendmail(sender, [to], m.as_bytes(), mail_options=opts)
+        rcpt_options = [rcpt_option] if rcpt_option else []
+        s.sendmail(sender, [to], m.as_bytes(), mail_options=opts, rcpt_options=rcpt_options)
 
 
 def check(path, d):
@@ -93,7 +95,7 @@ if __name__ == "__main__":
     if cmd == "make":
         make(sys.argv[2])
     elif cmd == "send":
-        send(*sys.argv[2:6], sys.argv[6] if len(sys.argv) > 6 else "x")
+        send(*sys.argv[2:6], *(sys.argv[6:8] or ["x"]))
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3])
     elif cmd == "dsn":

@@ -482,12 +482,32 @@ dsn_cell() { # PEER
     esac
 }
 
+# NOTIFY=SUCCESS towards a peer that does not offer DSN (Exim, dsn_advertise_hosts unset):
+# Postern itself reports "relayed" (RFC 3461 §5.2.2), and the report parses.
+relayed_cell() { # PEER
+    local peer=$1 tag="relayed-$1-$RANDOM" f out
+    python3 "$MAILPY" send "$P_PLAIN" "$tag@postern.test" "$tag@may.$peer.test" "$MSG/message.eml" "$tag" NOTIFY=SUCCESS 2>/dev/null || true
+    if ! f=$(wait_file "$P/state/mail/$tag/new" "Action: relayed"); then
+        cell "$peer" "postern->$peer" "DSN relayed (NOTIFY=SUCCESS)" FAIL "no relayed report within ${WAIT}s"
+        return
+    fi
+    if ! out=$(python3 "$MAILPY" dsn "$f" 2>&1); then
+        cell "$peer" "postern->$peer" "DSN relayed (NOTIFY=SUCCESS)" FAIL "$out"
+        return
+    fi
+    case $out in
+        "relayed 2."*) cell "$peer" "postern->$peer" "DSN relayed (NOTIFY=SUCCESS)" ok "$peer offers no DSN; Postern's relayed report parses: $out" ;;
+        *) cell "$peer" "postern->$peer" "DSN relayed (NOTIFY=SUCCESS)" FAIL "unexpected report fields: $out" ;;
+    esac
+}
+
 # Exim, both directions.
 for l in $LEVELS; do inbound exim "$E_IN" "$l"; done
 inbound_negative_exim
 for l in $LEVELS; do outbound exim "$l" "$E/mail/new" "$E/log/mainlog"; done
 outbound_negative exim "$E/log/mainlog" "$E/mail"
 dsn_cell exim
+relayed_cell exim
 
 # OpenSMTPD: plaintext always, TLS cells only when its TLS works.
 inbound smtpd "$O_IN" may
@@ -536,7 +556,9 @@ SHA-256 of the 8-bit UTF-8 text part and of a 2 MiB attachment with what was sen
 shows the TLS version and cipher each side logged. "encrypt (no STARTTLS)" is the
 negative case of a mandatory level: the message must not go in clear. "DSN (550)": the
 peer refuses the recipient and Postern's bounce must parse, in Python's \`email\`, as a
-delivery report (\`multipart/report; report-type=delivery-status\`). Postfix has its
+delivery report (\`multipart/report; report-type=delivery-status\`). "DSN relayed":
+\`NOTIFY=SUCCESS\` to a peer without DSN gets Postern's own "relayed" report (RFC 3461
+§5.2.2). Postfix has its
 own suite (\`tests/interop/postfix/run.sh\`, \`tests/interop/tls/run.sh\`).
 
 Levels: may = opportunistic; encrypt = TLS required, no certificate check; verify =
