@@ -205,6 +205,8 @@ tls_advertise_hosts = \${if eq{\$received_port}{$E_PLAIN}{}{*}}
 tls_verify_certificates = $CA/ca.pem
 tls_verify_hosts = \${if eq{\$received_port}{$E_MTLS}{*}{}}
 acl_smtp_rcpt = acl_rcpt
+# DSN only where the test injects, so that Postern sees a next hop without DSN.
+dsn_advertise_hosts = \${if eq{\$received_port}{$E_IN}{*}{}}
 
 begin acl
 acl_rcpt:
@@ -501,6 +503,24 @@ relayed_cell() { # PEER
     esac
 }
 
+# An internationalised ORCPT as Postfix sends it (xtext of UTF-8), relayed by Exim with
+# DSN: Postern used to refuse it with 501 5.5.4 (issue #16, defect 1).
+orcpt_cell() {
+    local tag="orcpt-exim-$RANDOM" f
+    python3 "$MAILPY" send "$E_IN" "sender@exim.test" "$tag@may.postern.test" "$MSG/message.eml" "$tag" \
+        "NOTIFY=FAILURE ORCPT=rfc822;j+C3+BCrgen@may.postern.test" 2>"$WORK/err" || {
+        cell exim "exim->postern" "ORCPT (UTF-8 xtext)" FAIL "Exim refused it: $(tail -n 1 "$WORK/err")"
+        return
+    }
+    if ! f=$(wait_file "$P/state/mail/$tag/new" "$tag@postern.test"); then
+        cell exim "exim->postern" "ORCPT (UTF-8 xtext)" FAIL "not delivered; Exim: $(grep -F "$tag@may" "$E/log/mainlog" | tail -n 1 | cut -c1-150)"
+        return
+    fi
+    grep -F "$tag@may" "$E/log/mainlog" | grep -q "=> " \
+        || { cell exim "exim->postern" "ORCPT (UTF-8 xtext)" FAIL "Exim logged no delivery"; return; }
+    cell exim "exim->postern" "ORCPT (UTF-8 xtext)" ok "accepted and delivered with NOTIFY=FAILURE ORCPT=rfc822;j+C3+BCrgen@... relayed by Exim"
+}
+
 # Exim, both directions.
 for l in $LEVELS; do inbound exim "$E_IN" "$l"; done
 inbound_negative_exim
@@ -508,6 +528,7 @@ for l in $LEVELS; do outbound exim "$l" "$E/mail/new" "$E/log/mainlog"; done
 outbound_negative exim "$E/log/mainlog" "$E/mail"
 dsn_cell exim
 relayed_cell exim
+orcpt_cell
 
 # OpenSMTPD: plaintext always, TLS cells only when its TLS works.
 inbound smtpd "$O_IN" may
@@ -558,7 +579,8 @@ negative case of a mandatory level: the message must not go in clear. "DSN (550)
 peer refuses the recipient and Postern's bounce must parse, in Python's \`email\`, as a
 delivery report (\`multipart/report; report-type=delivery-status\`). "DSN relayed":
 \`NOTIFY=SUCCESS\` to a peer without DSN gets Postern's own "relayed" report (RFC 3461
-§5.2.2). Postfix has its
+§5.2.2). "ORCPT (UTF-8 xtext)": Exim relays \`ORCPT=rfc822;j+C3+BCrgen@...\` (as
+Postfix sends it) and Postern must accept it. Postfix has its
 own suite (\`tests/interop/postfix/run.sh\`, \`tests/interop/tls/run.sh\`).
 
 Levels: may = opportunistic; encrypt = TLS required, no certificate check; verify =
