@@ -107,6 +107,26 @@ mod tests {
     use postern_smtp::address::parse_mailbox;
 
     #[test]
+    fn an_internationalised_orcpt_is_relayed_per_smtputf8() {
+        let mut r = Recipient::new(parse_mailbox("bob@example.org").unwrap());
+        r.orcpt = Some(Orcpt::parse("rfc822;j+C3+BCrgen@example.de").unwrap());
+        // Kept as received for the queue file ...
+        assert_eq!(
+            r.dsn_params().as_deref(),
+            Some("ORCPT=rfc822;j+C3+BCrgen@example.de")
+        );
+        // ... written per RFC 6533 for the next hop.
+        assert_eq!(
+            r.relay_dsn_params(true).as_deref(),
+            Some("ORCPT=utf-8;j\u{fc}rgen@example.de")
+        );
+        assert_eq!(
+            r.relay_dsn_params(false).as_deref(),
+            Some("ORCPT=utf-8;j\\x{FC}rgen@example.de")
+        );
+    }
+
+    #[test]
     fn what_each_notify_asks_for() {
         let mut r = Recipient::new(parse_mailbox("bob@example.org").unwrap());
         assert_eq!(r.to_string(), "bob@example.org");

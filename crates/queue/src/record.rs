@@ -425,6 +425,19 @@ mod tests {
     }
 
     #[test]
+    fn a_utf8_orcpt_survives_the_queue_file() {
+        let mut e = env();
+        e.recipients[0].orcpt = Some(Orcpt::parse("utf-8;j\u{fc}rgen@example.de").unwrap());
+        let h = e.header();
+        assert!(
+            h.contains("rcpt-dsn: 0 ORCPT=utf-8;j\u{fc}rgen@example.de\n"),
+            "{h}"
+        );
+        let back = Envelope::parse_header(h.trim_end_matches('\n')).unwrap();
+        assert_eq!(back.recipients[0].orcpt, e.recipients[0].orcpt);
+    }
+
+    #[test]
     fn header_round_trip() {
         let e = env();
         let h = e.header();
