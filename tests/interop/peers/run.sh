@@ -152,7 +152,7 @@ address = "127.0.0.1:$P_PLAIN"
 mode = "plain"
 
 [relay]
-local_domains = ["postern.test", "may.postern.test", "encrypt.postern.test", "verify.postern.test", "mutual.postern.test", "neg.postern.test"]
+local_domains = ["postern.test", "may.postern.test", "encrypt.postern.test", "verify.postern.test", "mutual.postern.test", "neg.postern.test", "nocert.postern.test"]
 trusted_networks = ["127.0.0.0/8"]
 
 [queue]
@@ -163,10 +163,13 @@ tls = "may"
 client_certificate = { chain = "$CA/postern-client.pem", key = "$CA/postern-client.key" }
 
 EOF
-    for d in postern may.postern encrypt.postern verify.postern mutual.postern neg.postern; do
+    for d in postern may.postern encrypt.postern verify.postern mutual.postern neg.postern nocert.postern; do
         printf '[[route]]\ndomain = "%s.test"\nnext_hop = "maildir:mail"\n\n' "$d"
     done
     postern_routes exim "$E_TLS" "$E_TLS" "$E_PLAIN" "$E_MTLS"
+    # Negative case of verify: Exim's certificate does not carry the expected name.
+    printf '[[route]]\ndomain = "badname.exim.test"\nnext_hop = "smtp:[127.0.0.1]:%s"\n\n' "$E_TLS"
+    printf '[[outbound.policy]]\ndomain = "badname.exim.test"\ntls = "secure"\nmatch = ["wrong.exim.test"]\nca = "%s"\n\n' "$CA/ca.pem"
     postern_routes smtpd "$O_PLAIN" "$O_TLS" "$O_PLAIN" "$O_TLS"
 } >"$P/postern.toml"
 
@@ -221,6 +224,7 @@ EOF
     exim_router verify "$P_TLS" t_verify
     exim_router mutual "$P_MTLS" t_mutual
     exim_router neg "$P_PLAIN" t_encrypt
+    exim_router nocert "$P_MTLS" t_verify
     cat <<EOF
 local:
   driver = accept
@@ -455,6 +459,38 @@ inbound_negative_exim() {
     cell exim "exim->postern" "encrypt (no STARTTLS)" ok "Exim deferred: $(grep -F "$tag@neg" "$E/log/mainlog" | grep -oE 'defer \(-?[0-9]+\).*' | head -n 1 | cut -c1-110)"
 }
 
+# Negative case of verify, Postern -> Exim: the name does not match; Postern defers
+# with 4.7.5 and Exim never sees the message.
+outbound_badname_exim() {
+    local tag="badname-exim-$RANDOM" why
+    python3 "$MAILPY" send "$P_PLAIN" "alice@postern.test" "$tag@badname.exim.test" "$MSG/message.eml" "$tag" 2>/dev/null || true
+    if ! wait_log "$P/log" "$tag@badname\.exim\.test.*4\.7\.5"; then
+        cell exim "postern->exim" "verify (wrong name)" FAIL "Postern did not defer with 4.7.5"
+        return
+    fi
+    why=$(grep -F "$tag@badname.exim.test" "$P/log" | grep -oE '4\.7\.5 .*' | head -n 1 | cut -c1-150)
+    if grep -qF "$tag" "$E/log/mainlog" || grep -rqF "$tag" "$E/mail"; then
+        cell exim "postern->exim" "verify (wrong name)" FAIL "Exim saw the message"
+        return
+    fi
+    cell exim "postern->exim" "verify (wrong name)" ok "deferred, Exim never saw MAIL: $why"
+}
+
+# Negative case of mutual, Exim -> Postern: no client certificate, no session.
+inbound_nocert_exim() {
+    local tag="nocert-exim-$RANDOM"
+    python3 "$MAILPY" send "$E_IN" "sender@exim.test" "$tag@nocert.postern.test" "$MSG/message.eml" "$tag" 2>/dev/null || true
+    if ! wait_log "$E/log/mainlog" "$tag@nocert\.postern\.test.* defer "; then
+        cell exim "exim->postern" "mutual (no client cert)" FAIL "Exim did not defer"
+        return
+    fi
+    if [ -d "$P/state/mail/$tag" ]; then
+        cell exim "exim->postern" "mutual (no client cert)" FAIL "delivered without a client certificate"
+        return
+    fi
+    cell exim "exim->postern" "mutual (no client cert)" ok "Exim deferred: $(grep -F "$tag@nocert" "$E/log/mainlog" | grep -oE 'defer \(-?[0-9]+\).*' | head -n 1 | cut -c1-110)"
+}
+
 inbound_negative_smtpd() {
     local tag="neg-in-smtpd-$RANDOM"
     python3 "$MAILPY" send "$O_IN" "sender@smtpd.test" "$tag@neg.postern.test" "$MSG/message.eml" "$tag" 2>/dev/null || true
@@ -524,8 +560,10 @@ orcpt_cell() {
 # Exim, both directions.
 for l in $LEVELS; do inbound exim "$E_IN" "$l"; done
 inbound_negative_exim
+inbound_nocert_exim
 for l in $LEVELS; do outbound exim "$l" "$E/mail/new" "$E/log/mainlog"; done
 outbound_negative exim "$E/log/mainlog" "$E/mail"
+outbound_badname_exim
 dsn_cell exim
 relayed_cell exim
 orcpt_cell
@@ -575,7 +613,8 @@ OpenSMTPD $SMTPD_VERSION from Debian packages (unpacked, never installed), both
 directions, on loopback in a private namespace. Every delivered cell compares the
 SHA-256 of the 8-bit UTF-8 text part and of a 2 MiB attachment with what was sent, and
 shows the TLS version and cipher each side logged. "encrypt (no STARTTLS)" is the
-negative case of a mandatory level: the message must not go in clear. "DSN (550)": the
+negative case of a mandatory level: the message must not go in clear; "verify (wrong
+name)" and "mutual (no client cert)" are those of verify and mutual TLS. "DSN (550)": the
 peer refuses the recipient and Postern's bounce must parse, in Python's \`email\`, as a
 delivery report (\`multipart/report; report-type=delivery-status\`). "DSN relayed":
 \`NOTIFY=SUCCESS\` to a peer without DSN gets Postern's own "relayed" report (RFC 3461
