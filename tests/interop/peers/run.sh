@@ -432,7 +432,7 @@ outbound_negative() { # PEER PEER_LOG PATTERN_NO_MAIL
         return
     fi
     local why
-    why=$(grep -F "$tag@neg.$peer.test" "$P/log" | grep -oE '4\.7\.[0-9] [^)]*' | head -n 1)
+    why=$(grep -F "$tag@neg.$peer.test" "$P/log" | grep -oE '4\.7\.[0-9] .*' | sed 's/) queue_id=.*//' | head -n 1)
     if grep -qF "$tag" "$plog" 2>/dev/null || grep -rqF "$tag" "$3" 2>/dev/null; then
         cell "$peer" "postern->$peer" "encrypt (no STARTTLS)" FAIL "$peer saw the message"
         return
@@ -468,7 +468,7 @@ outbound_badname_exim() {
         cell exim "postern->exim" "verify (wrong name)" FAIL "Postern did not defer with 4.7.5"
         return
     fi
-    why=$(grep -F "$tag@badname.exim.test" "$P/log" | grep -oE '4\.7\.5 .*' | head -n 1 | cut -c1-150)
+    why=$(grep -F "$tag@badname.exim.test" "$P/log" | grep -oE '4\.7\.5 .*' | sed 's/) queue_id=.*//' | head -n 1)
     if grep -qF "$tag" "$E/log/mainlog" || grep -rqF "$tag" "$E/mail"; then
         cell exim "postern->exim" "verify (wrong name)" FAIL "Exim saw the message"
         return
