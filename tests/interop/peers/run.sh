@@ -250,7 +250,8 @@ EOF
 } >"$E/exim.conf"
 chmod 644 "$E/exim.conf"
 
-"$EXIM" -C "$E/exim.conf" -bd >"$E/daemon.out" 2>&1 </dev/null &
+# -bdf: in the foreground, so that its PID is the one cleanup stops.
+"$EXIM" -C "$E/exim.conf" -bdf >"$E/daemon.out" 2>&1 </dev/null &
 PIDS+=($!)
 # The Debian binary drops privilege for a configuration given with -C, and its daemon
 # then cannot deliver; a queue runner started by root (in this namespace) delivers.
