@@ -19,6 +19,10 @@ pub enum Outcome {
     /// report about it (RFC 3461 §5.2.1); the text is its answer. Counts as delivered,
     /// but the queue sends no delivery report.
     Relayed(String),
+    /// Accepted by a next MTA that does not offer DSN (RFC 3461 §5.2.2): it was not
+    /// given the NOTIFY requests and will send no report, so a recipient with
+    /// `NOTIFY=SUCCESS` gets a "relayed" report from us. Counts as delivered.
+    RelayedWithoutDsn(String),
     /// Try again later.
     Temporary(String),
     /// Will never succeed.

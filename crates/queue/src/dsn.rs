@@ -54,6 +54,9 @@ pub enum Action {
     Delayed,
     /// Delivered into the recipient's mailbox: a delivery report (NOTIFY=SUCCESS).
     Delivered,
+    /// Passed to a next hop that does not offer DSN, which will not report (RFC 3461
+    /// §5.2.2): a "relayed" report (NOTIFY=SUCCESS).
+    Relayed,
 }
 
 impl Action {
@@ -63,6 +66,7 @@ impl Action {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
             Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
         }
     }
 
@@ -72,6 +76,7 @@ impl Action {
             Action::Failed => "Undelivered Mail Returned to Sender",
             Action::Delayed => "Delayed Mail (still being retried)",
             Action::Delivered => "Delivery Report: Your Message Was Delivered",
+            Action::Relayed => "Delivery Report: Your Message Was Relayed",
         }
     }
 
@@ -79,7 +84,7 @@ impl Action {
         match self {
             Action::Failed => b'5',
             Action::Delayed => b'4',
-            Action::Delivered => b'2',
+            Action::Delivered | Action::Relayed => b'2',
         }
     }
 }
@@ -245,11 +250,7 @@ fn delivery_status(out: &mut String, r: &Report<'_>) {
         out.push_str("\r\n");
         let (rcpt, st) = (rr.recipient, rr.state);
         if let Some(o) = &rcpt.orcpt {
-            field(
-                out,
-                "Original-Recipient",
-                &format!("{};{}", ascii(&o.addr_type), o.address.decoded()),
-            );
+            field(out, "Original-Recipient", &o.report_value());
         }
         field(out, "Final-Recipient", &final_recipient(rcpt));
         field(out, "Action", r.action.as_str());

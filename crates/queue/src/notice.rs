@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::dsn::{self, Action, RcptReport, Report, Returned};
-use crate::record::RcptStatus;
+use crate::record::{RELAYED_NO_DSN, RcptStatus};
 use crate::scheduler::Cmd;
 use crate::spool::blocking;
 use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, Spool};
@@ -115,6 +115,7 @@ impl Notifier {
         }
         self.report(msg, Action::Failed, now).await;
         self.report(msg, Action::Delivered, now).await;
+        self.report(msg, Action::Relayed, now).await;
         let waited = now.saturating_sub(msg.envelope.arrived);
         let delay_due = self
             .config
@@ -137,7 +138,16 @@ impl Notifier {
                 };
                 match action {
                     Action::Failed => st.status == RcptStatus::Failed && !st.notified,
-                    Action::Delivered => st.status == RcptStatus::Delivered && !st.notified,
+                    Action::Delivered => {
+                        st.status == RcptStatus::Delivered
+                            && !st.notified
+                            && !st.reason.starts_with(RELAYED_NO_DSN)
+                    }
+                    Action::Relayed => {
+                        st.status == RcptStatus::Delivered
+                            && !st.notified
+                            && st.reason.starts_with(RELAYED_NO_DSN)
+                    }
                     Action::Delayed => st.status == RcptStatus::Deferred && r.wants_delay_report(),
                 }
             })
@@ -152,6 +162,7 @@ impl Notifier {
             Action::Failed => "bounce",
             Action::Delayed => "delay warning",
             Action::Delivered => "delivery report",
+            Action::Relayed => "relayed report",
         };
         match self.queue_report(msg, action, &which, now).await {
             Ok(report_id) => {

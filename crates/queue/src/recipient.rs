@@ -65,6 +65,20 @@ impl Recipient {
         }
         (!p.is_empty()).then(|| p.join(" "))
     }
+
+    /// The DSN parameters to pass on to the next hop: like [`Recipient::dsn_params`],
+    /// but an internationalised ORCPT is written for the transaction (RFC 6533 §3):
+    /// UTF-8 when it carries `SMTPUTF8`, downgraded to utf-8-addr-xtext when not.
+    pub fn relay_dsn_params(&self, smtputf8: bool) -> Option<String> {
+        let mut p = Vec::new();
+        if let Some(n) = self.notify {
+            p.push(format!("NOTIFY={n}"));
+        }
+        if let Some(o) = &self.orcpt {
+            p.push(format!("ORCPT={}", o.relay_value(smtputf8)));
+        }
+        (!p.is_empty()).then(|| p.join(" "))
+    }
 }
 
 impl From<Address> for Recipient {
@@ -91,6 +105,26 @@ impl fmt::Display for Recipient {
 mod tests {
     use super::*;
     use postern_smtp::address::parse_mailbox;
+
+    #[test]
+    fn an_internationalised_orcpt_is_relayed_per_smtputf8() {
+        let mut r = Recipient::new(parse_mailbox("bob@example.org").unwrap());
+        r.orcpt = Some(Orcpt::parse("rfc822;j+C3+BCrgen@example.de").unwrap());
+        // Kept as received for the queue file ...
+        assert_eq!(
+            r.dsn_params().as_deref(),
+            Some("ORCPT=rfc822;j+C3+BCrgen@example.de")
+        );
+        // ... written per RFC 6533 for the next hop.
+        assert_eq!(
+            r.relay_dsn_params(true).as_deref(),
+            Some("ORCPT=utf-8;j\u{fc}rgen@example.de")
+        );
+        assert_eq!(
+            r.relay_dsn_params(false).as_deref(),
+            Some("ORCPT=utf-8;j\\x{FC}rgen@example.de")
+        );
+    }
 
     #[test]
     fn what_each_notify_asks_for() {

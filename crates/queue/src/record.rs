@@ -222,6 +222,10 @@ pub(crate) fn sanitize(s: &str) -> String {
 /// How the reason of a recipient that failed by expiry starts (the scheduler writes
 /// it, bounces recognise it).
 pub(crate) const EXPIRED: &str = "message expired after ";
+/// The start of the reason of a recipient relayed to a next hop without DSN
+/// ([`crate::Outcome::RelayedWithoutDsn`]): it is owed a "relayed" report.
+pub(crate) const RELAYED_NO_DSN: &str =
+    "relayed to a mail server that does not offer delivery reports (DSN): ";
 
 /// Where a recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +422,19 @@ mod tests {
             ret: Some(Ret::Hdrs),
             envid: Some(Xtext::parse("QQ+2B1", XtextField::Envid).unwrap()),
         }
+    }
+
+    #[test]
+    fn a_utf8_orcpt_survives_the_queue_file() {
+        let mut e = env();
+        e.recipients[0].orcpt = Some(Orcpt::parse("utf-8;j\u{fc}rgen@example.de").unwrap());
+        let h = e.header();
+        assert!(
+            h.contains("rcpt-dsn: 0 ORCPT=utf-8;j\u{fc}rgen@example.de\n"),
+            "{h}"
+        );
+        let back = Envelope::parse_header(h.trim_end_matches('\n')).unwrap();
+        assert_eq!(back.recipients[0].orcpt, e.recipients[0].orcpt);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::notice::Notifier;
-use crate::record::{EXPIRED, RcptStatus};
+use crate::record::{EXPIRED, RELAYED_NO_DSN, RcptStatus};
 use crate::spool::{Finished, blocking};
 use crate::{
     DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool,
@@ -319,6 +319,10 @@ async fn attempt(
                 // The next hop reports from now on.
                 st.notified = true;
                 (RcptStatus::Delivered, r)
+            }
+            // Still ours to report on: the notifier sends a "relayed" report if wanted.
+            Outcome::RelayedWithoutDsn(r) => {
+                (RcptStatus::Delivered, format!("{RELAYED_NO_DSN}{r}"))
             }
             Outcome::Permanent(r) => (RcptStatus::Failed, r),
             Outcome::Temporary(r) if expired => (

@@ -16,7 +16,7 @@ use crate::address::{self, AddressError, ForwardPath, ReversePath};
 use crate::reply::Reply;
 
 use crate::dsn::envid;
-pub use crate::dsn::{Notify, Orcpt, Ret, Xtext, XtextField};
+pub use crate::dsn::{Notify, Orcpt, OrcptAddress, Ret, Xtext, XtextField};
 
 /// RFC 6152 body types. BINARYMIME is not offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -243,9 +243,6 @@ fn params(s: &str) -> Result<Vec<(String, Option<&str>)>, CommandError> {
             "parameters must follow the address after a space",
         ));
     }
-    if !s.is_ascii() {
-        return Err(CommandError::BadParameter("non-ASCII parameter"));
-    }
     let mut out = Vec::new();
     for p in s.split(' ').filter(|p| !p.is_empty()) {
         let (k, v) = match p.split_once('=') {
@@ -256,6 +253,11 @@ fn params(s: &str) -> Result<Vec<(String, Option<&str>)>, CommandError> {
             return Err(CommandError::BadParameter("bad parameter keyword"));
         }
         let k = k.to_ascii_uppercase();
+        // Only ORCPT may carry UTF-8 (RFC 6533 §3 utf-8-addr-unitext); its parser
+        // checks it.
+        if !v.is_none_or(str::is_ascii) && k != "ORCPT" {
+            return Err(CommandError::BadParameter("non-ASCII parameter"));
+        }
         if out.iter().any(|(seen, _)| *seen == k) {
             return Err(CommandError::BadParameter("parameter given twice"));
         }

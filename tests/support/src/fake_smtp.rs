@@ -19,6 +19,8 @@ pub struct FakeOpts {
     pub rcpt_reply: Option<String>,
     /// Advertise DSN (RFC 3461).
     pub dsn: bool,
+    /// Advertise SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
     /// Address to bind (default 127.0.0.1:0).
     pub bind: Option<SocketAddr>,
 }
@@ -100,6 +102,9 @@ async fn serve(
                 }
                 if opts.dsn {
                     reply.push_str("250-DSN\r\n");
+                }
+                if opts.smtputf8 {
+                    reply.push_str("250-SMTPUTF8\r\n");
                 }
                 reply.push_str("250 8BITMIME\r\n");
                 w.write_all(reply.as_bytes()).await?;

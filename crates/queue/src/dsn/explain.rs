@@ -35,6 +35,9 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
         Action::Delivered => {
             "Your message was delivered to the mailbox of the recipient(s) listed below, as you asked."
         }
+        Action::Relayed => {
+            "Your message was passed on to the next mail server for the recipient(s) listed below. You asked to be told of its delivery, but that server does not send delivery reports, so this is the last report you will get about them."
+        }
     };
     para(&mut t, lead, "");
     para(&mut t, &sent, "");
@@ -57,7 +60,7 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
         Action::Delayed => Some(
             "Delays like this usually come from a problem on the recipient's side that is fixed in time. If the message is urgent, reach the recipient another way.",
         ),
-        Action::Delivered => None,
+        Action::Delivered | Action::Relayed => None,
     };
     if let Some(a) = advice {
         para(&mut t, a, "");

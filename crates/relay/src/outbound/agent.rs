@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use postern_queue::{DeliveryOutcome, Outcome, QueuedMessage};
 use rustls::crypto::CryptoProvider;
@@ -38,6 +38,10 @@ impl SmtpHop {
 
 /// Idle connections are kept per next hop and recipient domain (the policy key).
 type PoolKey = (SmtpHop, String);
+type Pool = Arc<Mutex<HashMap<PoolKey, Vec<(Instant, Client)>>>>;
+
+/// Most idle connections kept per pool key (docs/routing.md); more are closed with QUIT.
+const MAX_IDLE_PER_KEY: usize = 4;
 
 /// Delivers over SMTP with per-destination TLS policy, connection reuse and limits.
 pub struct SmtpAgent {
@@ -48,7 +52,8 @@ pub struct SmtpAgent {
     /// keep the policy they started with.
     policies: std::sync::RwLock<Arc<Policies>>,
     provider: Arc<CryptoProvider>,
-    pool: Mutex<HashMap<PoolKey, Vec<(Instant, Client)>>>,
+    /// Idle connections; each is closed with QUIT once `connection_reuse_time` passes.
+    pool: Pool,
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
 }
 
@@ -68,7 +73,7 @@ impl SmtpAgent {
             dns,
             policies: std::sync::RwLock::new(Arc::new(policies)),
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            pool: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(HashMap::new())),
             limits: Mutex::new(HashMap::new()),
         }
     }
@@ -334,12 +339,27 @@ impl SmtpAgent {
             tokio::spawn(c.quit());
             return;
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let list = pool.entry(key).or_default();
-        // Keep as many idle connections as may be open to this destination at once.
-        if list.len() < self.cfg.max_connections_per_destination {
+        let reuse = self.cfg.connection_reuse_time.get();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let list = pool.entry(key.clone()).or_default();
+            let keep = MAX_IDLE_PER_KEY.min(self.cfg.max_connections_per_destination);
+            if list.len() >= keep {
+                drop(pool);
+                tokio::spawn(c.quit());
+                return;
+            }
             list.push((Instant::now(), c));
         }
+        // Close it (and any other expired one for this key) when the reuse time is up,
+        // instead of leaving it to the peer's idle timeout.
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(reuse + Duration::from_millis(50)).await;
+            for c in expired(&pool, &key, reuse) {
+                c.quit().await;
+            }
+        });
     }
 }
 
@@ -366,6 +386,20 @@ pub enum SessionError {
         level: &'static str,
         why: String,
     },
+}
+
+/// Take the idle connections of `key` older than `reuse` out of the pool.
+fn expired(pool: &Pool, key: &PoolKey, reuse: Duration) -> Vec<Client> {
+    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(list) = pool.get_mut(key) else {
+        return Vec::new();
+    };
+    let (old, fresh): (Vec<_>, Vec<_>) = list.drain(..).partition(|(t, _)| t.elapsed() >= reuse);
+    *list = fresh;
+    if list.is_empty() {
+        pool.remove(key);
+    }
+    old.into_iter().map(|(_, c)| c).collect()
 }
 
 fn wrap(relay: &str, outcomes: Vec<Outcome>) -> Vec<DeliveryOutcome> {

@@ -15,7 +15,9 @@ pub(crate) fn delivered(c: &Client, outcomes: &[Outcome]) {
         .unwrap_or("plaintext");
     for o in outcomes {
         let outcome = match o {
-            Outcome::Delivered(_) | Outcome::Relayed(_) => "delivered",
+            Outcome::Delivered(_) | Outcome::Relayed(_) | Outcome::RelayedWithoutDsn(_) => {
+                "delivered"
+            }
             Outcome::Temporary(_) => "deferred",
             Outcome::Permanent(_) => "failed",
         };

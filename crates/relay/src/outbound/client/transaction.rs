@@ -96,7 +96,11 @@ impl Client {
         };
         if let Some(r) = final_reply {
             let o = match r.code {
-                200..=299 => Outcome::Relayed(format!("host {} said: {r}", self.peer)),
+                // RFC 3461 §5.2.2: without DSN at the next hop, success reports are ours.
+                200..=299 if self.caps.dsn => {
+                    Outcome::Relayed(format!("host {} said: {r}", self.peer))
+                }
+                200..=299 => Outcome::RelayedWithoutDsn(format!("host {} said: {r}", self.peer)),
                 400..=499 => Outcome::Temporary(said(&r, "end of DATA", &self.peer)),
                 _ => Outcome::Permanent(said(&r, "end of DATA", &self.peer)),
             };
@@ -156,7 +160,8 @@ impl Client {
             mail.push_str(" BODY=8BITMIME");
         }
         // The client asked for SMTPUTF8 (UTF-8 headers, say): keep asking where offered.
-        if needs_utf8 || (env.smtputf8 && self.caps.smtputf8) {
+        let utf8_mail = needs_utf8 || (env.smtputf8 && self.caps.smtputf8);
+        if utf8_mail {
             mail.push_str(" SMTPUTF8");
         }
         // RFC 3461: pass the DSN requests on to a peer that takes them.
@@ -171,7 +176,7 @@ impl Client {
         let mut cmds = vec![mail];
         cmds.extend(rcpts.iter().map(|&i| {
             let r = &env.recipients[i];
-            match r.dsn_params().filter(|_| self.caps.dsn) {
+            match r.relay_dsn_params(utf8_mail).filter(|_| self.caps.dsn) {
                 Some(p) => format!("RCPT TO:<{}> {p}", r.address),
                 None => format!("RCPT TO:<{}>", r.address),
             }
