@@ -203,11 +203,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         dns,
         policies,
     ));
+    // Known before the queue starts delivering; the bound ports replace them below.
+    smtp.own_addresses()
+        .set(config.listener.iter().map(|l| l.address).collect());
     let router = Arc::new(postern_relay::Router::new(
         &config.route,
         state,
         &hostname,
-        Some(smtp.clone()),
+        // `[outbound] enabled = false`: nothing is delivered over SMTP.
+        config.outbound.enabled.then(|| smtp.clone()),
     ));
     let auth = Some(Arc::new(
         postern_auth::Auth::new(
@@ -233,10 +237,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>,
                     client_certs: Option<Arc<ClientCertPolicy>>| {
         let router = router.clone();
+        let known = router.clone();
         Arc::new(ServerContext {
             hostname: hostname.clone(),
             relay: RelayPolicy::new(&config.relay),
             routes: Box::new(move |d| router.routes(d)),
+            recipients: Box::new(move |a| known.accepts(a)),
             queue: queue.clone(),
             tls,
             client_certs,
@@ -278,6 +284,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addrs.push(addr);
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
+    smtp.own_addresses().set(addrs.clone());
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     crate::metrics::record_certificates(&tls_store);
     info!(

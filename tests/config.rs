@@ -45,6 +45,7 @@ fn keys(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn everything() -> Config {
     let mut c: Config = postern::config::load(None).unwrap().config;
     c.server.hostname = Some("mx.example.org".into());
+    c.route[0].recipients = Some(vec!["alice".into()]);
     let cert = postern_tls::CertificateConfig {
         chain: "c.pem".into(),
         key: "k.pem".into(),

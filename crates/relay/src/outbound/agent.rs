@@ -42,6 +42,8 @@ pub struct SmtpAgent {
     provider: Arc<CryptoProvider>,
     pool: Mutex<HashMap<PoolKey, Vec<(Instant, Client)>>>,
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
+    /// Our listeners: a delivery there would be a loop (`crate::loops`).
+    own: crate::loops::OwnAddresses,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -62,6 +64,7 @@ impl SmtpAgent {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             pool: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
+            own: crate::loops::OwnAddresses::default(),
         }
     }
 
@@ -75,6 +78,11 @@ impl SmtpAgent {
     /// Use newly loaded policies (CAs, client certificates, pins) from now on.
     pub fn replace_policies(&self, policies: Policies) {
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
+    }
+
+    /// Our listening addresses; deliveries to them are refused as loops.
+    pub fn own_addresses(&self) -> &crate::loops::OwnAddresses {
+        &self.own
     }
 
     pub fn dns(&self) -> &Dns {
@@ -180,13 +188,15 @@ impl SmtpAgent {
         Ok(peers)
     }
 
-    /// Deliver `rcpts` of `msg` (all in `domain`) through `hop`.
+    /// Deliver `rcpts` of `msg` (all in `domain`) through `hop`. `named`: a `[[route]]`
+    /// names this hop, so its addresses are used even when they are our own.
     pub async fn deliver(
         &self,
         hop: &SmtpHop,
         domain: &str,
         msg: &QueuedMessage,
         rcpts: &[usize],
+        named: bool,
     ) -> Vec<DeliveryOutcome> {
         let limit = {
             let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,6 +234,10 @@ impl SmtpAgent {
             Ok(p) => p,
             Err(o) => return wrap("none", vec![o; rcpts.len()]),
         };
+        let peers = match self.without_self(peers, domain, named, &id.to_string()) {
+            Ok(p) => p,
+            Err(o) => return wrap("none", vec![o; rcpts.len()]),
+        };
         let mut last = String::from("4.4.1 no host could be reached");
         for peer in peers {
             match self
@@ -249,6 +263,35 @@ impl SmtpAgent {
             }
         }
         wrap("none", vec![Outcome::Temporary(last); rcpts.len()])
+    }
+
+    /// Drop the addresses that are our own listeners (unless a route names the hop);
+    /// nothing left means a mail loop: bounced with 5.4.6, as Postfix does.
+    fn without_self(
+        &self,
+        peers: Vec<Peer>,
+        domain: &str,
+        named: bool,
+        id: &str,
+    ) -> Result<Vec<Peer>, Outcome> {
+        if named {
+            return Ok(peers);
+        }
+        let (own, others): (Vec<Peer>, Vec<Peer>) = peers
+            .into_iter()
+            .partition(|p| self.own.is_self(p.ip, p.port));
+        if own.is_empty() {
+            return Ok(others);
+        }
+        let list: Vec<String> = own.iter().map(|p| p.to_string()).collect();
+        warn!(queue_id = %id, "{id}: mail for {domain} resolves to our own listener ({}): not connecting there", list.join(", "));
+        if others.is_empty() {
+            return Err(Outcome::Permanent(format!(
+                "5.4.6 mail for {domain} loops back to myself (it resolves to {}; add a [[route]] if this host must really receive it)",
+                list.join(", ")
+            )));
+        }
+        Ok(others)
     }
 
     /// Connect, EHLO, and apply the TLS policy.
