@@ -56,3 +56,58 @@ async fn a_route_with_a_recipient_list_refuses_unknown_users_at_rcpt() {
     s.wait_delivered("alice", 1).await;
     assert!(s.delivered("mallory").is_empty());
 }
+
+#[tokio::test]
+async fn a_421_to_ehlo_ends_the_session_without_helo() {
+    use postern_test_support::fake_smtp::{FakeOpts, FakeSmtp};
+    let fake = FakeSmtp::start(FakeOpts {
+        ehlo_reply: Some("421 4.3.2 fake.test shutting down".into()),
+        ..FakeOpts::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nhostname = \"mx.postern.test\"\nstate_dir = \"{}\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         [relay]\nlocal_domains = [\"local.test\", \"other.test\"]\n\
+         [[route]]\ndomain = \"local.test\"\nnext_hop = \"maildir:mail\"\n\
+         [[route]]\ndomain = \"other.test\"\nnext_hop = \"smtp:[127.0.0.1]:{}\"\n\
+         [queue]\nretry = [\"1h\"]\n",
+        dir.path().join("state").display(),
+        fake.addr.port()
+    );
+    let s = TestServer::start_with(dir, &text).await;
+    let mut c = SmtpClient::connect_greeted(s.addr()).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail(
+            "alice@local.test",
+            &["carol@other.test"],
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = std::fs::read_dir(s.state().join("queue/active"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        if state.contains("421") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(state.contains("421"), "no 421 deferral: {state}");
+    let cmds = fake.commands();
+    assert!(cmds.iter().any(|c| c.starts_with("EHLO")), "{cmds:?}");
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| c.starts_with("HELO") || c.starts_with("MAIL")),
+        "the client went on after 421: {cmds:?}"
+    );
+}
