@@ -46,6 +46,7 @@ fn everything() -> Config {
     let mut c: Config = postern::config::load(None).unwrap().config;
     c.server.hostname = Some("mx.example.org".into());
     c.route[0].recipients = Some(vec!["alice".into()]);
+    c.queue.report_concurrency = Some(5);
     let cert = postern_tls::CertificateConfig {
         chain: "c.pem".into(),
         key: "k.pem".into(),
