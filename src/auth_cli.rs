@@ -54,6 +54,7 @@ pub fn dkim(cmd: DkimCommand) -> ExitCode {
         key: out.join("(new)"),
         algorithm: postern_auth::SignAlgorithm::RsaSha256,
         headers: postern_auth::config::default_signed_headers(),
+        sources: Vec::new(),
     };
     if domain.is_empty()
         || selector.is_empty()

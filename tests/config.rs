@@ -85,6 +85,7 @@ fn everything() -> Config {
         key: "k.pem".into(),
         algorithm: postern_auth::SignAlgorithm::Ed25519Sha256,
         headers: postern_auth::config::default_signed_headers(),
+        sources: vec!["trusted_networks".into()],
     });
     c
 }

@@ -178,6 +178,7 @@ mod tests {
                 key: g.path.clone(),
                 algorithm: kind.algorithm(),
                 headers: crate::config::default_signed_headers(),
+                sources: Vec::new(),
             })
             .unwrap();
             assert_eq!(key.txt_record(), g.record);
@@ -192,6 +193,7 @@ mod tests {
             key: path.to_path_buf(),
             algorithm: kind.algorithm(),
             headers: crate::config::default_signed_headers(),
+            sources: Vec::new(),
         })
         .unwrap()
     }

@@ -3,8 +3,9 @@
 //! before the 250.
 //!
 //! Clients allowed to relay (trusted networks, partners with a relay-trusted client
-//! certificate) are exempt from the checks when `auth.exempt_trusted_networks` is set, and
-//! their mail is DKIM-signed when its From domain has a key and a recipient is not local:
+//! certificate) are exempt from the checks when `auth.exempt_trusted_networks` is set.
+//! Mail is DKIM-signed when its From domain has a key whose `sources` name this client
+//! (relaying is not signing: `postern_auth::sources`) and a recipient is not local:
 //! signing at acceptance means the stored message is final (never changed after signing,
 //! whatever the retries) and the key is used once per message, not once per attempt.
 //!
@@ -31,6 +32,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     fn auth_trusted(&self) -> bool {
         self.ctx.relay.is_trusted(self.peer.ip())
             || crate::partner::may_relay(&self.ctx, self.client_cert.as_ref()).is_some()
+    }
+
+    /// This client, as `[[auth.dkim_sign]] sources` see it.
+    fn sign_source(&self) -> postern_auth::SignSource {
+        postern_auth::SignSource {
+            ip: self.peer.ip(),
+            trusted_network: self.ctx.relay.is_trusted(self.peer.ip()),
+            relay_certificate: crate::partner::may_relay(&self.ctx, self.client_cert.as_ref())
+                .is_some(),
+        }
     }
 
     fn auth_exempt(&self) -> bool {
@@ -73,8 +84,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         };
         let verifier = auth.verifier().filter(|_| !self.auth_exempt());
-        let sign = !auth.signer().is_empty()
-            && self.auth_trusted()
+        // Relaying is not signing: only the clients a key's `sources` name (#11).
+        let source = self.sign_source();
+        let sign = auth.signer().may_sign_for(&source)
             && tx
                 .rcpts
                 .iter()
@@ -139,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if sign && complete {
             let mut whole = head.clone();
             whole.extend_from_slice(&message[replaced..]);
-            match auth.signer().sign(&whole) {
+            match auth.signer().sign_for(&whole, &source) {
                 Ok(Some(s)) => {
                     info!(
                         "{}: DKIM-signed for {} ({})",
