@@ -250,7 +250,14 @@ impl Client {
             let sep = line.as_bytes().get(3).copied().unwrap_or(b' ');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if sep != b'-' || lines.len() >= MAX_REPLY_LINES {
-                return Ok(ServerReply { code, lines });
+                let r = ServerReply { code, lines };
+                // RFC 5321 §3.8: 421 means the server is closing the channel, at any
+                // point of the dialog: no further command (no HELO after EHLO).
+                if code == 421 {
+                    self.stream = Stream::Gone;
+                    return Err(format!("host {} ended the session: {r}", self.peer));
+                }
+                return Ok(r);
             }
         }
     }
@@ -263,7 +270,10 @@ impl Client {
 
     /// EHLO, falling back to HELO when the server does not know EHLO.
     pub async fn hello(&mut self, name: &str) -> Result<(), String> {
-        let r = self.command(&format!("EHLO {name}")).await?;
+        let r = self
+            .command(&format!("EHLO {name}"))
+            .await
+            .map_err(|e| format!("4.4.2 {e}"))?;
         if r.code == 250 {
             self.caps = Caps::parse(&r.lines);
             return Ok(());
