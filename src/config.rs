@@ -150,6 +150,16 @@ fn validate(c: &Config, p: &mut Problems) {
     postern_inbound::validate_config(&c.listener, &c.relay, p);
     postern_inbound::tls_checks::validate_client_cas(&c.listener, p);
     postern_relay::validate_routes(&c.route, p);
+    if !c.outbound.enabled {
+        for (i, r) in c.route.iter().enumerate() {
+            if matches!(r.next_hop, postern_relay::NextHop::Smtp(_)) {
+                p.push(
+                    KeyPath::of("route").index(i).key("next_hop"),
+                    format!("{}: SMTP delivery is switched off ([outbound] enabled = false); use a maildir: next hop or enable [outbound]", r.next_hop),
+                );
+            }
+        }
+    }
     c.queue.validate(&KeyPath::of("queue"), p);
     postern_relay::outbound::config::validate(&c.outbound, p);
     postern_dns::validate(&c.resolver, p);

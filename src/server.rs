@@ -170,10 +170,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let make_ctx = |tls: Option<Arc<rustls::ServerConfig>>,
                     client_certs: Option<Arc<ClientCertPolicy>>| {
         let router = router.clone();
+        let known = router.clone();
         Arc::new(ServerContext {
             hostname: hostname.clone(),
             relay: RelayPolicy::new(&config.relay),
             routes: Box::new(move |d| router.routes(d)),
+            recipients: Box::new(move |a| known.accepts(a)),
             queue: queue.clone(),
             tls,
             client_certs,
@@ -202,6 +204,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addrs.push(addr);
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
+    smtp.own_addresses().set(addrs.clone());
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
@@ -269,11 +272,19 @@ fn outbound_with(
         dns,
         policies,
     ));
-    let router = Arc::new(postern_relay::Router::new(
+    // Known before the queue starts delivering; the bound ports replace them at start.
+    smtp.own_addresses()
+        .set(config.listener.iter().map(|l| l.address).collect());
+    let mut router = postern_relay::Router::new(
         &config.route,
         &config.server.state_dir,
         &hostname,
-        Some(smtp.clone()),
-    ));
-    Ok((smtp, router))
+        // `[outbound] enabled = false`: nothing is delivered over SMTP.
+        config.outbound.enabled.then(|| smtp.clone()),
+    );
+    // The queue side of the loop guard counts as the listeners do (`max_hop_count`).
+    if let Some(max) = config.listener.iter().map(|l| l.max_hop_count).max() {
+        router.set_max_hop_count(max);
+    }
+    Ok((smtp, Arc::new(router)))
 }

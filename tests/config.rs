@@ -45,6 +45,8 @@ fn keys(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn everything() -> Config {
     let mut c: Config = postern::config::load(None).unwrap().config;
     c.server.hostname = Some("mx.example.org".into());
+    c.route[0].recipients = Some(vec!["alice".into()]);
+    c.queue.report_concurrency = Some(5);
     let cert = postern_tls::CertificateConfig {
         chain: "c.pem".into(),
         key: "k.pem".into(),
@@ -83,6 +85,7 @@ fn everything() -> Config {
         key: "k.pem".into(),
         algorithm: postern_auth::SignAlgorithm::Ed25519Sha256,
         headers: postern_auth::config::default_signed_headers(),
+        sources: vec!["trusted_networks".into()],
     });
     c
 }

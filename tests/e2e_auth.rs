@@ -137,12 +137,14 @@ dkim = "verify"
 domain = "example.org"
 selector = "r1"
 key = "{rsa}"
+sources = ["trusted_networks"]
 
 [[auth.dkim_sign]]
 domain = "example.org"
 selector = "e1"
 key = "{ed}"
 algorithm = "ed25519-sha256"
+sources = ["trusted_networks"]
 "#,
         rsa = rsa.path.display(),
         ed = ed.path.display(),
@@ -383,5 +385,90 @@ async fn bounces_are_not_signed_without_a_key_for_the_hostnames_domain() {
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("Action: failed"), "{text}");
     assert!(!text.contains("DKIM-Signature"), "{text}");
+    s.stop().await;
+}
+
+/// Issue #11, item 4: a client allowed to relay (here: loopback in trusted_networks) is
+/// not thereby allowed to have mail signed with our keys; only a key's `sources` are.
+#[tokio::test]
+async fn relaying_is_not_signing_without_sources() {
+    let dns = TestDns::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let rsa = keygen("example.org", "r1", KeyKind::Rsa2048, &keys).unwrap();
+    let other = keygen("example.net", "r1", KeyKind::Rsa2048, &keys).unwrap();
+    let next = FakeSmtp::start(FakeOpts::default()).await;
+    let text = format!(
+        r#"
+[server]
+hostname = "mx.postern.test"
+state_dir = "{state}"
+
+[[listener]]
+address = "127.0.0.1:0"
+
+[relay]
+local_domains = ["local.test"]
+trusted_networks = ["127.0.0.0/8"]
+
+[[route]]
+domain = "local.test"
+next_hop = "maildir:mail"
+
+[[route]]
+domain = "remote.test"
+next_hop = "smtp:[127.0.0.1]:{port}"
+
+[outbound]
+tls = "none"
+
+[resolver]
+nameservers = ["{dns}"]
+
+# Signs only for an office network: not for this loopback client.
+[[auth.dkim_sign]]
+domain = "example.org"
+selector = "r1"
+key = "{rsa}"
+sources = ["192.0.2.0/24"]
+
+# No sources: our own reports only.
+[[auth.dkim_sign]]
+domain = "example.net"
+selector = "r1"
+key = "{other}"
+"#,
+        state = dir.path().join("state").display(),
+        port = next.addr.port(),
+        dns = dns.addr(),
+        rsa = rsa.path.display(),
+        other = other.path.display(),
+    );
+    let s = TestServer::start_with(dir, &text).await;
+    let mut c = client(&s).await;
+    for (from, to) in [
+        ("ceo@example.org", "carol@remote.test"),
+        ("ceo@example.net", "dave@remote.test"),
+    ] {
+        let r = c.send_mail(from, &[to], &message(from, "")).await;
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let mut received = Vec::new();
+    for _ in 0..200 {
+        received = next.messages();
+        if received.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(received.len(), 2, "relayed: {}", received.len());
+    for m in &received {
+        let text = String::from_utf8_lossy(m);
+        assert!(
+            !text.contains("DKIM-Signature"),
+            "signed for a client the key does not allow: {text}"
+        );
+    }
     s.stop().await;
 }

@@ -82,6 +82,13 @@ pub struct DkimSignConfig {
     /// second From can be added without breaking the signature).
     #[serde(default = "default_signed_headers")]
     pub headers: Vec<String>,
+    /// Whose mail this key signs: `"trusted_networks"`, `"local"` (loopback clients:
+    /// local programs and `postern sendmail`), `"relay_certificates"` (partners with
+    /// `may_relay`, trusted client certificates), or networks (`"192.0.2.0/24"`).
+    /// Empty (the default): only Postern's own reports are signed, never a client's
+    /// mail. See `crate::sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
 }
 
 /// From (oversigned), To, Cc, Subject, Date, Message-ID, Reply-To, In-Reply-To,
@@ -252,6 +259,11 @@ impl AuthConfig {
                         s.selector
                     ),
                 );
+            }
+            for (k, src) in s.sources.iter().enumerate() {
+                if let Err(e) = src.parse::<crate::sources::SignSourceRule>() {
+                    p.push(at.key("sources").index(k), e);
+                }
             }
             if !s.headers.iter().any(|h| h.eq_ignore_ascii_case("from")) {
                 p.push(

@@ -173,6 +173,7 @@ mod tests {
                 key: g.path.clone(),
                 algorithm: kind.algorithm(),
                 headers: crate::config::default_signed_headers(),
+                sources: Vec::new(),
             })
             .unwrap();
             assert_eq!(key.txt_record(), g.record);

@@ -38,6 +38,7 @@ pub mod headers;
 pub mod keygen;
 pub mod records;
 pub mod sign;
+pub mod sources;
 pub mod verify;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub use config::{
 };
 pub use mail_auth::SpfResult;
 pub use sign::{Signed, Signer};
+pub use sources::{SignSource, SignSourceRule};
 pub use verify::{Received, SpfCheck, SpfDecision, Verdict, Verifier};
 
 /// Everything `[auth]` configures, ready to use.

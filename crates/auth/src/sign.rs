@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::b64;
 use crate::config::{DkimSignConfig, SignAlgorithm};
+use crate::sources::{SignSource, SignSourceRule};
 
 /// Smallest RSA key accepted for signing (RFC 8301 §3.2 requires 1024; 2048 is what
 /// verifiers and the NCSC expect today).
@@ -147,6 +148,15 @@ pub fn txt_record(algorithm: SignAlgorithm, public: &[u8]) -> String {
 struct Entry {
     domain: String,
     signer: DkimSigner<DkimKey, Done>,
+    /// Whose mail this key signs; empty: only our own reports.
+    sources: Vec<SignSourceRule>,
+}
+
+impl Entry {
+    /// `None`: one of Postern's own reports, which every key signs.
+    fn allows(&self, source: Option<&SignSource>) -> bool {
+        source.is_none_or(|s| self.sources.iter().any(|r| r.allows(s)))
+    }
 }
 
 /// A signing hook for reports, as the queue takes it (`postern_queue::Sign`).
@@ -178,6 +188,8 @@ impl Signer {
             entries.push(Entry {
                 domain: c.domain.to_ascii_lowercase(),
                 signer,
+                // Validated by check-config; an unreadable rule allows nobody.
+                sources: c.sources.iter().filter_map(|s| s.parse().ok()).collect(),
             });
         }
         Ok(Signer { entries })
@@ -193,12 +205,18 @@ impl Signer {
             .then(|| std::sync::Arc::new(move |r: &[u8]| self.sign_report(r)) as ReportSign)
     }
 
+    /// Whether any key may sign mail from this client (see [`crate::sources`]).
+    pub fn may_sign_for(&self, source: &SignSource) -> bool {
+        self.entries.iter().any(|e| e.allows(Some(source)))
+    }
+
     /// The signing domain for mail from `from_domain`: the domain itself or its closest
-    /// configured parent.
-    fn domain_for(&self, from_domain: &str) -> Option<&str> {
+    /// configured parent, among the keys `source` may use (`None`: our own report).
+    fn domain_for(&self, from_domain: &str, source: Option<&SignSource>) -> Option<&str> {
         let from = from_domain.trim_end_matches('.').to_ascii_lowercase();
         self.entries
             .iter()
+            .filter(|e| e.allows(source))
             .map(|e| e.domain.as_str())
             .filter(|d| from == *d || from.ends_with(&format!(".{d}")))
             .max_by_key(|d| d.len())
@@ -222,16 +240,39 @@ impl Signer {
     /// Sign `message` (header section and body, CRLF) when its From domain (all From
     /// addresses in one domain) has keys: the `DKIM-Signature` fields to prepend, one per
     /// key of that domain, or `None` when no key applies. Never signs for another domain.
+    /// This is for Postern's own reports: every key may sign them.
     pub fn sign(&self, message: &[u8]) -> Result<Option<Signed>, mail_auth::Error> {
+        self.sign_as(message, None)
+    }
+
+    /// [`Signer::sign`] for a client's message: only with the keys whose `sources`
+    /// allow this client.
+    pub fn sign_for(
+        &self,
+        message: &[u8],
+        source: &SignSource,
+    ) -> Result<Option<Signed>, mail_auth::Error> {
+        self.sign_as(message, Some(source))
+    }
+
+    fn sign_as(
+        &self,
+        message: &[u8],
+        source: Option<&SignSource>,
+    ) -> Result<Option<Signed>, mail_auth::Error> {
         let Some(from) = from_domain(message) else {
             return Ok(None);
         };
-        let Some(domain) = self.domain_for(&from) else {
+        let Some(domain) = self.domain_for(&from, source) else {
             return Ok(None);
         };
         let mut headers = String::new();
         let mut selectors = Vec::new();
-        for e in self.entries.iter().filter(|e| e.domain == domain) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.domain == domain && e.allows(source))
+        {
             let sig = e.signer.sign(message)?;
             headers.push_str(&sig.to_header());
             selectors.push(format!("{}/{}", e.signer.template.s, sig_alg(&e.signer)));

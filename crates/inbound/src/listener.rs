@@ -27,6 +27,9 @@ pub struct ServerContext {
     pub relay: RelayPolicy,
     /// Whether mail for a domain has somewhere to go (the route table).
     pub routes: Box<dyn Fn(&Domain) -> bool + Send + Sync>,
+    /// Whether the route for an address accepts its mailbox (`[[route]] recipients`):
+    /// `false` is refused at RCPT with `550 5.1.1`, so no bounce is ever sent for it.
+    pub recipients: Box<dyn Fn(&postern_smtp::address::Address) -> bool + Send + Sync>,
     pub queue: Queue,
     /// Server TLS configuration; `None` disables STARTTLS and implicit TLS.
     pub tls: Option<Arc<rustls_server::ServerConfig>>,

@@ -17,6 +17,12 @@ pub struct QueueConfig {
     /// Deliveries in progress at once, over all destinations.
     #[serde(default = "default_concurrency")]
     pub delivery_concurrency: usize,
+    /// Of those, at most this many for null-sender reports (bounces, delay warnings,
+    /// delivery reports), so that reports to stalling destinations cannot hold every
+    /// slot. Default: a quarter of `delivery_concurrency`, at least 1, and always one
+    /// less than `delivery_concurrency` when that is 2 or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_concurrency: Option<usize>,
     /// Tell the sender once, with a delay warning, when a message has waited this long
     /// and recipients are still being retried. Absent: no delay warnings (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +55,7 @@ impl Default for QueueConfig {
             retry: default_retry(),
             max_age: default_max_age(),
             delivery_concurrency: default_concurrency(),
+            report_concurrency: None,
             delay_warning: None,
             bounce_return_limit: default_bounce_return_limit(),
         }
@@ -56,6 +63,15 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
+    /// How many deliveries of null-sender reports may run at once.
+    pub fn report_slots(&self) -> usize {
+        let all = self.delivery_concurrency.max(1);
+        match self.report_concurrency {
+            Some(n) => n.clamp(1, all),
+            None => (all / 4).max(1).min(all.saturating_sub(1).max(1)),
+        }
+    }
+
     pub fn validate(&self, at: &KeyPath, p: &mut Problems) {
         if self.retry.is_empty() {
             p.push(
@@ -76,6 +92,20 @@ impl QueueConfig {
         }
         if self.delivery_concurrency == 0 {
             p.push(at.key("delivery_concurrency"), "must be at least 1");
+        }
+        match self.report_concurrency {
+            Some(0) => p.push(
+                at.key("report_concurrency"),
+                "must be at least 1: with 0, no bounce or delivery report would ever be sent",
+            ),
+            Some(n) if n > self.delivery_concurrency => p.push(
+                at.key("report_concurrency"),
+                format!(
+                    "is more than delivery_concurrency ({}): reports could then hold every delivery slot; make it smaller",
+                    self.delivery_concurrency
+                ),
+            ),
+            _ => {}
         }
         match self.delay_warning {
             Some(d) if d.get().is_zero() => p.push(

@@ -4,10 +4,11 @@
 //! written.
 
 mod ops;
+mod waiting;
 
 pub use ops::{AdminOp, bounce_offline};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ impl Queue {
                 sign,
             }),
             tx: tx.clone(),
-            waiting: BTreeMap::new(),
+            waiting: waiting::Waiting::default(),
             epoch: Instant::now(),
             in_flight: HashSet::new(),
             deferred: HashMap::new(),
@@ -162,8 +163,8 @@ struct Scheduler {
     agent: Arc<dyn DeliveryAgent>,
     notifier: Arc<Notifier>,
     tx: mpsc::UnboundedSender<Cmd>,
-    /// (due, in ms since `epoch`; id) -> message.
-    waiting: BTreeMap<(u64, QueueId), Box<QueuedMessage>>,
+    /// Messages due at a time in ms since `epoch`, in two lines (mail, reports).
+    waiting: waiting::Waiting,
     epoch: Instant,
     /// Messages being delivered right now (not in `waiting`).
     in_flight: HashSet<QueueId>,
@@ -192,7 +193,7 @@ impl Scheduler {
     }
 
     fn insert(&mut self, msg: Box<QueuedMessage>, due: u64) {
-        self.waiting.insert((due, msg.envelope.id), msg);
+        self.waiting.insert(due, msg);
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, existing: Vec<QueuedMessage>) {
@@ -209,16 +210,29 @@ impl Scheduler {
             self.insert(Box::new(m), due);
         }
         let slots = Arc::new(Semaphore::new(self.config.delivery_concurrency.max(1)));
+        // Reports (null sender) may use only their share of the slots: see `waiting.rs`.
+        let report_slots = Arc::new(Semaphore::new(self.config.report_slots()));
         loop {
-            while let Some((&(due, _), _)) = self.waiting.first_key_value() {
-                if due > self.now_ms() || self.stopping.is_some() {
+            while self.stopping.is_none() {
+                let reports_may = report_slots.available_permits() > 0;
+                let now = self.now_ms();
+                if self
+                    .waiting
+                    .next_due(reports_may)
+                    .is_none_or(|due| due > now)
+                {
                     break;
                 }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                let Some((_, msg)) = self.waiting.pop_first() else {
+                let Some(msg) = self.waiting.pop_due(now, reports_may) else {
                     break;
+                };
+                let report_permit = if waiting::is_report(&msg) {
+                    report_slots.clone().try_acquire_owned().ok()
+                } else {
+                    None
                 };
                 let id = msg.envelope.id;
                 self.in_flight.insert(id);
@@ -234,11 +248,12 @@ impl Scheduler {
                         .await
                         .map(Box::new);
                     drop(permit);
+                    drop(report_permit);
                     let _ = tx.send(Cmd::Done(id, back));
                 });
             }
-            let sleep = match self.waiting.first_key_value() {
-                Some((&(due, _), _)) if slots.available_permits() > 0 => {
+            let sleep = match self.waiting.next_due(report_slots.available_permits() > 0) {
+                Some(due) if slots.available_permits() > 0 => {
                     Duration::from_millis(due.saturating_sub(self.now_ms()))
                 }
                 // Nothing due, or no free slot: wait for a command (a finished delivery
@@ -257,8 +272,8 @@ impl Scheduler {
                     Some(Cmd::Stop(reply)) => self.stopping.get_or_insert_default().push(reply),
                     Some(Cmd::FlushAll) => {
                         let now = self.now_ms();
-                        let all = std::mem::take(&mut self.waiting);
-                        for (_, m) in all {
+                        let all = self.waiting.drain();
+                        for m in all {
                             self.insert(m, now);
                         }
                     }

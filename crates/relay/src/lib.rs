@@ -10,6 +10,7 @@
 //! author (tmp → new, unique names).
 
 pub mod explain;
+pub mod loops;
 mod maildir;
 pub mod outbound;
 mod route;

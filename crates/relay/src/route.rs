@@ -1,6 +1,6 @@
 //! The `[[route]]` table: domain → next hop, and the router that applies it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postern_config::{KeyPath, Problems};
 use postern_queue::agent_future::BoxFuture;
 use postern_queue::{DeliveryAgent, DeliveryOutcome, Outcome, QueuedMessage};
-use postern_smtp::address::{Domain, parse_domain};
+use postern_smtp::address::{Address, Domain, parse_domain};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::MaildirAgent;
@@ -23,6 +23,12 @@ pub struct RouteConfig {
     pub domain: String,
     /// Where the mail goes: `maildir:PATH` (relative paths are under `server.state_dir`).
     pub next_hop: NextHop,
+    /// The mailboxes this route delivers to, by local part (`"alice"`, any letter case).
+    /// When given, RCPT for any other local part is refused with `550 5.1.1` (no
+    /// bounce later, so no backscatter); `postmaster` is always accepted. Absent: every
+    /// local part is accepted (a Maildir route creates a Maildir for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<String>>,
 }
 
 /// A next hop.
@@ -182,6 +188,11 @@ pub struct Router {
     maildirs: HashMap<PathBuf, Arc<MaildirAgent>>,
     /// SMTP delivery; also the default for domains without a route.
     smtp: Option<Arc<SmtpAgent>>,
+    /// Per route (by its lower-case `domain` key): the local parts it accepts (lower
+    /// case), where the route lists them.
+    recipients: HashMap<String, HashSet<String>>,
+    /// This many `Received:` fields or more: bounced as a mail loop (5.4.6).
+    max_hop_count: usize,
 }
 
 impl Router {
@@ -199,6 +210,8 @@ impl Router {
             default: None,
             maildirs: HashMap::new(),
             smtp,
+            recipients: HashMap::new(),
+            max_hop_count: crate::loops::DEFAULT_MAX_HOP_COUNT,
         };
         for route in routes {
             let hop = match &route.next_hop {
@@ -212,6 +225,10 @@ impl Router {
                 other => other.clone(),
             };
             let d = route.domain.to_ascii_lowercase();
+            if let Some(list) = &route.recipients {
+                r.recipients
+                    .insert(d.clone(), list.iter().map(|l| l.to_lowercase()).collect());
+            }
             if d == "*" {
                 r.default = Some(hop);
             } else if let Some(parent) = d.strip_prefix('.') {
@@ -223,23 +240,34 @@ impl Router {
         r
     }
 
+    /// Bounce messages with `n` or more `Received:` fields (default
+    /// [`crate::loops::DEFAULT_MAX_HOP_COUNT`]).
+    pub fn set_max_hop_count(&mut self, n: usize) {
+        self.max_hop_count = n;
+    }
+
     /// The configured route for a domain: exact entry, then `.parent` entries from the
     /// nearest parent outwards, then `*` (Postfix transport-map order).
     pub fn explicit(&self, domain: &Domain) -> Option<&NextHop> {
+        self.lookup(domain).map(|(_, h)| h)
+    }
+
+    /// [`Router::explicit`], with the `domain` key of the route that matched.
+    fn lookup(&self, domain: &Domain) -> Option<(String, &NextHop)> {
         let Domain::Name(name) = domain else {
-            return self.default.as_ref();
+            return self.default.as_ref().map(|h| ("*".to_string(), h));
         };
         if let Some(h) = self.exact.get(name) {
-            return Some(h);
+            return Some((name.clone(), h));
         }
         let mut rest = name.as_str();
         while let Some((_, parent)) = rest.split_once('.') {
             if let Some(h) = self.parents.get(parent) {
-                return Some(h);
+                return Some((format!(".{parent}"), h));
             }
             rest = parent;
         }
-        self.default.as_ref()
+        self.default.as_ref().map(|h| ("*".to_string(), h))
     }
 
     /// Where mail for `domain` goes: its route, else (with SMTP delivery) the domain's MX
@@ -307,6 +335,19 @@ impl Router {
         }
     }
 
+    /// Whether the route for `address` accepts its local part: always, unless the route
+    /// lists its `recipients` (then the list, and `postmaster`).
+    pub fn accepts(&self, address: &Address) -> bool {
+        let Some((key, _)) = self.lookup(&address.domain) else {
+            return true;
+        };
+        let Some(list) = self.recipients.get(&key) else {
+            return true;
+        };
+        let local = address.local.to_lowercase();
+        local == "postmaster" || list.contains(&local)
+    }
+
     /// Whether mail for `domain` has somewhere to go.
     pub fn routes(&self, domain: &Domain) -> bool {
         self.next_hop(domain).is_some()
@@ -317,6 +358,27 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The bounce for a message that has travelled too many hops (a mail loop), if it has.
+    async fn hop_count_exceeded(&self, msg: &QueuedMessage) -> Option<DeliveryOutcome> {
+        let m = msg.clone();
+        let count = tokio::task::spawn_blocking(move || crate::loops::received_count(&m))
+            .await
+            .ok()?
+            .ok()?;
+        (count >= self.max_hop_count).then(|| {
+            tracing::warn!(queue_id = %msg.envelope.id, "{}: {count} Received: header fields (limit {}): a mail loop; bouncing", msg.envelope.id, self.max_hop_count);
+            DeliveryOutcome {
+                relay: "none".into(),
+                outcome: Outcome::Permanent(format!(
+                    "5.4.6 hop count exceeded - mail loop? ({count} Received: header fields, limit {})",
+                    self.max_hop_count
+                )),
+            }
+        })
+    }
+}
+
 impl DeliveryAgent for Router {
     fn deliver<'a>(
         &'a self,
@@ -324,6 +386,9 @@ impl DeliveryAgent for Router {
         rcpts: &'a [usize],
     ) -> BoxFuture<'a, Vec<DeliveryOutcome>> {
         Box::pin(async move {
+            if let Some(o) = self.hop_count_exceeded(msg).await {
+                return vec![o; rcpts.len()];
+            }
             let mut results: Vec<Option<DeliveryOutcome>> = vec![None; rcpts.len()];
             // Group by next hop, and for SMTP also by recipient domain (the TLS policy key).
             let mut groups: HashMap<(NextHop, String), Vec<usize>> = HashMap::new();
@@ -349,7 +414,15 @@ impl DeliveryAgent for Router {
                         None => Vec::new(),
                     },
                     NextHop::Smtp(h) => match &self.smtp {
-                        Some(agent) => agent.deliver(h, &domain, msg, &idx).await,
+                        Some(agent) => {
+                            let named = idx.first().is_some_and(|&i| {
+                                matches!(
+                                    self.explicit(&msg.envelope.recipients[i].domain),
+                                    Some(NextHop::Smtp(_))
+                                )
+                            });
+                            agent.deliver(h, &domain, msg, &idx, named).await
+                        }
                         None => Vec::new(),
                     },
                 };
@@ -382,6 +455,7 @@ mod tests {
             .map(|(d, h)| RouteConfig {
                 domain: d.to_string(),
                 next_hop: h.parse().unwrap(),
+                recipients: None,
             })
             .collect()
     }
@@ -416,6 +490,27 @@ mod tests {
                 .to_string(),
             "maildir:/abs"
         );
+    }
+
+    #[test]
+    fn listed_recipients_only() {
+        let mut table = routes(&[("example.org", "maildir:a"), ("other.org", "maildir:a")]);
+        table[0].recipients = Some(vec!["Alice".into()]);
+        let r = Router::new(&table, Path::new("/base"), "h", None);
+        let addr = |s: &str| {
+            let (l, d) = s.split_once('@').unwrap();
+            Address {
+                local: l.into(),
+                domain: Domain::Name(d.into()),
+            }
+        };
+        assert!(r.accepts(&addr("alice@example.org")));
+        assert!(r.accepts(&addr("ALICE@example.org")));
+        assert!(r.accepts(&addr("postmaster@example.org")));
+        assert!(!r.accepts(&addr("mallory@example.org")));
+        // The list belongs to its route, not to the next hop both routes share.
+        assert!(r.accepts(&addr("mallory@other.org")));
+        assert!(r.accepts(&addr("anyone@unrouted.org")));
     }
 
     #[test]

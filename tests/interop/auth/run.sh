@@ -116,12 +116,14 @@ exempt_trusted_networks = false
 domain = "example.org"
 selector = "pr"
 key = "$WORK/keys/example.org.pr.key"
+sources = ["trusted_networks"]
 
 [[auth.dkim_sign]]
 domain = "example.org"
 selector = "pe"
 key = "$WORK/keys/example.org.pe.key"
 algorithm = "ed25519-sha256"
+sources = ["trusted_networks"]
 EOF
 RUST_LOG=info "$BIN" serve -c "$WORK/postern.toml" >"$WORK/postern.log" 2>&1 &
 PIDS+=($!)

@@ -23,6 +23,9 @@ pub struct FakeOpts {
     pub smtputf8: bool,
     /// Address to bind (default 127.0.0.1:0).
     pub bind: Option<SocketAddr>,
+    /// Reply to EHLO with this line instead of the capability list (e.g. "421 4.3.2
+    /// shutting down"); the connection stays open, so what the client does next shows.
+    pub ehlo_reply: Option<String>,
 }
 
 /// A running fake server; stops when dropped.
@@ -95,6 +98,10 @@ async fn serve(
         commands.lock().unwrap().push(line.clone());
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
+            "EHLO" if opts.ehlo_reply.is_some() => {
+                let reply = opts.ehlo_reply.clone().unwrap_or_default();
+                w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+            }
             "EHLO" => {
                 let mut reply = String::from("250-fake.test\r\n250-PIPELINING\r\n");
                 if opts.starttls {

@@ -3,8 +3,9 @@
 //! before the 250.
 //!
 //! Clients allowed to relay (trusted networks, partners with a relay-trusted client
-//! certificate) are exempt from the checks when `auth.exempt_trusted_networks` is set, and
-//! their mail is DKIM-signed when its From domain has a key and a recipient is not local:
+//! certificate) are exempt from the checks when `auth.exempt_trusted_networks` is set.
+//! Mail is DKIM-signed when its From domain has a key whose `sources` name this client
+//! (relaying is not signing: `postern_auth::sources`) and a recipient is not local:
 //! signing at acceptance means the stored message is final (never changed after signing,
 //! whatever the retries) and the key is used once per message, not once per attempt.
 //!
@@ -40,6 +41,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Is the client one whose mail we vouch for (may relay)?
     fn auth_trusted(&self) -> bool {
         self.may_relay()
+    }
+
+    /// This client, as `[[auth.dkim_sign]] sources` see it.
+    fn sign_source(&self) -> postern_auth::SignSource {
+        postern_auth::SignSource {
+            ip: self.peer.ip(),
+            trusted_network: self.ctx.relay.is_trusted(self.peer.ip()),
+            relay_certificate: crate::partner::may_relay(&self.ctx, self.client_cert.as_ref())
+                .is_some(),
+        }
     }
 
     fn auth_exempt(&self) -> bool {
@@ -80,8 +91,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         };
         let auth = self.ctx.auth.clone();
         let verify = auth.as_ref().is_some_and(|a| a.verifier().is_some()) && !self.auth_exempt();
-        let sign = auth.as_ref().is_some_and(|a| !a.signer().is_empty())
-            && self.auth_trusted()
+        // Relaying is not signing: only the clients a key's `sources` name (#11).
+        let source = self.sign_source();
+        let sign = auth
+            .as_ref()
+            .is_some_and(|a| a.signer().may_sign_for(&source))
             && tx
                 .rcpts
                 .iter()
@@ -136,6 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             trace_len: trace_len as usize,
             verify,
             sign,
+            source,
             complete,
             ip: self.peer.ip(),
             helo: self.helo.clone().unwrap_or_default(),
@@ -178,6 +193,8 @@ struct Job {
     trace_len: usize,
     verify: bool,
     sign: bool,
+    /// The client, as `[[auth.dkim_sign]] sources` see it.
+    source: postern_auth::SignSource,
     /// `content` holds the whole message.
     complete: bool,
     ip: IpAddr,
@@ -251,7 +268,7 @@ impl Job {
             if self.complete {
                 let mut whole = head.clone();
                 whole.extend_from_slice(&message[replaced..]);
-                match auth.signer().sign(&whole) {
+                match auth.signer().sign_for(&whole, &self.source) {
                     Ok(Some(s)) => {
                         info!(
                             "{}: DKIM-signed for {} ({})",

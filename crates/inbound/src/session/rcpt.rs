@@ -112,6 +112,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.log_reject("RCPT", &r, Some(&address.to_string()));
             return self.reply(r);
         }
+        // A mailbox the route does not list: refused now, never bounced later.
+        if !(self.ctx.recipients)(&address) {
+            let r = Reply::new(
+                550,
+                "5.1.1",
+                format!("<{address}>: Recipient address rejected: User unknown"),
+            );
+            self.log_reject("RCPT", &r, Some(&address.to_string()));
+            return self.reply(r);
+        }
         if let Some(tx) = &mut self.tx {
             tx.rcpts.push(Recipient {
                 address,

@@ -48,8 +48,7 @@ impl AdminOp {
 
 impl Scheduler {
     fn take_waiting(&mut self, id: QueueId) -> Option<Box<QueuedMessage>> {
-        let key = *self.waiting.keys().find(|(_, i)| *i == id)?;
-        self.waiting.remove(&key)
+        self.waiting.take(id)
     }
 
     /// Carry out `op` now, or after the attempt in progress for its message.
@@ -93,9 +92,9 @@ impl Scheduler {
         match op {
             AdminOp::Flush(None) => {
                 let now = self.now_ms();
-                let all = std::mem::take(&mut self.waiting);
+                let all: Vec<_> = self.waiting.drain().collect();
                 let n = all.len();
-                for (_, m) in all {
+                for m in all {
                     self.insert(m, now);
                 }
                 info!("queue flush by the operator: {n} message(s) due now");

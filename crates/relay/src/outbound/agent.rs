@@ -55,6 +55,8 @@ pub struct SmtpAgent {
     /// Idle connections; each is closed with QUIT once `connection_reuse_time` passes.
     pool: Pool,
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
+    /// Our listeners: a delivery there would be a loop (`crate::loops`).
+    own: crate::loops::OwnAddresses,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -75,6 +77,7 @@ impl SmtpAgent {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             pool: Arc::new(Mutex::new(HashMap::new())),
             limits: Mutex::new(HashMap::new()),
+            own: crate::loops::OwnAddresses::default(),
         }
     }
 
@@ -112,6 +115,11 @@ impl SmtpAgent {
         false
     }
 
+    /// Our listening addresses; deliveries to them are refused as loops.
+    pub fn own_addresses(&self) -> &crate::loops::OwnAddresses {
+        &self.own
+    }
+
     pub fn dns(&self) -> &Resolver {
         &self.dns
     }
@@ -147,13 +155,15 @@ impl SmtpAgent {
         super::resolve::targets(&self.dns, hop, domain, limits).await
     }
 
-    /// Deliver `rcpts` of `msg` (all in `domain`) through `hop`.
+    /// Deliver `rcpts` of `msg` (all in `domain`) through `hop`. `named`: a `[[route]]`
+    /// names this hop, so its addresses are used even when they are our own.
     pub async fn deliver(
         &self,
         hop: &SmtpHop,
         domain: &str,
         msg: &QueuedMessage,
         rcpts: &[usize],
+        named: bool,
     ) -> Vec<DeliveryOutcome> {
         let limit = {
             let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +177,7 @@ impl SmtpAgent {
         // The clock starts once this attempt may connect: waiting for a connection slot
         // to the destination is not the destination's fault.
         let limit = self.cfg.attempt_timeout.get();
-        match tokio::time::timeout(limit, self.attempt(hop, domain, msg, rcpts)).await {
+        match tokio::time::timeout(limit, self.attempt(hop, domain, msg, rcpts, named)).await {
             Ok(outcomes) => outcomes,
             Err(_) => {
                 let id = msg.envelope.id;
@@ -188,6 +198,7 @@ impl SmtpAgent {
         domain: &str,
         msg: &QueuedMessage,
         rcpts: &[usize],
+        named: bool,
     ) -> Vec<DeliveryOutcome> {
         let policy = self.policy_for(domain);
         let nexthop = hop.tls_name();
@@ -209,6 +220,10 @@ impl SmtpAgent {
         }
 
         let peers = match self.targets(hop, domain).await {
+            Ok(p) => p,
+            Err(o) => return wrap("none", vec![o; rcpts.len()]),
+        };
+        let peers = match self.without_self(peers, domain, named, &id.to_string()) {
             Ok(p) => p,
             Err(o) => return wrap("none", vec![o; rcpts.len()]),
         };
@@ -237,6 +252,35 @@ impl SmtpAgent {
             }
         }
         wrap("none", vec![Outcome::Temporary(last); rcpts.len()])
+    }
+
+    /// Drop the addresses that are our own listeners (unless a route names the hop);
+    /// nothing left means a mail loop: bounced with 5.4.6, as Postfix does.
+    fn without_self(
+        &self,
+        peers: Vec<Target>,
+        domain: &str,
+        named: bool,
+        id: &str,
+    ) -> Result<Vec<Target>, Outcome> {
+        if named {
+            return Ok(peers);
+        }
+        let (own, others): (Vec<Target>, Vec<Target>) = peers
+            .into_iter()
+            .partition(|t| self.own.is_self(t.peer.ip, t.peer.port));
+        if own.is_empty() {
+            return Ok(others);
+        }
+        let list: Vec<String> = own.iter().map(|t| t.peer.to_string()).collect();
+        warn!(queue_id = %id, "{id}: mail for {domain} resolves to our own listener ({}): not connecting there", list.join(", "));
+        if others.is_empty() {
+            return Err(Outcome::Permanent(format!(
+                "5.4.6 mail for {domain} loops back to myself (it resolves to {}; add a [[route]] if this host must really receive it)",
+                list.join(", ")
+            )));
+        }
+        Ok(others)
     }
 
     /// Connect, EHLO, and apply the TLS policy.

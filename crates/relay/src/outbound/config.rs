@@ -56,6 +56,11 @@ impl TlsLevel {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
+    /// `false`: no SMTP delivery at all. Mail goes only where a `maildir:` route sends
+    /// it; other domains have no route (refused at RCPT, reports wait and expire). The
+    /// built-in trial configuration uses this, so nothing leaves the machine.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
     /// Default TLS level for destinations without a policy entry.
     #[serde(default = "d_tls")]
     pub tls: TlsLevel,
@@ -106,6 +111,9 @@ pub struct OutboundConfig {
     pub policy: Vec<PolicyConfig>,
 }
 
+fn d_true() -> bool {
+    true
+}
 fn d_tls() -> TlsLevel {
     TlsLevel::May
 }
@@ -140,6 +148,7 @@ fn d_max_mx_hosts() -> usize {
 impl Default for OutboundConfig {
     fn default() -> Self {
         OutboundConfig {
+            enabled: true,
             tls: d_tls(),
             port: d_port(),
             helo_name: None,

@@ -28,6 +28,9 @@ pub enum ClientError {
     HelloRefused { peer: Peer, reply: Reply },
     #[error("lost connection with {peer}")]
     Closed { peer: Peer },
+    /// A 421 at any point: the server closes the channel (RFC 5321 §3.8).
+    #[error("4.4.2 host {peer} ended the session: {reply}")]
+    ServiceClosing { peer: Peer, reply: Reply },
     #[error("lost connection with {peer}: {source}")]
     Io { peer: Peer, source: io::Error },
     #[error("timeout sending to {peer}")]

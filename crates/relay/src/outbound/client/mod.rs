@@ -147,6 +147,16 @@ impl Client {
                     })?;
                 self.buf.drain(..f.consumed);
                 if let Some(r) = f.reply {
+                    // RFC 5321 §3.8: 421 means the server is closing the channel, at any
+                    // point of the dialog: no further command (no HELO after EHLO).
+                    if r.code == 421 {
+                        self.buf.clear();
+                        self.stream = MaybeTls::Upgrading;
+                        return Err(ClientError::ServiceClosing {
+                            peer: self.peer.clone(),
+                            reply: r,
+                        });
+                    }
                     return Ok(r);
                 }
             }
