@@ -32,6 +32,16 @@ use postern_queue::QueuedMessage;
 /// Postfix's `hopcount_limit` default, used when nothing else is configured.
 pub const DEFAULT_MAX_HOP_COUNT: usize = 50;
 
+/// Whether a queued message with `stored` `Received:` fields has travelled too many hops.
+/// The limit counts the fields a message arrives with, as the listeners' `max_hop_count`
+/// does (more than that is refused with `554 5.4.6` at the end of DATA); a queued message
+/// also carries the one field we added. So the queue bounces only what the listeners
+/// would have refused: mail queued before the limit was lowered, or by a listener with a
+/// higher limit than the largest one now configured.
+pub fn too_many_hops(stored: usize, limit: usize) -> bool {
+    stored > limit.saturating_add(1)
+}
+
 /// How much of a message's header section is read to count `Received:` fields: a
 /// header longer than this counts what it holds up to here (enough for hundreds of hops).
 const HEADER_SCAN_LIMIT: u64 = 1024 * 1024;
@@ -104,6 +114,15 @@ mod tests {
             b"Received: from a\r\n\tby b\r\nRECEIVED: x\r\nSubject: hi\r\n\r\nReceived: body\r\n";
         assert_eq!(count_received(&msg[..]).unwrap(), 2);
         assert_eq!(count_received(&b"Subject: x"[..]).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_queue_and_the_listeners_agree_on_the_hop_limit() {
+        // 50 on arrival (accepted by a listener), plus ours: delivered.
+        assert!(!too_many_hops(51, 50));
+        // 51 on arrival would have been refused; queued anyway, it bounces.
+        assert!(too_many_hops(52, 50));
+        assert!(!too_many_hops(0, 0));
     }
 
     #[test]

@@ -366,7 +366,7 @@ impl Router {
             .await
             .ok()?
             .ok()?;
-        (count >= self.max_hop_count).then(|| {
+        crate::loops::too_many_hops(count, self.max_hop_count).then(|| {
             tracing::warn!(queue_id = %msg.envelope.id, "{}: {count} Received: header fields (limit {}): a mail loop; bouncing", msg.envelope.id, self.max_hop_count);
             DeliveryOutcome {
                 relay: "none".into(),
