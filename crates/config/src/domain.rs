@@ -74,9 +74,34 @@ pub fn normalize_pattern(pattern: &str) -> Result<String, DomainError> {
     normalize_domain(pattern)
 }
 
+/// The comparison key of a domain or a table key (`example.org`, `.example.org`, `*`):
+/// what local domains, routes and TLS policies are stored and looked up under, for
+/// configured and received names alike. Never fails ([`normalize_received`]); the
+/// configuration's own checks refuse what is not a domain.
+pub fn comparable(key: &str) -> String {
+    if key == "*" {
+        return key.to_string();
+    }
+    match key.strip_prefix('.') {
+        Some(rest) => format!(".{}", normalize_received(rest)),
+        None => normalize_received(key),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_keys_compare_in_one_form() {
+        assert_eq!(comparable("*"), "*");
+        assert_eq!(comparable(".Bücher.example"), ".xn--bcher-kva.example");
+        assert_eq!(
+            comparable("XN--BCHER-KVA.example."),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(comparable("Local.Test"), "local.test");
+    }
 
     #[test]
     fn one_form_for_every_spelling() {

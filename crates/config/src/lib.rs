@@ -16,5 +16,7 @@ pub mod server;
 mod values;
 
 pub use diag::{ConfigError, KeyPath, Problems, locate, parse_toml};
-pub use domain::{DomainError, normalize_domain, normalize_pattern, normalize_received};
+pub use domain::{
+    DomainError, comparable, normalize_domain, normalize_pattern, normalize_received,
+};
 pub use values::{Cidr, Duration, Size};

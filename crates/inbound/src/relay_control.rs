@@ -31,7 +31,7 @@ impl RelayPolicy {
         let local: Vec<String> = cfg
             .local_domains
             .iter()
-            .map(|d| d.to_ascii_lowercase())
+            .map(|d| postern_config::comparable(d))
             .collect();
         RelayPolicy {
             first_local: local.first().cloned(),
@@ -47,7 +47,8 @@ impl RelayPolicy {
 
     pub fn is_local(&self, domain: &Domain) -> bool {
         match domain {
-            Domain::Name(n) => self.local_domains.contains(n),
+            // UTS #46: `bücher.example`, `BÜCHER.example` and its `xn--` form are one (#11).
+            Domain::Name(n) => self.local_domains.contains(&postern_config::comparable(n)),
             Domain::Literal(_) => false,
         }
     }
@@ -105,5 +106,21 @@ mod tests {
             None
         );
         assert_eq!(p.postmaster_domain(), Some("local.test"));
+    }
+
+    #[test]
+    fn idn_local_domains_match_in_every_spelling() {
+        let p = RelayPolicy::new(&RelayConfig {
+            local_domains: vec!["Bücher.Example".into()],
+            ..Default::default()
+        });
+        let outside: IpAddr = "192.0.2.1".parse().unwrap();
+        for d in ["bücher.example", "BÜCHER.EXAMPLE", "xn--bcher-kva.example"] {
+            assert_eq!(
+                p.check(outside, &Domain::Name(d.into())),
+                Some(Permit::Local),
+                "{d}"
+            );
+        }
     }
 }

@@ -224,7 +224,7 @@ impl Router {
                 }
                 other => other.clone(),
             };
-            let d = route.domain.to_ascii_lowercase();
+            let d = postern_config::comparable(&route.domain);
             if let Some(list) = &route.recipients {
                 r.recipients
                     .insert(d.clone(), list.iter().map(|l| l.to_lowercase()).collect());
@@ -257,6 +257,8 @@ impl Router {
         let Domain::Name(name) = domain else {
             return self.default.as_ref().map(|h| ("*".to_string(), h));
         };
+        // UTS #46: every spelling of a domain finds its route (#11).
+        let name = &postern_config::comparable(name);
         if let Some(h) = self.exact.get(name) {
             return Some((name.clone(), h));
         }
@@ -490,6 +492,26 @@ mod tests {
                 .to_string(),
             "maildir:/abs"
         );
+    }
+
+    #[test]
+    fn idn_routes_match_in_every_spelling() {
+        let r = Router::new(
+            &routes(&[
+                ("Bücher.example", "maildir:a"),
+                (".Grüße.example", "maildir:b"),
+            ]),
+            Path::new("/base"),
+            "h",
+            None,
+        );
+        let hop = |d: &str| r.explicit(&Domain::Name(d.into())).map(|h| h.to_string());
+        for d in ["bücher.example", "BÜCHER.example", "xn--bcher-kva.example"] {
+            assert_eq!(hop(d).as_deref(), Some("maildir:/base/a"), "{d}");
+        }
+        for d in ["mx.grüße.example", "MX.GRÜßE.EXAMPLE"] {
+            assert_eq!(hop(d).as_deref(), Some("maildir:/base/b"), "{d}");
+        }
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl Policies {
                 roots_source(&pc.ca.clone().or(o.ca.clone())),
                 i,
             ));
-            let d = pc.domain.to_ascii_lowercase();
+            let d = postern_config::comparable(&pc.domain);
             match d.strip_prefix('.') {
                 Some(parent) => out.parents.insert(parent.to_string(), policy),
                 None => out.exact.insert(d, policy),
@@ -173,7 +173,8 @@ impl Policies {
     /// The policy for a recipient domain: exact entry, then `.parent` entries from the
     /// nearest parent outwards, then the default.
     pub fn lookup(&self, domain: &str) -> &Arc<Policy> {
-        let domain = domain.to_ascii_lowercase();
+        // UTS #46: every spelling of a domain finds its policy (#11).
+        let domain = postern_config::comparable(domain);
         if let Some(p) = self.exact.get(&domain) {
             return p;
         }
