@@ -205,6 +205,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
     smtp.own_addresses().set(addrs.clone());
+    // `postern sendmail`'s socket: the session limits of the first listener, no TLS.
+    if let (Some(path), Some(first)) = (config.server.submit_socket(), config.listener.first()) {
+        let local = postern_inbound::LocalSubmit::bind(&path, first.clone(), make_ctx(None, None))
+            .map_err(StartError::Listen)?;
+        info!("local submission on {} (postern sendmail)", path.display());
+        tasks.push(tokio::spawn(local.run(rx.clone())));
+    }
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
