@@ -226,12 +226,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         .certificate
         .iter()
         .map(|k| k.key.as_path())
-        .chain(
-            c.outbound
-                .client_certificate
-                .iter()
-                .map(|k| k.key.as_path()),
-        )
+        .chain(c.outbound.client_certificate.iter().map(|k| k.key.as_path()))
         .chain(c.auth.dkim_sign.iter().map(|d| d.key.as_path()));
     print!(
         "{}",

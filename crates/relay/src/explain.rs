@@ -13,9 +13,9 @@ use std::sync::Arc;
 use postern_smtp::address::{AddressError, Domain, parse_domain};
 
 use crate::outbound::agent::SmtpAgent;
+use postern_dns::{LookupError as DnsFailure, MxAnswer};
 use crate::outbound::policy::Policy;
 use crate::route::{Decision, NextHop, RouteSource, Router};
-use postern_dns::{LookupError as DnsFailure, MxAnswer};
 
 /// Why there is no explanation.
 #[derive(Debug, thiserror::Error)]
