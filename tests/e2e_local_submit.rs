@@ -18,10 +18,19 @@ use tokio::io::AsyncWriteExt;
 /// directory made 0755, so another uid can reach it), and a world-readable configuration
 /// for the CLI naming the daemon's real TCP address.
 async fn server(relay: &str) -> (TestServer, PathBuf) {
+    server_with(relay, false).await
+}
+
+/// [`server`]; `plant`: a regular file already sits where the socket goes.
+async fn server_with(relay: &str, plant: bool) -> (TestServer, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = dir.path().join("state");
     let socket = dir.path().join("public").join("submit.sock");
+    if plant {
+        std::fs::create_dir(socket.parent().unwrap()).unwrap();
+        std::fs::write(&socket, "not a socket").unwrap();
+    }
     let text = config_text(&state, "", relay, "").replacen(
         "[server]\n",
         &format!("[server]\nsubmit_socket_path = \"{}\"\n", socket.display()),
@@ -177,4 +186,17 @@ async fn falls_back_to_tcp_without_the_socket() {
     let r = received(&m);
     assert!(r.contains("(unknown [127.0.0.1])"), "{r}");
     assert!(!r.contains("userid"), "{r}");
+}
+
+/// Something else at the socket's path: left alone, the daemon starts without the socket
+/// (a warning in the log), and sendmail uses TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_at_the_socket_path_is_left_alone() {
+    let (s, cfg) = server_with(r#"trusted_networks = ["10.0.0.0/8"]"#, true).await;
+    let planted = s.dir.path().join("public").join("submit.sock");
+    assert_eq!(std::fs::read_to_string(&planted).unwrap(), "not a socket");
+    let out = sendmail(&[], &cfg, &["-i", "user@local.test"], "Subject: f\n\nx\n").await;
+    ok(&out);
+    let m = text(&s.wait_delivered("user", 1).await[0]);
+    assert!(received(&m).contains("(unknown [127.0.0.1])"), "{m}");
 }
