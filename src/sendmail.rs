@@ -47,5 +47,6 @@ fn target(config: Option<PathBuf>) -> Result<Target, ConfigProblem> {
         listen: listener.address,
         implicit_tls: listener.mode == postern_inbound::Mode::ImplicitTls,
         hostname: c.hostname(),
+        socket: c.server.submit_socket(),
     })
 }

@@ -205,6 +205,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(listener.run(rx.clone())));
     }
     smtp.own_addresses().set(addrs.clone());
+    // `postern sendmail`'s socket: the session limits of the first listener, no TLS.
+    // Optional: without it sendmail submits over TCP, so a failure does not stop the start.
+    if let (Some(path), Some(first)) = (config.server.submit_socket(), config.listener.first()) {
+        match postern_inbound::LocalSubmit::bind(&path, first.clone(), make_ctx(None, None)) {
+            Ok(local) => {
+                info!("local submission on {} (postern sendmail)", path.display());
+                tasks.push(tokio::spawn(local.run(rx.clone())));
+            }
+            Err(e) => warn!(
+                "{e}; postern sendmail will submit to the first [[listener]] over TCP, and the submitting uid is not recorded"
+            ),
+        }
+    }
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(

@@ -20,6 +20,17 @@ pub struct ServerConfig {
     /// Where the queue lives. Default: `STATE_DIR/queue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_dir: Option<PathBuf>,
+    /// Accept local submissions (`postern sendmail`) on a Unix-domain socket, which tells
+    /// the daemon the submitting uid.
+    #[serde(default = "default_true")]
+    pub submit_socket: bool,
+    /// Where that socket is. Default: `STATE_DIR/public/submit.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_socket_path: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_state_dir() -> PathBuf {
@@ -32,6 +43,8 @@ impl Default for ServerConfig {
             hostname: None,
             state_dir: default_state_dir(),
             queue_dir: None,
+            submit_socket: true,
+            submit_socket_path: None,
         }
     }
 }
@@ -47,6 +60,15 @@ impl ServerConfig {
         self.queue_dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("queue"))
+    }
+
+    /// The local submission socket: `None` when `submit_socket = false`.
+    pub fn submit_socket(&self) -> Option<PathBuf> {
+        self.submit_socket.then(|| {
+            self.submit_socket_path
+                .clone()
+                .unwrap_or_else(|| self.state_dir.join("public").join("submit.sock"))
+        })
     }
 
     /// The directories exist as directories, or not at all (they are created at start).

@@ -34,6 +34,7 @@ mod config;
 mod conn;
 mod listener;
 mod literal;
+mod local;
 mod metrics;
 pub mod partner;
 mod received;
@@ -45,5 +46,6 @@ pub use config::{
     ClientCertificates, ListenerConfig, Mode, RelayConfig, validate as validate_config,
 };
 pub use listener::{DRAIN_TIMEOUT, Listener, ServerContext};
+pub use local::LocalSubmit;
 pub use partner::{InboundConfig, PartnerConfig, Partners};
 pub use relay_control::RelayPolicy;

@@ -98,7 +98,15 @@ impl Drop for Slot {
 }
 
 impl Limits {
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    pub(crate) fn new(config: &ListenerConfig) -> Arc<Limits> {
+        Arc::new(Limits {
+            total: Arc::new(Semaphore::new(config.max_connections)),
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip: config.max_connections_per_ip,
+        })
+    }
+
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let ip = client_key(ip);
         let permit = self.total.clone().try_acquire_owned().ok()?;
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,11 +141,7 @@ impl Listener {
                 format!("cannot listen on {}: {e}", config.address),
             )
         })?;
-        let limits = Arc::new(Limits {
-            total: Arc::new(Semaphore::new(config.max_connections)),
-            per_ip: Mutex::new(HashMap::new()),
-            max_per_ip: config.max_connections_per_ip,
-        });
+        let limits = Limits::new(&config);
         Ok(Listener {
             config: Arc::new(config),
             socket,
@@ -218,7 +222,7 @@ impl Listener {
 /// (4.3.2); one receiving a message finishes it first. After [`DRAIN_TIMEOUT`] the
 /// rest are left to be cut off when the process exits — nothing they were sending
 /// has been acknowledged, so the client keeps responsibility for it.
-async fn drain(config: &ListenerConfig, limits: &Limits) {
+pub(crate) async fn drain(config: &ListenerConfig, limits: &Limits) {
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let open = all as usize - limits.total.available_permits();
     if open == 0 {

@@ -16,18 +16,28 @@ pub(crate) struct Trace<'a> {
     /// Only when there is exactly one recipient (RFC 5321 §4.4 privacy advice).
     pub for_rcpt: Option<String>,
     pub now: u64,
+    /// A local submission (`submit.sock`): the uid the kernel reported for the client.
+    pub uid: Option<u32>,
 }
 
 pub(crate) fn received(t: &Trace<'_>) -> String {
-    let mut h = format!(
-        "Received: from {} (unknown [{}])\r\n\tby {} (Postern session {}) with {} id {}",
-        clean(t.helo),
-        t.ip,
-        t.hostname,
-        t.session,
-        t.protocol,
-        t.queue_id
-    );
+    let mut h = match t.uid {
+        // As Postfix writes mail from its local `sendmail`: no `from` clause (there is no
+        // network client), the submitting uid in the `by` comment.
+        Some(uid) => format!(
+            "Received: by {} (Postern session {}, from userid {uid})\r\n\tid {}",
+            t.hostname, t.session, t.queue_id
+        ),
+        None => format!(
+            "Received: from {} (unknown [{}])\r\n\tby {} (Postern session {}) with {} id {}",
+            clean(t.helo),
+            t.ip,
+            t.hostname,
+            t.session,
+            t.protocol,
+            t.queue_id
+        ),
+    };
     if let Some(tls) = t.tls {
         h.push_str(&format!(
             "\r\n\t(using {} with cipher {})",
@@ -99,12 +109,34 @@ mod tests {
             client_cert: Some("CN=mx.partner.test, O=\"Evil\" (Inc)\r\nX: y".into()),
             for_rcpt: None,
             now: 0,
+            uid: None,
         });
         assert!(
             h.contains(
                 "\r\n\t(verified client certificate \"CN=mx.partner.test, O=?Evil? ?Inc???X: y\");"
             ),
             "{h}"
+        );
+    }
+
+    #[test]
+    fn local_submission_names_the_uid() {
+        let h = received(&Trace {
+            helo: "h.test",
+            ip: "127.0.0.1".parse().unwrap(),
+            hostname: "mx.test",
+            session: "S1",
+            protocol: "ESMTP",
+            queue_id: "ABC",
+            tls: None,
+            client_cert: None,
+            for_rcpt: Some("bob@local.test".into()),
+            now: 0,
+            uid: Some(1000),
+        });
+        assert_eq!(
+            h,
+            "Received: by mx.test (Postern session S1, from userid 1000)\r\n\tid ABC\r\n\tfor <bob@local.test>;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"
         );
     }
 
@@ -125,6 +157,7 @@ mod tests {
             client_cert: None,
             for_rcpt: Some("bob@local.test".into()),
             now: 0,
+            uid: None,
         });
         assert_eq!(
             h,

@@ -15,6 +15,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +39,10 @@ pub struct Target {
     pub implicit_tls: bool,
     /// Our host name: EHLO, unqualified addresses, `Message-ID:`.
     pub hostname: String,
+    /// The daemon's local submission socket (`[server] submit_socket`), tried first: over
+    /// it the daemon learns our uid from the kernel. `None`, missing or not connectable:
+    /// the listener is used.
+    pub socket: Option<PathBuf>,
 }
 
 /// Where to reach a listener from this host (`0.0.0.0` as `127.0.0.1`, `::` as `::1`).
@@ -107,6 +113,7 @@ fn lines(reply: &Reply) -> String {
 }
 
 enum Stream {
+    Local(UnixStream),
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
@@ -114,6 +121,7 @@ enum Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            Stream::Local(s) => s.read(buf),
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
         }
@@ -123,12 +131,14 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            Stream::Local(s) => s.write(buf),
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
+            Stream::Local(s) => s.flush(),
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
         }
@@ -225,15 +235,17 @@ impl Client {
     }
 }
 
-/// Submit one message over SMTP; `Ok` only on a 2xx reply to the end of data.
-pub fn submit(
-    target: &Target,
-    sender: &str,
-    recipients: &[String],
-    message: &[u8],
-) -> Result<Reply, Failure> {
-    let addr = submit_address(target.listen);
-    let hostname = target.hostname.as_str();
+/// The local submission socket, if it is there and answers.
+fn connect_local(target: &Target) -> Option<Stream> {
+    let unix = UnixStream::connect(target.socket.as_ref()?).ok()?;
+    unix.set_read_timeout(Some(REPLY_TIMEOUT))
+        .and_then(|_| unix.set_write_timeout(Some(REPLY_TIMEOUT)))
+        .ok()?;
+    Some(Stream::Local(unix))
+}
+
+/// The first listener over TCP.
+fn connect_tcp(addr: SocketAddr) -> Result<Stream, Failure> {
     let tcp =
         TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|source| Failure::Connect {
             target: addr,
@@ -242,18 +254,37 @@ pub fn submit(
     tcp.set_read_timeout(Some(REPLY_TIMEOUT))
         .and_then(|_| tcp.set_write_timeout(Some(REPLY_TIMEOUT)))
         .map_err(Failure::Io)?;
+    Ok(Stream::Plain(tcp))
+}
+
+/// Submit one message over SMTP; `Ok` only on a 2xx reply to the end of data. The local
+/// submission socket is used when it answers, else the first listener.
+pub fn submit(
+    target: &Target,
+    sender: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<Reply, Failure> {
+    let addr = submit_address(target.listen);
+    let hostname = target.hostname.as_str();
+    let (stream, network) = match connect_local(target) {
+        Some(s) => (s, false),
+        None => (connect_tcp(addr)?, true),
+    };
     let mut c = Client {
-        stream: Some(Stream::Plain(tcp)),
+        stream: Some(stream),
         buf: Vec::new(),
         parser: ReplyParser::new(),
     };
-    if target.implicit_tls {
+    // TLS only over the network: the socket never leaves the kernel.
+    let implicit_tls = network && target.implicit_tls;
+    if implicit_tls {
         c.start_tls(hostname, addr.ip())?;
     }
     c.command("", "the connection (greeting)", 2)?;
     let ehlo = format!("EHLO {hostname}");
     let mut caps = Capabilities::from_reply(&c.command(&ehlo, "EHLO", 2)?);
-    if !target.implicit_tls && caps.starttls {
+    if network && !implicit_tls && caps.starttls {
         c.command("STARTTLS", "STARTTLS", 2)?;
         c.start_tls(hostname, addr.ip())?;
         caps = Capabilities::from_reply(&c.command(&ehlo, "EHLO", 2)?);
@@ -311,6 +342,7 @@ mod tests {
             listen,
             implicit_tls: false,
             hostname: "h.test".into(),
+            socket: None,
         }
     }
 

@@ -4,8 +4,10 @@
 //!
 //! The message is read from standard input, completed (`Date:`, `Message-ID:` and `From:`
 //! added when missing, `Bcc:` always removed) and submitted over SMTP to the local daemon:
-//! the first `[[listener]]` of the configuration (`0.0.0.0` is reached as `127.0.0.1`, `::`
-//! as `::1`). This command keeps no queue of its own: it exits 0 only after the daemon
+//! over its local submission socket (`[server] submit_socket_path`), where the daemon
+//! reads our uid from the kernel and records it in the `Received:` field; or, when that
+//! socket is off, missing or does not answer, the first `[[listener]]` of the
+//! configuration (`0.0.0.0` is reached as `127.0.0.1`, `::` as `::1`). This command keeps no queue of its own: it exits 0 only after the daemon
 //! answered 250 to the end of DATA, i.e. after the message is on disk in the daemon's queue.
 //! Every other outcome leaves nothing accepted, prints the reason (the server's reply, when
 //! there is one) on stderr, and exits with a sysexits.h status:
@@ -29,7 +31,7 @@
 //!
 //! # Security
 //! - Runs with the invoking user's privileges and only speaks SMTP to the daemon, which
-//!   applies its relay policy as for any client (the packaged configuration trusts
+//!   applies its relay policy as for a client at `127.0.0.1` (the packaged configuration trusts
 //!   loopback, so local users may send to any domain; without that, only local domains).
 //! - Needs nothing from the configuration but the first listener and the host name
 //!   ([`Target`]): no certificate, private key or DKIM key is opened, so it works for users
@@ -39,7 +41,8 @@
 //!   control characters are refused (no header injection). See [`client`] for TLS and
 //!   dot-stuffing.
 //! - `From:` and the envelope sender are not authenticated (as with every sendmail): `-f`
-//!   sets them freely, the default is the user name of the real UID at the host name.
+//!   sets them freely, the default is the user name of the real UID at the host name. The
+//!   uid the daemon records is the kernel's (socket credentials), not this default.
 //!
 //! # Standards
 //! RFC 5321 (client side), RFC 3207 (STARTTLS), RFC 6152 (8BITMIME), RFC 5322 §3.6

@@ -85,6 +85,8 @@ pub(crate) struct Session<S> {
     errors: u32,
     /// Turns true when the daemon stops: the session ends at its next command, with 421.
     shutdown: watch::Receiver<bool>,
+    /// A local submission: the client's uid, from the kernel (`SO_PEERCRED`).
+    uid: Option<u32>,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
@@ -115,7 +117,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             tx: None,
             errors: 0,
             shutdown,
+            uid: None,
         }
+    }
+
+    /// Mark the session as a local submission by `uid` (the kernel's word, not the
+    /// client's): it is logged and written into the `Received:` field. Rights are those
+    /// of the loopback address the session was created with, nothing more.
+    pub(crate) fn with_uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
     }
 
     pub(crate) fn id(&self) -> &str {
@@ -155,7 +166,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     }
 
     /// `unknown[192.0.2.1]`, as Postfix writes a client without reverse DNS.
+    /// A local submission is `localhost[uid=1000]`.
     fn client(&self) -> String {
+        if let Some(uid) = self.uid {
+            return format!("localhost[uid={uid}]");
+        }
         format!("unknown[{}]", self.peer.ip())
     }
 
@@ -427,6 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 .map(|c| c.subject()),
             for_rcpt,
             now: envelope.arrived,
+            uid: self.uid,
         });
         let mut incoming = self.ctx.queue.begin(envelope).await?;
         incoming.write(header.as_bytes()).await?;
