@@ -13,9 +13,9 @@ use std::sync::Arc;
 use postern_smtp::address::{AddressError, Domain, parse_domain};
 
 use crate::outbound::agent::SmtpAgent;
-use postern_dns::{LookupError as DnsFailure, MxAnswer};
 use crate::outbound::policy::Policy;
 use crate::route::{Decision, NextHop, RouteSource, Router};
+use postern_dns::{LookupError as DnsFailure, MxAnswer};
 
 /// Why there is no explanation.
 #[derive(Debug, thiserror::Error)]
@@ -166,9 +166,10 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::config::{OutboundConfig, ResolverConfig, TlsLevel};
+    use crate::outbound::config::{OutboundConfig, TlsLevel};
     use crate::outbound::policy::Policies;
     use crate::route::RouteConfig;
+    use postern_dns::ResolverConfig;
 
     #[derive(serde::Deserialize)]
     struct Conf {

@@ -445,6 +445,14 @@ impl DeliveryAgent for Router {
     }
 }
 
+/// The `route:` lines of `postern check-config`, in table order.
+pub fn summary(routes: &[RouteConfig]) -> String {
+    routes
+        .iter()
+        .map(|r| format!("  route:     {} -> {}\n", r.domain, r.next_hop))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! # Standards
 //! RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 5246, RFC 8446, RFC 9325.
 
+pub mod cli;
 pub mod hello;
 pub mod probe;
 mod report;

@@ -27,8 +27,8 @@ pub mod command;
 pub mod data;
 pub mod dsn;
 pub mod encode;
-pub mod header_scan;
 pub mod enhanced;
+pub mod header_scan;
 pub mod reply;
 
 pub use address::{Address, Domain, ForwardPath, ReversePath};
@@ -36,8 +36,8 @@ pub use bdat::BdatReader;
 pub use command::{BodyType, Command, CommandError, MailParams, RcptParams};
 pub use data::{ContentError, DataReader, Feed};
 pub use encode::DataEncoder;
-pub use header_scan::{HeaderError, HeaderLimits, HeaderScan};
 pub use enhanced::EnhancedCode;
+pub use header_scan::{HeaderError, HeaderLimits, HeaderScan};
 pub use reply::Reply;
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including the CRLF.
