@@ -17,4 +17,4 @@ mod values;
 
 pub use diag::{ConfigError, KeyPath, Problems, locate, parse_toml};
 pub use domain::{DomainError, normalize_domain, normalize_pattern, normalize_received};
-pub use values::{Cidr, Duration, Size};
+pub use values::{Cidr, Duration, InvalidValue, Size};
