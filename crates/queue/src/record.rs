@@ -183,7 +183,7 @@ impl Envelope {
 }
 
 /// `INDEX NOTIFY=... ORCPT=...` from an `rcpt-dsn:` line.
-fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), String> {
+fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), FormatError> {
     let mut words = v.split(' ');
     let i = words
         .next()
@@ -366,11 +366,13 @@ pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, FormatError
         let i: usize = next()?.parse().map_err(|_| "bad recipient index")?;
         let status = RcptStatus::parse(next()?).ok_or("bad status")?;
         let attempts = next()?.parse().map_err(|_| "bad attempts")?;
-        let time = |s: &str| -> Result<Option<u64>, String> {
+        let time = |s: &str| -> Result<Option<u64>, FormatError> {
             if s == "-" {
                 Ok(None)
             } else {
-                s.parse().map(Some).map_err(|_| "bad time".to_string())
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| FormatError::from("bad time"))
             }
         };
         let last_attempt = time(next()?)?;
