@@ -1,6 +1,5 @@
 //! `postern dkim keygen` and `postern dns-records`.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,16 +72,12 @@ pub fn dkim(cmd: DkimCommand) -> ExitCode {
 /// Run `dns-records`: the records for every configured domain.
 pub fn dns_records_for(config: &Config) -> String {
     let hostname = config.hostname();
-    let addresses: Vec<IpAddr> = config
-        .listener
-        .iter()
-        .map(|l| l.address.ip())
-        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
-        .collect();
     dns_records(&Site {
         hostname: &hostname,
         local_domains: &config.relay.local_domains,
-        addresses,
+        addresses: postern_auth::records::publishable(
+            config.listener.iter().map(|l| l.address.ip()),
+        ),
         signing: &config.auth.dkim_sign,
     })
 }

@@ -12,7 +12,6 @@ pub mod operations;
 pub mod queue_cli;
 pub mod sendmail;
 pub mod server;
-pub mod tls_check;
 
 pub use config::{Config, Loaded};
 pub use server::{Running, StartError, start};

@@ -54,7 +54,7 @@ enum Command {
     /// versions, cipher suites, groups, certificates, and a verdict against a profile.
     /// Exit status 0 only if every requirement of the profile passes (1: some fail,
     /// 2: the scan could not run).
-    TlsCheck(postern::tls_check::TlsCheckArgs),
+    TlsCheck(postern_scan::cli::TlsCheckArgs),
     /// Send one message from standard input through the local daemon (the first
     /// [[listener]]), as /usr/sbin/sendmail does; the binary invoked as `sendmail` behaves
     /// the same. Without --config, /etc/postern/postern.toml is used when it exists.
@@ -103,15 +103,15 @@ fn main() -> ExitCode {
         }
         Command::Queue(cmd) => queue(cli.config, cmd),
         Command::Dkim(cmd) => postern::auth_cli::dkim(cmd),
-        Command::TlsCheck(args) => postern::tls_check::run(args),
+        Command::TlsCheck(args) => postern_scan::cli::run(args),
         Command::Sendmail(args) => postern::sendmail::run(cli.config, args),
-        Command::DnsRecords => match load_or_report(cli.config) {
-            Ok(l) => {
+        Command::DnsRecords => load_or_report(cli.config).map_or_else(
+            |code| code,
+            |l| {
                 print!("{}", postern::auth_cli::dns_records_for(&l.config));
                 ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
+            },
+        ),
     }
 }
 
@@ -144,10 +144,7 @@ fn queue(path: Option<PathBuf>, cmd: postern::queue_cli::QueueCommand) -> ExitCo
         let p = PathBuf::from(SYSTEM_CONFIG);
         p.exists().then_some(p)
     });
-    match load_or_report(path) {
-        Ok(l) => postern::queue_cli::run(&l.config, cmd),
-        Err(code) => code,
-    }
+    load_or_report(path).map_or_else(|code| code, |l| postern::queue_cli::run(&l.config, cmd))
 }
 
 fn load_or_report(path: Option<PathBuf>) -> Result<postern::Loaded, ExitCode> {
@@ -164,87 +161,40 @@ fn load_or_report(path: Option<PathBuf>) -> Result<postern::Loaded, ExitCode> {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let loaded = match load_or_report(path) {
-        Ok(l) => l,
-        Err(code) => return code,
+    let Ok(loaded) = load_or_report(path) else {
+        return ExitCode::from(2);
     };
     let c = &loaded.config;
     println!("{}: configuration is valid", loaded.name);
-    println!("  hostname:  {}", c.hostname());
-    println!("  state_dir: {}", c.server.state_dir.display());
-    for l in &c.listener {
-        println!(
-            "  listener:  {} mode={} require_tls={} max_message_size={}",
-            l.address, l.mode, l.require_tls, l.max_message_size
-        );
-    }
-    println!(
-        "  local domains: {}",
-        if c.relay.local_domains.is_empty() {
-            "none (no mail is accepted for delivery here)".to_string()
-        } else {
-            c.relay.local_domains.join(", ")
-        }
-    );
-    let nets: Vec<String> = c
-        .relay
-        .trusted_networks
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    println!(
-        "  trusted networks (may relay): {}",
-        if nets.is_empty() {
-            "none".into()
-        } else {
-            nets.join(", ")
-        }
-    );
-    for r in &c.route {
-        println!("  route:     {} -> {}", r.domain, r.next_hop);
-    }
-    if c.tls.certificate.is_empty() {
-        println!(
-            "  warning: no [[tls.certificate]]: self-signed certificates will be generated in {}/tls",
-            c.server.state_dir.display()
-        );
-    }
+    print!("{}", c.server.summary());
     print!(
         "{}",
-        postern_inbound::tls_checks::report(
-            &c.tls,
-            &c.listener,
-            &c.inbound,
-            c.outbound
-                .client_certificate
-                .as_ref()
-                .map(|cc| cc.chain.as_path())
-        )
+        postern_inbound::tls_checks::summary(&c.listener, &c.relay)
     );
-    let keys = c
-        .tls
-        .certificate
-        .iter()
-        .map(|k| k.key.as_path())
-        .chain(
-            c.outbound
-                .client_certificate
-                .iter()
-                .map(|k| k.key.as_path()),
-        )
+    print!("{}", postern_relay::route_summary(&c.route));
+    let client = c.outbound.client_certificate.as_ref();
+    let keys = c.tls.certificate.iter().map(|k| k.key.as_path());
+    let keys = keys
+        .chain(client.map(|k| k.key.as_path()))
         .chain(c.auth.dkim_sign.iter().map(|d| d.key.as_path()));
     print!(
         "{}",
-        postern_inbound::tls_checks::file_warnings(keys, &c.listener)
+        postern_inbound::tls_checks::tls_summary(
+            &c.tls,
+            &c.listener,
+            &c.inbound,
+            client.map(|cc| cc.chain.as_path()),
+            keys,
+            &c.server.state_dir,
+        )
     );
     ExitCode::SUCCESS
 }
 
 fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
     logging::init(format);
-    let loaded = match load_or_report(path) {
-        Ok(l) => l,
-        Err(code) => return code,
+    let Ok(loaded) = load_or_report(path) else {
+        return ExitCode::from(2);
     };
     if loaded.name == postern::config::EMBEDDED_NAME {
         tracing::info!(
@@ -314,9 +264,8 @@ async fn run_until_stopped(running: &postern::Running) {
 }
 
 fn explain(path: Option<PathBuf>, domain: &str, resolve: bool) -> ExitCode {
-    let loaded = match load_or_report(path) {
-        Ok(l) => l,
-        Err(code) => return code,
+    let Ok(loaded) = load_or_report(path) else {
+        return ExitCode::from(2);
     };
     let Some(rt) = runtime(tokio::runtime::Builder::new_current_thread()) else {
         return ExitCode::FAILURE;

@@ -109,23 +109,15 @@ fn execute(config: &Config, cmd: QueueCommand) -> Result<(), CliError> {
                 args.state.as_deref(),
                 args.domain.as_deref(),
             );
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&selected)?);
-            } else {
-                print!(
-                    "{}",
-                    render::list_text(&selected, postern_queue::unix_now())
-                );
-            }
+            print!(
+                "{}",
+                render::list(&selected, args.json, postern_queue::unix_now())?
+            );
             return Ok(());
         }
         QueueCommand::Show { id, json } => {
             let d = access.show(parse_id(&id)?)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!("{}", render::show_text(&d));
-            }
+            print!("{}", render::show(&d, json)?);
             return Ok(());
         }
         QueueCommand::Flush { id, .. } => AdminOp::Flush(id.as_deref().map(parse_id).transpose()?),

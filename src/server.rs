@@ -31,7 +31,7 @@ pub enum StartError {
     #[error("auth: {0}")]
     Auth(String),
     #[error("outbound: {0}")]
-    Outbound(String),
+    Outbound(#[from] postern_relay::outbound::build::BuildError),
     #[error("DNS: {0}")]
     Dns(#[from] postern_dns::BuildError),
 }
@@ -206,17 +206,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     smtp.own_addresses().set(addrs.clone());
     // `postern sendmail`'s socket: the session limits of the first listener, no TLS.
-    // Optional: without it sendmail submits over TCP, so a failure does not stop the start.
     if let (Some(path), Some(first)) = (config.server.submit_socket(), config.listener.first()) {
-        match postern_inbound::LocalSubmit::bind(&path, first.clone(), make_ctx(None, None)) {
-            Ok(local) => {
-                info!("local submission on {} (postern sendmail)", path.display());
-                tasks.push(tokio::spawn(local.run(rx.clone())));
-            }
-            Err(e) => warn!(
-                "{e}; postern sendmail will submit to the first [[listener]] over TCP, and the submitting uid is not recorded"
-            ),
-        }
+        let ctx = make_ctx(None, None);
+        tasks.extend(postern_inbound::LocalSubmit::start(
+            &path,
+            first,
+            ctx,
+            rx.clone(),
+        ));
     }
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
@@ -264,40 +261,14 @@ fn outbound_with(
     ),
     StartError,
 > {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let mut problems = postern_config::Problems::new();
-    let policies =
-        postern_relay::outbound::policy::Policies::load(&config.outbound, &provider, &mut problems);
-    if !problems.is_empty() {
-        return Err(StartError::Outbound(
-            "the outbound TLS policies could not be loaded (run check-config)".into(),
-        ));
-    }
-    let hostname = config.hostname();
-    let helo = config
-        .outbound
-        .helo_name
-        .clone()
-        .unwrap_or_else(|| hostname.clone());
-    let smtp = Arc::new(postern_relay::outbound::agent::SmtpAgent::new(
-        config.outbound.clone(),
-        helo,
-        dns,
-        policies,
-    ));
-    // Known before the queue starts delivering; the bound ports replace them at start.
-    smtp.own_addresses()
-        .set(config.listener.iter().map(|l| l.address).collect());
-    let mut router = postern_relay::Router::new(
-        &config.route,
-        &config.server.state_dir,
-        &hostname,
-        // `[outbound] enabled = false`: nothing is delivered over SMTP.
-        config.outbound.enabled.then(|| smtp.clone()),
-    );
-    // The queue side of the loop guard counts as the listeners do (`max_hop_count`).
-    if let Some(max) = config.listener.iter().map(|l| l.max_hop_count).max() {
-        router.set_max_hop_count(max);
-    }
-    Ok((smtp, Arc::new(router)))
+    let listeners: Vec<SocketAddr> = config.listener.iter().map(|l| l.address).collect();
+    let setup = postern_relay::outbound::build::Setup {
+        outbound: &config.outbound,
+        routes: &config.route,
+        state_dir: &config.server.state_dir,
+        hostname: &config.hostname(),
+        listeners: &listeners,
+        max_hop_count: config.listener.iter().map(|l| l.max_hop_count).max(),
+    };
+    Ok(postern_relay::outbound::build::build(setup, dns)?)
 }

@@ -23,6 +23,16 @@ fn message(from: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A `postern_dns` resolver asking the loopback server, as a receiving server would.
+fn resolver(dns: &TestDns) -> postern_dns::Resolver {
+    let cfg = postern_dns::ResolverConfig {
+        nameservers: vec![dns.addr()],
+        timeout: postern_config::Duration(Duration::from_secs(2)),
+        ..postern_dns::ResolverConfig::default()
+    };
+    postern_dns::Resolver::new(&cfg).unwrap()
+}
+
 async fn verifying_server(dns: &TestDns, spf: &str) -> TestServer {
     TestServer::start(
         "",
@@ -199,7 +209,7 @@ sources = ["trusted_networks"]
     };
     let v = Verifier::new(
         &cfg,
-        postern_auth::dns::authenticator(&[dns.addr()], Duration::from_secs(2)).unwrap(),
+        postern_auth::dns::for_resolver(&resolver(&dns)),
         "mx.remote.test",
     );
     let verdict = v
@@ -346,7 +356,7 @@ async fn bounces_are_signed_for_the_hostnames_domain_and_verify() {
     };
     let v = Verifier::new(
         &cfg,
-        postern_auth::dns::authenticator(&[dns.addr()], Duration::from_secs(2)).unwrap(),
+        postern_auth::dns::for_resolver(&resolver(&dns)),
         "mx.example.net",
     );
     let verdict = v

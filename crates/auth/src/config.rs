@@ -262,7 +262,7 @@ impl AuthConfig {
             }
             for (k, src) in s.sources.iter().enumerate() {
                 if let Err(e) = src.parse::<crate::sources::SignSourceRule>() {
-                    p.push(at.key("sources").index(k), e);
+                    p.push(at.key("sources").index(k), e.to_string());
                 }
             }
             if !s.headers.iter().any(|h| h.eq_ignore_ascii_case("from")) {

@@ -9,30 +9,16 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mail_auth::{MX, MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt};
-use postern_dns::{BuildError, Resolver, ResolverConfig, TtlCache};
+use postern_dns::{Resolver, TtlCache};
 
 /// The authenticator on the shared resolver (connections and hickory's cache shared).
 pub fn for_resolver(resolver: &Resolver) -> MessageAuthenticator {
     MessageAuthenticator(resolver.hickory().clone())
-}
-
-/// An authenticator with its own resolver asking `nameservers` (the system configuration
-/// when empty), for tools and tests; the daemon shares one [`Resolver`] instead.
-pub fn authenticator(
-    nameservers: &[SocketAddr],
-    timeout: Duration,
-) -> Result<MessageAuthenticator, BuildError> {
-    let cfg = ResolverConfig {
-        nameservers: nameservers.to_vec(),
-        timeout: postern_config::Duration(timeout),
-        ..ResolverConfig::default()
-    };
-    Ok(for_resolver(&Resolver::new(&cfg)?))
 }
 
 /// The shared cache, as mail-auth wants it. The TTL mail-auth hands over is honoured,

@@ -7,6 +7,36 @@ use crate::b64;
 use crate::config::SignAlgorithm;
 use crate::sign::txt_record;
 
+/// Why `dkim keygen` made no key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    /// The crypto library failed: `what` says at which step.
+    #[error("{what}: {detail}")]
+    Crypto { what: &'static str, detail: String },
+    #[error(
+        "{} already exists; not overwriting a key (remove it, or choose another selector)", .0.display()
+    )]
+    Exists(PathBuf),
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The `map_err` of a crypto step.
+fn crypto<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> KeygenError {
+    move |e| KeygenError::Crypto {
+        what,
+        detail: e.to_string(),
+    }
+}
+
 /// Key types `keygen` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -73,7 +103,7 @@ pub fn keygen(
     selector: &str,
     kind: KeyKind,
     dir: &Path,
-) -> Result<Generated, String> {
+) -> Result<Generated, KeygenError> {
     let (pkcs8, public) = generate(kind)?;
     let path = dir.join(format!("{domain}.{selector}.key"));
     write_private(&path, &b64::pem("PRIVATE KEY", &pkcs8))?;
@@ -85,22 +115,22 @@ pub fn keygen(
 }
 
 /// A new key: (PKCS#8 DER private key, public key as DKIM publishes it).
-pub fn generate(kind: KeyKind) -> Result<(Vec<u8>, Vec<u8>), String> {
+pub fn generate(kind: KeyKind) -> Result<(Vec<u8>, Vec<u8>), KeygenError> {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::signature::KeyPair;
     match kind {
         KeyKind::Rsa2048 => {
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|e| format!("RSA key generation failed: {e}"))?;
+                .map_err(crypto("RSA key generation failed"))?;
             let private = pair
                 .as_der()
-                .map_err(|e| format!("cannot encode the RSA key: {e}"))?
+                .map_err(crypto("cannot encode the RSA key"))?
                 .as_ref()
                 .to_vec();
             let public = pair
                 .public_key()
                 .as_der()
-                .map_err(|e| format!("cannot encode the RSA public key: {e}"))?
+                .map_err(crypto("cannot encode the RSA public key"))?
                 .as_ref()
                 .to_vec();
             Ok((private, public))
@@ -108,15 +138,15 @@ pub fn generate(kind: KeyKind) -> Result<(Vec<u8>, Vec<u8>), String> {
         KeyKind::Ed25519 => {
             let rng = aws_lc_rs::rand::SystemRandom::new();
             let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-                .map_err(|e| format!("Ed25519 key generation failed: {e}"))?;
+                .map_err(crypto("Ed25519 key generation failed"))?;
             let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref())
-                .map_err(|e| format!("Ed25519 key generation failed: {e}"))?;
+                .map_err(crypto("Ed25519 key generation failed"))?;
             Ok((doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
         }
     }
 }
 
-fn write_private(path: &Path, pem: &str) -> Result<(), String> {
+fn write_private(path: &Path, pem: &str) -> Result<(), KeygenError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -126,17 +156,20 @@ fn write_private(path: &Path, pem: &str) -> Result<(), String> {
     }
     let mut f = opts.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            format!(
-                "{} already exists; not overwriting a key (remove it, or choose another selector)",
-                path.display()
-            )
+            KeygenError::Exists(path.to_path_buf())
         } else {
-            format!("cannot create {}: {e}", path.display())
+            KeygenError::Create {
+                path: path.to_path_buf(),
+                source: e,
+            }
         }
     })?;
     f.write_all(pem.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| KeygenError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Split a TXT value into quoted strings of at most 255 octets (RFC 1035 §3.3.14), as a

@@ -22,6 +22,15 @@ pub struct Site<'a> {
     pub signing: &'a [DkimSignConfig],
 }
 
+/// The listener addresses worth publishing (SPF `ip4:`/`ip6:`): neither wildcards nor
+/// loopback.
+pub fn publishable(listeners: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    listeners
+        .into_iter()
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+        .collect()
+}
+
 /// The records, as text.
 pub fn dns_records(site: &Site<'_>) -> String {
     let mut domains: BTreeSet<String> = site

@@ -26,8 +26,8 @@ pub enum SignSourceRule {
 }
 
 impl std::str::FromStr for SignSourceRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = postern_config::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "trusted_networks" => Ok(SignSourceRule::TrustedNetworks),
             "local" => Ok(SignSourceRule::Local),
@@ -45,6 +45,7 @@ impl std::str::FromStr for SignSourceRule {
                     format!(
                         "{other:?} is not a source: write \"trusted_networks\", \"local\", \"relay_certificates\" or a network such as \"192.0.2.0/24\""
                     )
+                    .into()
                 })
             }
         }

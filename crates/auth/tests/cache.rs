@@ -5,9 +5,18 @@
 use std::time::Duration;
 
 use postern_auth::config::{AuthConfig, DkimMode, DmarcPolicy, SpfPolicy};
-use postern_auth::dns::authenticator;
 use postern_auth::{Received, Verifier};
 use postern_test_support::dns::TestDns;
+
+/// An authenticator on its own `postern_dns` resolver asking the loopback server.
+fn authenticator(dns: &TestDns) -> mail_auth::MessageAuthenticator {
+    let cfg = postern_dns::ResolverConfig {
+        nameservers: vec![dns.addr()],
+        timeout: postern_config::Duration(Duration::from_secs(2)),
+        ..postern_dns::ResolverConfig::default()
+    };
+    postern_auth::dns::for_resolver(&postern_dns::Resolver::new(&cfg).unwrap())
+}
 
 #[tokio::test]
 async fn spf_includes_and_dkim_keys_are_fetched_once() {
@@ -30,11 +39,7 @@ async fn spf_includes_and_dkim_keys_are_fetched_once() {
         dmarc: DmarcPolicy::Tag,
         ..AuthConfig::default()
     };
-    let v = Verifier::new(
-        &cfg,
-        authenticator(&[dns.addr()], Duration::from_secs(2)).unwrap(),
-        "mx.postern.test",
-    );
+    let v = Verifier::new(&cfg, authenticator(&dns), "mx.postern.test");
     let ip = "192.0.2.10".parse().unwrap();
     for _ in 0..5 {
         let spf = v

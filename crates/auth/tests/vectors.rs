@@ -13,9 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use postern_auth::config::{AuthConfig, DkimMode, DmarcPolicy, SpfPolicy};
-use postern_auth::dns::authenticator;
 use postern_auth::{Received, Verifier};
 use postern_test_support::dns::TestDns;
+
+/// An authenticator on its own `postern_dns` resolver asking the loopback server.
+fn authenticator(dns: &TestDns) -> mail_auth::MessageAuthenticator {
+    let cfg = postern_dns::ResolverConfig {
+        nameservers: vec![dns.addr()],
+        timeout: postern_config::Duration(Duration::from_secs(2)),
+        ..postern_dns::ResolverConfig::default()
+    };
+    postern_auth::dns::for_resolver(&postern_dns::Resolver::new(&cfg).unwrap())
+}
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
@@ -72,7 +81,7 @@ async fn run_case(dir: &Path) -> String {
     if field(&case, "spf") == "reject-fail" {
         cfg.spf = SpfPolicy::RejectFail;
     }
-    let auth = authenticator(&[dns.addr()], Duration::from_secs(2)).unwrap();
+    let auth = authenticator(&dns);
     let v = Verifier::new(&cfg, auth, "mx.postern.test");
     let ip = field(&case, "ip").parse().unwrap();
     let helo = field(&case, "helo");

@@ -19,4 +19,4 @@ pub use diag::{ConfigError, KeyPath, Problems, locate, parse_toml};
 pub use domain::{
     DomainError, comparable, normalize_domain, normalize_pattern, normalize_received,
 };
-pub use values::{Cidr, Duration, Size};
+pub use values::{Cidr, Duration, InvalidValue, Size};

@@ -50,6 +50,15 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The `hostname:` and `state_dir:` lines of `postern check-config`.
+    pub fn summary(&self) -> String {
+        format!(
+            "  hostname:  {}\n  state_dir: {}\n",
+            self.hostname(),
+            self.state_dir.display()
+        )
+    }
+
     /// The host name to use: configured, or the system's.
     pub fn hostname(&self) -> String {
         self.hostname.clone().unwrap_or_else(system_hostname)

@@ -4,6 +4,24 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+/// A configuration value that does not parse; the text names the value and how to write
+/// it (it reaches the operator as `FILE:LINE:COL: key: problem`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+impl From<String> for InvalidValue {
+    fn from(s: String) -> Self {
+        InvalidValue(s)
+    }
+}
+
+impl From<&str> for InvalidValue {
+    fn from(s: &str) -> Self {
+        InvalidValue(s.to_string())
+    }
+}
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A byte count written as `"50MiB"`, `"10MB"`, `"512KiB"` or a bare integer of bytes.
@@ -20,8 +38,8 @@ impl Size {
 }
 
 impl FromStr for Size {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
@@ -37,11 +55,11 @@ impl FromStr for Size {
             "mib" => 1024 * 1024,
             "g" | "gb" => 1000 * 1000 * 1000,
             "gib" => 1024 * 1024 * 1024,
-            other => return Err(format!("invalid size unit {other:?} in {s:?}: {hint}")),
+            other => return Err(format!("invalid size unit {other:?} in {s:?}: {hint}").into()),
         };
         n.checked_mul(mult)
             .map(Size)
-            .ok_or_else(|| format!("size {s:?} is too large"))
+            .ok_or_else(|| format!("size {s:?} is too large").into())
     }
 }
 
@@ -101,12 +119,12 @@ impl Duration {
 }
 
 impl FromStr for Duration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let hint = "write a duration like \"30s\", \"5m\", \"1h30m\" or \"5d\"";
         let t = s.trim();
         if t.is_empty() {
-            return Err(format!("empty duration: {hint}"));
+            return Err(format!("empty duration: {hint}").into());
         }
         let mut total: u128 = 0;
         let mut rest = t;
@@ -115,7 +133,7 @@ impl FromStr for Duration {
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!("invalid duration {s:?}: {hint}"));
+                return Err(format!("invalid duration {s:?}: {hint}").into());
             }
             let n: u128 = rest[..digits]
                 .parse()
@@ -133,8 +151,10 @@ impl FromStr for Duration {
                 "h" => 3_600_000,
                 "d" => 86_400_000,
                 "w" => 7 * 86_400_000,
-                "" => return Err(format!("duration {s:?} has no unit: {hint}")),
-                other => return Err(format!("invalid duration unit {other:?} in {s:?}: {hint}")),
+                "" => return Err(format!("duration {s:?} has no unit: {hint}").into()),
+                other => {
+                    return Err(format!("invalid duration unit {other:?} in {s:?}: {hint}").into());
+                }
             };
             total = total.saturating_add(n.saturating_mul(ms));
         }
@@ -202,10 +222,10 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, String> {
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, InvalidValue> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(format!("prefix length /{prefix} is longer than {max} bits"));
+            return Err(format!("prefix length /{prefix} is longer than {max} bits").into());
         }
         Ok(Cidr { addr, prefix })
     }
@@ -236,8 +256,8 @@ impl Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let hint =
             "write a network like \"192.0.2.0/24\" or \"2001:db8::/32\", or a single address";
         let (a, p) = match s.trim().split_once('/') {
@@ -264,7 +284,8 @@ impl FromStr for Cidr {
             return Err(format!(
                 "invalid network {s:?}: host bits are set after /{prefix} (did you mean {}?)",
                 c.network()
-            ));
+            )
+            .into());
         }
         Ok(c)
     }
@@ -359,6 +380,7 @@ mod tests {
             "10.0.0.1/8"
                 .parse::<Cidr>()
                 .unwrap_err()
+                .to_string()
                 .contains("10.0.0.0/8")
         );
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());

@@ -13,14 +13,6 @@ pub enum BuildError {
     Build(String),
 }
 
-/// Compatibility for callers that still report errors as text (`src/explain.rs`); removed
-/// with the re-exports in `postern-relay` (#10).
-impl From<BuildError> for String {
-    fn from(e: BuildError) -> String {
-        e.to_string()
-    }
-}
-
 /// Why a look-up gave nothing usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LookupError {

@@ -48,6 +48,28 @@ pub struct LocalSubmit {
 }
 
 impl LocalSubmit {
+    /// Start `postern sendmail`'s socket at `path` with `config`'s session limits, or say
+    /// why not. Optional: without it sendmail submits over TCP, so a failure is a warning.
+    pub fn start(
+        path: &Path,
+        config: &ListenerConfig,
+        ctx: Arc<ServerContext>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match LocalSubmit::bind(path, config.clone(), ctx) {
+            Ok(local) => {
+                info!("local submission on {} (postern sendmail)", path.display());
+                Some(tokio::spawn(local.run(shutdown)))
+            }
+            Err(e) => {
+                warn!(
+                    "{e}; postern sendmail will submit to the first [[listener]] over TCP, and the submitting uid is not recorded"
+                );
+                None
+            }
+        }
+    }
+
     /// Bind `path` (its directory is created 0755 if missing; a stale socket is replaced)
     /// and make it 0666. `config` gives the session limits; its mode and TLS requirement
     /// are ignored (plain SMTP). `ctx` should have no TLS configuration.

@@ -37,7 +37,7 @@ use postern_smtp::Reply;
 use postern_smtp::address::{Domain, ReversePath, parse_domain};
 use postern_tls::client::name_matches;
 use postern_tls::store::Reload;
-use postern_tls::{ClientCertPolicy, PresentedCert, TlsError};
+use postern_tls::{CertRejected, ClientCertPolicy, PresentedCert, TlsError};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls::RootCertStore;
 
@@ -272,11 +272,11 @@ impl Reload for Partner {
         )
     }
 
-    fn reload(&self) -> Result<(), String> {
+    fn reload(&self) -> Result<(), TlsError> {
         let Some(p) = &self.ca_path else {
             return Ok(());
         };
-        let roots = postern_tls::client::load_roots(Some(p)).map_err(|e| e.to_string())?;
+        let roots = postern_tls::client::load_roots(Some(p))?;
         *self.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(roots));
         Ok(())
     }
@@ -292,7 +292,7 @@ impl Partner {
         &self,
         cert: Option<&PresentedCert>,
         policy: Option<&ClientCertPolicy>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CertRejected> {
         let ca = self.ca.read().unwrap_or_else(|e| e.into_inner()).clone();
         if ca.is_none() && self.fingerprints.is_empty() && self.names.is_empty() {
             return Ok(());
@@ -316,14 +316,15 @@ impl Partner {
         } else if self.fingerprints.is_empty()
             && let Err(why) = &cert.trust
         {
-            return Err(format!("certificate not verified: {why}"));
+            return Err(format!("certificate not verified: {why}").into());
         }
         if !self.fingerprints.is_empty() && !cert.matches_fingerprint(&self.fingerprints) {
             return Err(format!(
                 "certificate {} (public key {}) is not one of the partner's fingerprints",
                 cert.fingerprint,
                 cert.spki_fingerprint.as_deref().unwrap_or("unknown")
-            ));
+            )
+            .into());
         }
         if !self.names.is_empty()
             && !cert
@@ -339,7 +340,8 @@ impl Partner {
                     cert.names.join(", ")
                 },
                 self.names.join(", ")
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -528,7 +530,7 @@ mod tests {
         let p = partners(&["partner.test"]);
         let e = p.for_domain("partner.test").unwrap();
         assert_eq!(
-            e.satisfied_by(None, None).unwrap_err(),
+            e.satisfied_by(None, None).unwrap_err().to_string(),
             "no client certificate was presented"
         );
     }

@@ -119,3 +119,54 @@ pub fn file_warnings<'a>(
         .map(|w| format!("  warning: {w}\n"))
         .collect()
 }
+
+/// The listener, domain and network lines of `postern check-config`.
+pub fn summary(listeners: &[ListenerConfig], relay: &RelayConfig) -> String {
+    let mut s = String::new();
+    for l in listeners {
+        s += &format!(
+            "  listener:  {} mode={} require_tls={} max_message_size={}\n",
+            l.address, l.mode, l.require_tls, l.max_message_size
+        );
+    }
+    let domains = if relay.local_domains.is_empty() {
+        "none (no mail is accepted for delivery here)".to_string()
+    } else {
+        relay.local_domains.join(", ")
+    };
+    s += &format!("  local domains: {domains}\n");
+    let nets: Vec<String> = relay
+        .trusted_networks
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let nets = if nets.is_empty() {
+        "none".to_string()
+    } else {
+        nets.join(", ")
+    };
+    s += &format!("  trusted networks (may relay): {nets}\n");
+    s
+}
+
+/// The TLS part of `postern check-config`: the self-signed warning when no certificate
+/// is configured, then [`report`] and [`file_warnings`].
+pub fn tls_summary<'a>(
+    tls: &postern_tls::TlsConfig,
+    listeners: &[ListenerConfig],
+    inbound: &InboundConfig,
+    outbound_client: Option<&Path>,
+    keys: impl IntoIterator<Item = &'a Path>,
+    state_dir: &Path,
+) -> String {
+    let mut s = String::new();
+    if tls.certificate.is_empty() {
+        s += &format!(
+            "  warning: no [[tls.certificate]]: self-signed certificates will be generated in {}/tls\n",
+            state_dir.display()
+        );
+    }
+    s += &report(tls, listeners, inbound, outbound_client);
+    s += &file_warnings(keys, listeners);
+    s
+}

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{LoadError, OpError};
 use crate::record::RcptStatus;
 
 mod digest;
@@ -149,7 +150,7 @@ impl Spool {
     }
 
     /// Read the message `id` from `place` (never quarantines: this is for looking).
-    pub fn read_at(&self, id: QueueId, place: Place) -> Result<QueuedMessage, String> {
+    pub fn read_at(&self, id: QueueId, place: Place) -> Result<QueuedMessage, LoadError> {
         self.load(&self.dir_of(place).join(format!("{id}.msg")))
     }
 
@@ -165,7 +166,7 @@ impl Spool {
                         // Finished (delivered, moved) since the directory was read.
                         Err(_) if !path.exists() => continue,
                         Err(why) => MessageSummary {
-                            problem: Some(why),
+                            problem: Some(why.to_string()),
                             ..corrupt_summary(id, &path)
                         },
                     },
@@ -178,18 +179,14 @@ impl Spool {
     }
 
     /// The details of message `id`.
-    pub fn detail(&self, id: QueueId) -> Result<MessageDetail, String> {
-        let place = self
-            .locate(id)
-            .ok_or_else(|| format!("{id}: no such message in the queue"))?;
+    pub fn detail(&self, id: QueueId) -> Result<MessageDetail, OpError> {
+        let place = self.locate(id).ok_or(OpError::NoSuchMessage(id))?;
         if place == Place::Corrupt {
-            return Err(format!(
-                "{id}: the file is in corrupt/ and cannot be read as a message; inspect {} by hand",
-                self.corrupt_dir().join(format!("{id}.msg")).display()
-            ));
+            let path = self.corrupt_dir().join(format!("{id}.msg"));
+            return Err(OpError::Unreadable { id, path });
         }
         let m = self.read_at(id, place)?;
-        let head = read_header_section(&m).map_err(|e| format!("{id}: cannot read: {e}"))?;
+        let head = read_header_section(&m).map_err(OpError::io(id, "cannot read"))?;
         let digest = HeaderDigest::read(&head);
         let headers = printable(&head);
         let e = &m.envelope;
@@ -261,7 +258,7 @@ impl Spool {
 
     /// Make the deferred recipients of `id` (in `active/`) due now, for a daemon that is
     /// not running: it tries them as soon as it starts.
-    pub fn clear_retry_times(&self, id: QueueId) -> Result<usize, String> {
+    pub fn clear_retry_times(&self, id: QueueId) -> Result<usize, OpError> {
         let mut m = self.read_at(id, Place::Active)?;
         let mut n = 0;
         for s in m.state.iter_mut().filter(|s| !s.status.is_final()) {
@@ -270,7 +267,7 @@ impl Spool {
             }
         }
         self.write_state(&m)
-            .map_err(|e| format!("{id}: cannot write its state: {e}"))?;
+            .map_err(OpError::io(id, "cannot write its state"))?;
         Ok(n)
     }
 }

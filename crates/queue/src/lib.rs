@@ -36,6 +36,7 @@ mod config;
 pub mod control;
 mod date;
 pub mod dsn;
+mod error;
 pub mod gauges;
 mod id;
 mod lock;
@@ -54,6 +55,7 @@ pub mod agent_future {
 }
 pub use config::QueueConfig;
 pub use date::rfc5322_date;
+pub use error::{FormatError, LoadError, OpError};
 pub use id::QueueId;
 pub use lock::SpoolLock;
 pub use notice::Sign;

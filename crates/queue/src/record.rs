@@ -51,6 +51,7 @@ use std::net::IpAddr;
 use postern_smtp::address::{Address, ReversePath, parse_mailbox};
 use postern_smtp::command::{BodyType, Notify, Orcpt, Ret, Xtext, XtextField};
 
+use crate::error::FormatError;
 use crate::{QueueId, Recipient};
 
 pub(crate) const MAGIC: &str = "POSTERN-QUEUE 1";
@@ -106,7 +107,7 @@ impl Envelope {
     }
 
     /// Parse a header (everything before the empty line).
-    pub(crate) fn parse_header(text: &str) -> Result<Envelope, String> {
+    pub(crate) fn parse_header(text: &str) -> Result<Envelope, FormatError> {
         let mut lines = text.lines();
         if lines.next() != Some(MAGIC) {
             return Err("not a Postern queue file (bad first line)".into());
@@ -139,7 +140,7 @@ impl Envelope {
                     body = match v {
                         "8BITMIME" => BodyType::EightBitMime,
                         "7BIT" => BodyType::SevenBit,
-                        _ => return Err(format!("bad body type {v:?}")),
+                        _ => return Err(format!("bad body type {v:?}").into()),
                     }
                 }
                 "smtputf8" => smtputf8 = v == "yes",
@@ -182,7 +183,7 @@ impl Envelope {
 }
 
 /// `INDEX NOTIFY=... ORCPT=...` from an `rcpt-dsn:` line.
-fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), String> {
+fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), FormatError> {
     let mut words = v.split(' ');
     let i = words
         .next()
@@ -204,12 +205,12 @@ fn parse_rcpt_dsn(v: &str) -> Result<(usize, Option<Notify>, Option<Orcpt>), Str
     Ok((i, notify, orcpt))
 }
 
-fn parse_bracketed(v: &str) -> Result<Address, String> {
+fn parse_bracketed(v: &str) -> Result<Address, FormatError> {
     let inner = v
         .strip_prefix('<')
         .and_then(|s| s.strip_suffix('>'))
         .ok_or_else(|| format!("bad address {v:?}"))?;
-    parse_mailbox(inner).map_err(|e| format!("bad address {v:?}: {e}"))
+    parse_mailbox(inner).map_err(|e| format!("bad address {v:?}: {e}").into())
 }
 
 /// Keep header values on one line of printable characters.
@@ -331,7 +332,7 @@ pub(crate) fn format_state(states: &[RcptState], delay_warned: Option<u64>) -> S
     s
 }
 
-pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, String> {
+pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, FormatError> {
     let mut lines = text.lines();
     if lines.next() != Some(STATE_MAGIC) {
         return Err("bad state file header".into());
@@ -365,11 +366,13 @@ pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, String> {
         let i: usize = next()?.parse().map_err(|_| "bad recipient index")?;
         let status = RcptStatus::parse(next()?).ok_or("bad status")?;
         let attempts = next()?.parse().map_err(|_| "bad attempts")?;
-        let time = |s: &str| -> Result<Option<u64>, String> {
+        let time = |s: &str| -> Result<Option<u64>, FormatError> {
             if s == "-" {
                 Ok(None)
             } else {
-                s.parse().map(Some).map_err(|_| "bad time".to_string())
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| FormatError::from("bad time"))
             }
         };
         let last_attempt = time(next()?)?;

@@ -135,13 +135,12 @@ impl Queue {
 
     /// Carry out an operator command; the answer is a line for the operator. A command
     /// for a message being delivered right now is answered when that attempt ends.
-    pub async fn admin(&self, op: AdminOp) -> Result<String, String> {
+    pub async fn admin(&self, op: AdminOp) -> Result<String, crate::OpError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Admin(op, tx))
-            .map_err(|_| "the queue is shutting down".to_string())?;
-        rx.await
-            .map_err(|_| "the queue stopped before answering".to_string())?
+            .map_err(|_| crate::OpError::ShuttingDown)?;
+        rx.await.map_err(|_| crate::OpError::NoAnswer)?
     }
 
     /// Stop starting delivery attempts and wait (at most `limit`) for those in progress

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use crate::error::{LoadError, io_step};
 use crate::record::{self, END, Envelope, RcptState};
 use crate::safefs;
 use crate::scheduler::Cmd;
@@ -224,7 +225,7 @@ impl Spool {
             match ext {
                 "msg" => match self.load(&path) {
                     Ok(m) => out.push(m),
-                    Err(why) => self.quarantine(&path, &why),
+                    Err(why) => self.quarantine(&path, &why.to_string()),
                 },
                 "state" | "state.tmp" => {
                     if !self.active.join(format!("{stem}.msg")).exists() {
@@ -239,9 +240,9 @@ impl Spool {
     }
 
     /// Read one `.msg` file back, checking that it is complete.
-    pub fn load(&self, path: &Path) -> Result<QueuedMessage, String> {
-        let f = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-        let len = f.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
+    pub fn load(&self, path: &Path) -> Result<QueuedMessage, LoadError> {
+        let f = File::open(path).map_err(io_step("cannot open"))?;
+        let len = f.metadata().map_err(io_step("cannot stat"))?.len();
         let mut r = BufReader::new(f);
         let mut header = Vec::new();
         loop {
@@ -249,7 +250,7 @@ impl Spool {
             let n = (&mut r)
                 .take(MAX_HEADER)
                 .read_until(b'\n', &mut line)
-                .map_err(|e| format!("read error: {e}"))?;
+                .map_err(io_step("read error"))?;
             if n == 0 || !line.ends_with(b"\n") {
                 return Err("envelope header is truncated".into());
             }
@@ -262,16 +263,15 @@ impl Spool {
             }
         }
         let body_offset = header.len() as u64 + 1;
-        let text =
-            String::from_utf8(header).map_err(|_| "envelope header is not UTF-8".to_string())?;
+        let text = String::from_utf8(header)
+            .map_err(|_| LoadError::from("envelope header is not UTF-8"))?;
         let envelope = Envelope::parse_header(&text)?;
         let mut f = r.into_inner();
         let tail_len = len.saturating_sub(body_offset).min(64);
         f.seek(SeekFrom::Start(len - tail_len))
-            .map_err(|e| format!("seek: {e}"))?;
+            .map_err(io_step("seek"))?;
         let mut tail = Vec::new();
-        f.read_to_end(&mut tail)
-            .map_err(|e| format!("read error: {e}"))?;
+        f.read_to_end(&mut tail).map_err(io_step("read error"))?;
         let body_len = parse_trailer(&tail, len - body_offset)
             .ok_or("end marker missing or wrong: the file is incomplete")?;
         let mut msg = QueuedMessage {
@@ -295,7 +295,7 @@ impl Spool {
                 ),
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read state file: {e}")),
+            Err(e) => return Err(io_step("cannot read state file")(e)),
         }
         Ok(msg)
     }

@@ -90,7 +90,8 @@ async fn hold_during_an_attempt_applies_when_it_ends_and_nothing_more_is_deliver
 
     // The attempt is in progress: HOLD waits for it.
     let q2 = q.clone();
-    let hold = tokio::spawn(async move { q2.admin(AdminOp::Hold(id)).await });
+    let hold =
+        tokio::spawn(async move { q2.admin(AdminOp::Hold(id)).await.map_err(|e| e.to_string()) });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!hold.is_finished(), "HOLD answered while the attempt ran");
     assert_eq!(spool.locate(id), Some(Place::Active));
@@ -115,6 +116,7 @@ async fn hold_during_an_attempt_applies_when_it_ends_and_nothing_more_is_deliver
         q.admin(AdminOp::Hold(unknown))
             .await
             .unwrap_err()
+            .to_string()
             .contains("no such message")
     );
 

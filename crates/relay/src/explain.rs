@@ -166,9 +166,10 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::config::{OutboundConfig, ResolverConfig, TlsLevel};
+    use crate::outbound::config::{OutboundConfig, TlsLevel};
     use crate::outbound::policy::Policies;
     use crate::route::RouteConfig;
+    use postern_dns::ResolverConfig;
 
     #[derive(serde::Deserialize)]
     struct Conf {

@@ -17,6 +17,7 @@ mod route;
 
 pub use maildir::MaildirAgent;
 pub use outbound::config::{OutboundConfig, PolicyConfig, TlsLevel};
-/// Re-export: `[resolver]` moved to `postern-dns` (#10); the lead removes this.
-pub use postern_dns::ResolverConfig;
-pub use route::{Decision, NextHop, RouteConfig, RouteSource, Router, validate as validate_routes};
+pub use route::{
+    Decision, NextHop, RouteConfig, RouteSource, Router, summary as route_summary,
+    validate as validate_routes,
+};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use postern_config::{KeyPath, Problems};
+use postern_config::{InvalidValue, KeyPath, Problems};
 use postern_queue::agent_future::BoxFuture;
 use postern_queue::{DeliveryAgent, DeliveryOutcome, Outcome, QueuedMessage};
 use postern_smtp::address::{Address, Domain, parse_domain};
@@ -61,8 +61,8 @@ impl fmt::Display for NextHop {
 }
 
 impl std::str::FromStr for NextHop {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let hint = "write \"smtp:mx.example.org\" (MX lookup), \"smtp:[relay.example.org]:25\" (that host, no MX lookup) or \"maildir:PATH\"";
         match s.split_once(':') {
             Some(("maildir", path)) if !path.is_empty() => {
@@ -73,13 +73,13 @@ impl std::str::FromStr for NextHop {
             }
             Some(("smtp", rest)) => parse_smtp(rest)
                 .map(NextHop::Smtp)
-                .map_err(|e| format!("{s:?}: {e}; {hint}")),
-            _ => Err(format!("unknown next hop {s:?}: {hint}")),
+                .map_err(|e| format!("{s:?}: {e}; {hint}").into()),
+            _ => Err(format!("unknown next hop {s:?}: {hint}").into()),
         }
     }
 }
 
-fn parse_smtp(rest: &str) -> Result<SmtpHop, String> {
+fn parse_smtp(rest: &str) -> Result<SmtpHop, InvalidValue> {
     let (host, mx, tail): (String, bool, &str) = if let Some(r) = rest.strip_prefix('[') {
         let end = r.find(']').ok_or("missing ']'")?;
         (
@@ -99,15 +99,15 @@ fn parse_smtp(rest: &str) -> Result<SmtpHop, String> {
             t.strip_prefix(':')
                 .and_then(|p| p.parse::<u16>().ok())
                 .filter(|&p| p > 0)
-                .ok_or_else(|| format!("bad port {t:?}"))?,
+                .ok_or_else(|| InvalidValue(format!("bad port {t:?}")))?,
         ),
     };
     let is_ip = host.parse::<std::net::IpAddr>().is_ok();
     if host.is_empty() || (!is_ip && parse_domain(&host).is_err()) {
-        return Err(format!("{host:?} is not a host name or IP address"));
+        return Err(format!("{host:?} is not a host name or IP address").into());
     }
     if is_ip && mx {
-        return Err(format!("an IP address needs brackets: smtp:[{host}]"));
+        return Err(format!("an IP address needs brackets: smtp:[{host}]").into());
     }
     Ok(SmtpHop {
         host: host.to_ascii_lowercase(),
@@ -445,6 +445,14 @@ impl DeliveryAgent for Router {
                 .collect()
         })
     }
+}
+
+/// The `route:` lines of `postern check-config`, in table order.
+pub fn summary(routes: &[RouteConfig]) -> String {
+    routes
+        .iter()
+        .map(|r| format!("  route:     {} -> {}\n", r.domain, r.next_hop))
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! # Standards
 //! RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 5246, RFC 8446, RFC 9325.
 
+pub mod cli;
 pub mod hello;
 pub mod probe;
 mod report;
@@ -51,29 +52,29 @@ pub struct Target {
 
 impl Target {
     /// `HOST`, `HOST:PORT`, `[IPv6]:PORT`. Default port 25 (465 with `implicit`).
-    pub fn parse(s: &str, implicit: bool, name: Option<String>) -> Result<Target, String> {
+    pub fn parse(s: &str, implicit: bool, name: Option<String>) -> Result<Target, TargetError> {
         let default = if implicit { 465 } else { 25 };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest
                 .split_once(']')
-                .ok_or_else(|| format!("{s:?}: missing ] after the IPv6 address"))?;
+                .ok_or_else(|| TargetError::NoBracket(s.to_string()))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("{s:?}: bad port"))?,
+                Some(p) => p.parse().map_err(|_| TargetError::BadPort(s.to_string()))?,
                 None if after.is_empty() => default,
-                None => return Err(format!("{s:?}: expected :PORT after ]")),
+                None => return Err(TargetError::NoPort(s.to_string())),
             };
             (h.to_string(), port)
         } else {
             match s.rsplit_once(':') {
                 Some((h, p)) if !h.contains(':') => (
                     h.to_string(),
-                    p.parse().map_err(|_| format!("{s:?}: bad port"))?,
+                    p.parse().map_err(|_| TargetError::BadPort(s.to_string()))?,
                 ),
                 _ => (s.to_string(), default),
             }
         };
         if host.is_empty() {
-            return Err("empty host name".into());
+            return Err(TargetError::EmptyHost);
         }
         Ok(Target {
             host,
@@ -96,6 +97,19 @@ pub struct Options {
     /// Trust anchors (PEM); the system store when `None`.
     pub ca: Option<PathBuf>,
     pub client_cert: Option<postern_tls::LoadedCert>,
+}
+
+/// Why `HOST[:PORT]` is not a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0:?}: missing ] after the IPv6 address")]
+    NoBracket(String),
+    #[error("{0:?}: bad port")]
+    BadPort(String),
+    #[error("{0:?}: expected :PORT after ]")]
+    NoPort(String),
+    #[error("empty host name")]
+    EmptyHost,
 }
 
 /// Why a scan could not run at all.

@@ -178,6 +178,18 @@ impl ServerCertVerifier for Recorder {
     }
 }
 
+/// Why the server did not go on talking SMTP after a handshake with a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AfterHandshake {
+    #[error("greeting {0}")]
+    Greeting(String),
+    #[error("EHLO answered {0}")]
+    Ehlo(String),
+    /// The connection failed or the reply did not parse.
+    #[error("{0}")]
+    Io(String),
+}
+
 /// What a full handshake with rustls gave.
 #[derive(Debug, Clone)]
 pub struct Handshake {
@@ -187,7 +199,7 @@ pub struct Handshake {
     pub chain: Vec<CertificateDer<'static>>,
     /// With a client certificate: did the server go on talking SMTP after the handshake?
     /// `Err` carries why not.
-    pub after: Result<(), String>,
+    pub after: Result<(), AfterHandshake>,
 }
 
 /// A full handshake with rustls under `provider`, presenting `client` if given; then (on
@@ -236,17 +248,17 @@ pub async fn handshake(
         // Implicit TLS: the greeting comes now.
         match read_reply(&mut tls).await {
             Ok(r) if r.code == 220 => Ok(()),
-            Ok(r) => Err(format!("greeting {r}")),
-            Err(e) => Err(e.to_string()),
+            Ok(r) => Err(AfterHandshake::Greeting(r.to_string())),
+            Err(e) => Err(AfterHandshake::Io(e.to_string())),
         }
     } else {
         match send(&mut tls, "EHLO tls-check.invalid").await {
             Ok(()) => match read_reply(&mut tls).await {
                 Ok(r) if r.code == 250 => Ok(()),
-                Ok(r) => Err(format!("EHLO answered {r}")),
-                Err(e) => Err(e.to_string()),
+                Ok(r) => Err(AfterHandshake::Ehlo(r.to_string())),
+                Err(e) => Err(AfterHandshake::Io(e.to_string())),
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(AfterHandshake::Io(e.to_string())),
         }
     };
     let _ = send(&mut tls, "QUIT").await;

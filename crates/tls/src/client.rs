@@ -15,7 +15,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
 
-use crate::{LoadedCert, TlsError};
+use crate::{CertRejected, LoadedCert, TlsError};
 
 /// What a certificate must satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub struct PeerVerifier {
     expect: Expect,
     /// The host name we connected to (for `Trusted` vs `Verified` under `may`).
     host: String,
-    outcome: Mutex<Option<Result<PeerTrust, String>>>,
+    outcome: Mutex<Option<Result<PeerTrust, CertRejected>>>,
 }
 
 impl PeerVerifier {
@@ -85,18 +85,18 @@ impl PeerVerifier {
     }
 
     /// The verdict once the handshake ran: trust level, or the precise reason for refusal.
-    pub fn outcome(&self) -> Option<Result<PeerTrust, String>> {
+    pub fn outcome(&self) -> Option<Result<PeerTrust, CertRejected>> {
         self.outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn record(&self, r: Result<PeerTrust, String>) -> Result<ServerCertVerified, Error> {
+    fn record(&self, r: Result<PeerTrust, CertRejected>) -> Result<ServerCertVerified, Error> {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
         match r {
             Ok(_) => Ok(ServerCertVerified::assertion()),
-            Err(why) => Err(Error::General(why)),
+            Err(why) => Err(Error::General(why.0)),
         }
     }
 
@@ -108,7 +108,7 @@ impl PeerVerifier {
         inter: &[CertificateDer<'_>],
         now: UnixTime,
         names: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), CertRejected> {
         let Some(webpki) = &self.webpki else {
             return Err("untrusted issuer (no trust anchors configured)".into());
         };
@@ -123,11 +123,11 @@ impl PeerVerifier {
             probe
         };
         let name = ServerName::try_from(probe)
-            .map_err(|_| "certificate carries no usable DNS name".to_string())?;
+            .map_err(|_| CertRejected::from("certificate carries no usable DNS name"))?;
         match webpki.verify_server_cert(ee, inter, &name, &[], now) {
             Ok(_) => Ok(()),
-            Err(Error::InvalidCertificate(e)) => Err(describe(&e)),
-            Err(e) => Err(format!("certificate rejected: {e}")),
+            Err(Error::InvalidCertificate(e)) => Err(describe(&e).into()),
+            Err(e) => Err(format!("certificate rejected: {e}").into()),
         }
     }
 }
@@ -233,7 +233,8 @@ impl ServerCertVerifier for PeerVerifier {
                     self.record(Err(format!(
                         "fingerprint mismatch: certificate is {cert}, public key is {}",
                         spki.unwrap_or_default()
-                    )))
+                    )
+                    .into()))
                 }
             }
             Expect::Names(wanted) => {
@@ -254,7 +255,8 @@ impl ServerCertVerifier for PeerVerifier {
                             names.join(", ")
                         },
                         wanted.join(" or ")
-                    )))
+                    )
+                    .into()))
                 }
             }
         }

@@ -35,14 +35,14 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::client::{cert_names, fingerprints};
 use crate::x509::CertInfo;
-use crate::{Profile, TlsError};
+use crate::{CertRejected, Profile, TlsError};
 
 /// What a client presented, and what we made of it.
 #[derive(Debug, Clone)]
 pub struct PresentedCert {
     pub chain: Vec<CertificateDer<'static>>,
     /// `Ok`: chains to the listener's `client_ca` and is not revoked. `Err`: why not.
-    pub trust: Result<(), String>,
+    pub trust: Result<(), CertRejected>,
     /// `sha256:` of the certificate and of its public key.
     pub fingerprint: String,
     pub spki_fingerprint: Option<String>,
@@ -84,7 +84,7 @@ impl PresentedCert {
         })
     }
 
-    fn new(chain: &[CertificateDer<'_>], trust: Result<(), String>) -> PresentedCert {
+    fn new(chain: &[CertificateDer<'_>], trust: Result<(), CertRejected>) -> PresentedCert {
         let chain: Vec<CertificateDer<'static>> =
             chain.iter().map(|c| c.clone().into_owned()).collect();
         // Names come from the subjectAltName only: a CA's name constraints apply to those,
@@ -202,7 +202,7 @@ impl ClientCertPolicy {
                 .verifier
                 .verify_client_cert(ee, rest, UnixTime::now())
                 .map(|_| ())
-                .map_err(|e| describe(&e)),
+                .map_err(|e| describe(&e).into()),
             None => Err("no certificate".into()),
         };
         PresentedCert::new(chain, trust)
@@ -213,7 +213,7 @@ impl ClientCertPolicy {
         &self,
         roots: Arc<RootCertStore>,
         chain: &[CertificateDer<'_>],
-    ) -> Result<(), String> {
+    ) -> Result<(), CertRejected> {
         let Some((ee, rest)) = chain.split_first() else {
             return Err("no certificate".into());
         };
@@ -221,7 +221,7 @@ impl ClientCertPolicy {
             build(&self.provider, roots, self.current().crls.clone()).map_err(|e| e.to_string())?;
         v.verify_client_cert(ee, rest, UnixTime::now())
             .map(|_| ())
-            .map_err(|e| describe(&e))
+            .map_err(|e| describe(&e).into())
     }
 
     /// The trust anchors in force (for reports).
@@ -433,7 +433,7 @@ mod tests {
         ClientCertPolicy::new(Profile::default(), &ca_path, &files, false).unwrap()
     }
 
-    fn trust(p: &ClientCertPolicy, cert: &Issued) -> Result<(), String> {
+    fn trust(p: &ClientCertPolicy, cert: &Issued) -> Result<(), CertRejected> {
         p.classify(&cert.chain_der()).trust
     }
 
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(trust(&fresh, &cert), Ok(()));
         let stale = policy(dir.path(), &ca, &[ca.crl_pem_serials(&[], -1)]);
         let why = trust(&stale, &cert).unwrap_err();
-        assert!(why.contains("nextUpdate"), "{why}");
+        assert!(why.0.contains("nextUpdate"), "{why}");
         let pem = ca.crl_pem_serials(&[], -1);
         let crls = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -484,6 +484,6 @@ mod tests {
             &[root.crl_pem_serials(&[sub.serial()], 24), sub_crl],
         );
         let why = trust(&revoked, &cert).unwrap_err();
-        assert!(why.contains("revoked"), "{why}");
+        assert!(why.0.contains("revoked"), "{why}");
     }
 }

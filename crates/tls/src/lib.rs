@@ -38,6 +38,24 @@ pub use stream::MaybeTls;
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::server::TlsStream;
 
+/// Why a certificate is not trusted or not usable: the precise reason, as the log line,
+/// the bounce or the report gives it ("certificate expired", "untrusted issuer", ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertRejected(pub String);
+
+impl From<String> for CertRejected {
+    fn from(s: String) -> Self {
+        CertRejected(s)
+    }
+}
+
+impl From<&str> for CertRejected {
+    fn from(s: &str) -> Self {
+        CertRejected(s.to_string())
+    }
+}
+
 /// Why a certificate or key could not be loaded; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -59,17 +59,19 @@ impl Profile {
     }
 
     /// Can a certificate with this key be served under the profile? `Err` says why not.
-    pub fn accepts_key(self, key: &KeyKind) -> Result<(), String> {
+    pub fn accepts_key(self, key: &KeyKind) -> Result<(), crate::CertRejected> {
         match (self, key) {
             (Profile::Default, _) => Ok(()),
             (Profile::NcscSuiteB, KeyKind::Ec { curve }) if curve == "P-256" => Ok(()),
             (Profile::NcscSuiteB, k) => Err(format!(
                 "ncsc-suite-b needs an ECDSA P-256 certificate, this one has {k}"
-            )),
+            )
+            .into()),
             (Profile::NcscFoundation, KeyKind::Rsa { bits }) if *bits >= 2048 => Ok(()),
             (Profile::NcscFoundation, k) => Err(format!(
                 "ncsc-foundation needs an RSA certificate of at least 2048 bits, this one has {k}"
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -167,7 +169,7 @@ pub fn usable_certs(profile: Profile, certs: &[LoadedCert]) -> (Vec<LoadedCert>,
         let verdict = match &c.info {
             Some(info) => profile.accepts_key(&info.key),
             None if profile == Profile::Default => Ok(()),
-            None => Err("its key type could not be read".to_string()),
+            None => Err("its key type could not be read".into()),
         };
         match verdict {
             Ok(()) => ok.push(restrict(profile, c)),

@@ -28,7 +28,7 @@ pub trait Reload: Send + Sync + fmt::Debug {
     /// What it is, for the report (`partner "gov" ca /etc/...`).
     fn what(&self) -> String;
     /// Re-read; on error keep the old state and say why.
-    fn reload(&self) -> Result<(), String>;
+    fn reload(&self) -> Result<(), TlsError>;
 }
 
 /// What a reload did.

@@ -45,7 +45,7 @@ pub enum AdminError {
     Answer(serde_json::Error),
     /// The queue refused the change (no such message, wrong place, ...).
     #[error("{0}")]
-    Refused(String),
+    Refused(#[from] crate::OpError),
     #[error("cannot load the DKIM signing keys: {0}")]
     Signer(Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot start the async runtime: {0}")]
@@ -123,7 +123,7 @@ impl QueueAccess {
     pub fn show(&self, id: QueueId) -> Result<MessageDetail, AdminError> {
         match &self.target {
             Target::Daemon(sock) => from_daemon(sock, Request::Show(id)),
-            Target::Files { spool, .. } => spool.detail(id).map_err(AdminError::Refused),
+            Target::Files { spool, .. } => Ok(spool.detail(id)?),
         }
     }
 
@@ -155,19 +155,16 @@ fn offline_change(spool: &Arc<Spool>, op: AdminOp, o: &Offline<'_>) -> Result<St
     let not_running = "(postern is not running: it acts on this when it starts)";
     match op {
         AdminOp::Flush(Some(id)) => {
-            spool.clear_retry_times(id).map_err(AdminError::Refused)?;
+            spool.clear_retry_times(id)?;
             Ok(format!("{id}: due now {not_running}"))
         }
         AdminOp::Flush(None) => {
             let mut n = 0;
-            for m in spool
-                .summaries()
-                .map_err(|e| AdminError::Refused(e.to_string()))?
-            {
+            for m in spool.summaries().map_err(crate::OpError::List)? {
                 if m.place == Place::Active
                     && let Some(id) = QueueId::parse(&m.id)
                 {
-                    spool.clear_retry_times(id).map_err(AdminError::Refused)?;
+                    spool.clear_retry_times(id)?;
                     n += 1;
                 }
             }
@@ -179,12 +176,10 @@ fn offline_change(spool: &Arc<Spool>, op: AdminOp, o: &Offline<'_>) -> Result<St
         AdminOp::Release(id) => move_checked(spool, id, Place::Hold, Place::Active)
             .map(|()| format!("{id}: released {not_running}")),
         AdminOp::Delete(id) => {
-            let place = spool.locate(id).ok_or_else(|| {
-                AdminError::Refused(format!("{id}: no such message in the queue"))
-            })?;
+            let place = spool.locate(id).ok_or(crate::OpError::NoSuchMessage(id))?;
             spool
                 .delete_message(id, place)
-                .map_err(|e| AdminError::Refused(format!("{id}: could not be deleted: {e}")))?;
+                .map_err(crate::OpError::io(id, "could not be deleted"))?;
             Ok(format!("{id}: deleted"))
         }
         AdminOp::Bounce(id) => {
@@ -210,13 +205,9 @@ fn move_checked(spool: &Spool, id: QueueId, from: Place, to: Place) -> Result<()
     match spool.locate(id) {
         Some(p) if p == from => spool
             .move_message(id, from, to)
-            .map_err(|e| AdminError::Refused(format!("{id}: could not be moved to {to}/: {e}"))),
-        Some(p) => Err(AdminError::Refused(format!(
-            "{id} is in {p}/, not in {from}/"
-        ))),
-        None => Err(AdminError::Refused(format!(
-            "{id}: no such message in the queue"
-        ))),
+            .map_err(|source| crate::OpError::Move { id, to, source }.into()),
+        Some(p) => Err(crate::OpError::NotIn(id, p, from).into()),
+        None => Err(crate::OpError::NoSuchMessage(id).into()),
     }
 }
 

@@ -9,6 +9,24 @@ use std::fmt::Write as _;
 
 use crate::admin::{MessageDetail, MessageSummary, Place};
 
+/// `postern queue list`: JSON (an array, pretty-printed, with a final newline) or text.
+pub fn list(msgs: &[MessageSummary], json: bool, now: u64) -> Result<String, serde_json::Error> {
+    if json {
+        Ok(serde_json::to_string_pretty(msgs)? + "\n")
+    } else {
+        Ok(list_text(msgs, now))
+    }
+}
+
+/// `postern queue show`: JSON (pretty-printed, with a final newline) or text.
+pub fn show(d: &MessageDetail, json: bool) -> Result<String, serde_json::Error> {
+    if json {
+        Ok(serde_json::to_string_pretty(d)? + "\n")
+    } else {
+        Ok(show_text(d))
+    }
+}
+
 /// The text listing: one line per message, one indented line per recipient.
 pub fn list_text(msgs: &[MessageSummary], now: u64) -> String {
     let mut out = String::new();

@@ -114,7 +114,7 @@ async fn respond(req: Request, queue: &Queue) -> String {
         Request::Op(op) => {
             return match queue.admin(op).await {
                 Ok(t) => format!("OK {}\n", one_line(&t)),
-                Err(e) => format!("ERR {}\n", one_line(&e)),
+                Err(e) => format!("ERR {}\n", one_line(&e.to_string())),
             };
         }
         Request::List => tokio::task::spawn_blocking(move || {
@@ -128,6 +128,7 @@ async fn respond(req: Request, queue: &Queue) -> String {
         Request::Show(id) => tokio::task::spawn_blocking(move || {
             spool
                 .detail(id)
+                .map_err(|e| e.to_string())
                 .and_then(|d| serde_json::to_string(&d).map_err(|e| e.to_string()))
         })
         .await

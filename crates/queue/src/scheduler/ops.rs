@@ -13,11 +13,12 @@ use tracing::{info, warn};
 
 use super::{Scheduler, log_finished};
 use crate::admin::{self, Place};
+use crate::error::OpError;
 use crate::spool::blocking;
 use crate::{QueueId, QueuedMessage, Spool, unix_now};
 
 /// Where the answer to an operator command goes: a line for the operator, or why not.
-pub(crate) type Responder = oneshot::Sender<Result<String, String>>;
+pub(crate) type Responder = oneshot::Sender<Result<String, OpError>>;
 
 /// What the operator asks of the running queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +81,13 @@ impl Scheduler {
             }
             None => {
                 for (_, reply) in ops {
-                    let _ = reply.send(Err(format!(
-                        "{id}: the delivery attempt that was in progress finished the message; it is no longer queued"
-                    )));
+                    let _ = reply.send(Err(OpError::FinishedMeanwhile(id)));
                 }
             }
         }
     }
 
-    async fn apply(&mut self, op: AdminOp) -> Result<String, String> {
+    async fn apply(&mut self, op: AdminOp) -> Result<String, OpError> {
         match op {
             AdminOp::Flush(None) => {
                 let now = self.now_ms();
@@ -122,7 +121,7 @@ impl Scheduler {
                     Err(e) => {
                         let due = self.due(&m);
                         self.insert(m, due);
-                        Err(format!("{id}: could not be put on hold: {e}"))
+                        Err(OpError::io(id, "could not be put on hold")(e))
                     }
                 }
             }
@@ -141,11 +140,11 @@ impl Scheduler {
         }
     }
 
-    async fn release(&mut self, id: QueueId) -> Result<String, String> {
+    async fn release(&mut self, id: QueueId) -> Result<String, OpError> {
         if self.spool.locate(id) != Some(Place::Hold) {
             return Err(match self.spool.locate(id) {
-                Some(p) => format!("{id} is not on hold (it is in {p}/)"),
-                None => format!("{id}: no such message in the queue"),
+                Some(p) => OpError::NotOnHold(id, p),
+                None => OpError::NoSuchMessage(id),
             });
         }
         let spool = self.spool.clone();
@@ -156,14 +155,14 @@ impl Scheduler {
                 .map_err(std::io::Error::other)
         })
         .await
-        .map_err(|e| format!("{id}: could not be released: {e}"))?;
+        .map_err(OpError::io(id, "could not be released"))?;
         let now = self.now_ms();
         self.insert(Box::new(m), now);
         info!(queue_id = %id, "{id}: released by the operator: trying now");
         Ok(format!("{id}: released, will be tried now"))
     }
 
-    async fn delete(&mut self, id: QueueId) -> Result<String, String> {
+    async fn delete(&mut self, id: QueueId) -> Result<String, OpError> {
         let place = if let Some(m) = self.take_waiting(id) {
             drop(m);
             Place::Active
@@ -171,29 +170,25 @@ impl Scheduler {
             match self.spool.locate(id) {
                 Some(Place::Active) => return Err(self.not_active(id)),
                 Some(p) => p,
-                None => return Err(format!("{id}: no such message in the queue")),
+                None => return Err(OpError::NoSuchMessage(id)),
             }
         };
         let spool = self.spool.clone();
         blocking(move || spool.delete_message(id, place))
             .await
-            .map_err(|e| format!("{id}: could not be deleted: {e}"))?;
+            .map_err(OpError::io(id, "could not be deleted"))?;
         warn!(queue_id = %id, "{id}: deleted from {place}/ by the operator; nobody was told");
         Ok(format!("{id}: deleted"))
     }
 
     /// Why a command that needs the message in the scheduler's hands cannot have it.
-    fn not_active(&self, id: QueueId) -> String {
+    fn not_active(&self, id: QueueId) -> OpError {
         match self.spool.locate(id) {
-            Some(Place::Hold) => format!("{id} is on hold: release it first"),
-            Some(Place::Failed) => {
-                format!("{id} is in failed/: it has permanently failed and is not delivered again")
-            }
-            Some(Place::Corrupt) => format!("{id} is in corrupt/: it cannot be read"),
-            Some(Place::Active) => format!(
-                "{id} is in active/ but the scheduler has not picked it up yet; try again in a moment"
-            ),
-            None => format!("{id}: no such message in the queue"),
+            Some(Place::Hold) => OpError::OnHold(id),
+            Some(Place::Failed) => OpError::InFailed(id),
+            Some(Place::Corrupt) => OpError::InCorrupt(id),
+            Some(Place::Active) => OpError::NotPickedUp(id),
+            None => OpError::NoSuchMessage(id),
         }
     }
 }
@@ -203,7 +198,7 @@ pub(crate) async fn bounce(
     mut m: QueuedMessage,
     spool: &Arc<Spool>,
     notifier: &crate::notice::Notifier,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     let id = m.envelope.id;
     let failed = admin::fail_pending(&mut m);
     notifier.after_attempt(&mut m, &failed, unix_now()).await;
@@ -229,9 +224,10 @@ pub(crate) async fn bounce(
                 ),
             })
         }
-        Err(e) => Err(format!(
-            "{id}: recipients marked failed, but the message could not be finished: {e}"
-        )),
+        Err(e) => Err(OpError::io(
+            id,
+            "recipients marked failed, but the message could not be finished",
+        )(e)),
     }
 }
 
@@ -244,15 +240,13 @@ pub async fn bounce_offline(
     hostname: &str,
     id: QueueId,
     sign: Option<crate::Sign>,
-) -> Result<String, String> {
+) -> Result<String, OpError> {
     let m = match spool.locate(id) {
         Some(p @ (Place::Active | Place::Hold)) => spool.read_at(id, p)?,
         Some(p) => {
-            return Err(format!(
-                "{id} is in {p}/: only active or held messages can be bounced"
-            ));
+            return Err(OpError::NotBounceable(id, p));
         }
-        None => return Err(format!("{id}: no such message in the queue")),
+        None => return Err(OpError::NoSuchMessage(id)),
     };
     // Nobody listens: the bounce waits in active/ for the daemon's next start.
     let (tx, _) = tokio::sync::mpsc::unbounded_channel();

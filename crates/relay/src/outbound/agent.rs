@@ -344,7 +344,7 @@ impl SmtpAgent {
             }
             Err(e) => {
                 let why = match verifier.outcome() {
-                    Some(Err(reason)) => reason,
+                    Some(Err(reason)) => reason.to_string(),
                     _ => format!("handshake failed: {e}"),
                 };
                 if policy.level.mandatory() {

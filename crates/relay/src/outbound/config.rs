@@ -9,8 +9,6 @@ use postern_smtp::address::parse_domain;
 use postern_tls::{CertificateConfig, Profile};
 use serde::{Deserialize, Serialize};
 
-pub use postern_dns::{ResolverConfig, validate as validate_resolver};
-
 /// TLS policy levels, in Postfix's names, ordered by what they guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]

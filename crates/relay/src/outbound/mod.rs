@@ -13,9 +13,9 @@
 //! RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8).
 
 pub mod agent;
+pub mod build;
 pub mod client;
 pub mod config;
-pub mod dns;
 mod metrics;
 pub mod policy;
 pub mod resolve;

@@ -1,9 +1,11 @@
-//! `postern tls-check`: the command-line side of the TLS scanner (`crates/scan`).
+//! The command line of `postern tls-check`: its arguments, the exit status, and printing
+//! the report as text or JSON. The binary only dispatches to [`run`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use postern_tls::Profile;
 
 /// Arguments of `postern tls-check`.
 #[derive(Debug, Args)]
@@ -41,12 +43,12 @@ pub enum ProfileArg {
     NcscFoundation,
 }
 
-impl From<ProfileArg> for postern_tls::Profile {
+impl From<ProfileArg> for Profile {
     fn from(p: ProfileArg) -> Self {
         match p {
-            ProfileArg::Default => postern_tls::Profile::Default,
-            ProfileArg::NcscSuiteB => postern_tls::Profile::NcscSuiteB,
-            ProfileArg::NcscFoundation => postern_tls::Profile::NcscFoundation,
+            ProfileArg::Default => Profile::Default,
+            ProfileArg::NcscSuiteB => Profile::NcscSuiteB,
+            ProfileArg::NcscFoundation => Profile::NcscFoundation,
         }
     }
 }
@@ -54,7 +56,7 @@ impl From<ProfileArg> for postern_tls::Profile {
 /// Run the scan and print the report. Exit 0: all requirements pass; 1: some fail;
 /// 2: the scan could not run (bad arguments, cannot connect, not SMTP).
 pub fn run(a: TlsCheckArgs) -> ExitCode {
-    let target = match postern_scan::Target::parse(&a.target, a.implicit, a.name.clone()) {
+    let target = match crate::Target::parse(&a.target, a.implicit, a.name.clone()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("postern tls-check: {e}");
@@ -62,8 +64,7 @@ pub fn run(a: TlsCheckArgs) -> ExitCode {
         }
     };
     let client_cert = a.client_cert.as_deref().zip(a.client_key.as_deref());
-    let opts = match postern_scan::Options::from_files(a.profile.into(), a.ca.clone(), client_cert)
-    {
+    let opts = match crate::Options::from_files(a.profile.into(), a.ca.clone(), client_cert) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("postern tls-check: {e}");
@@ -80,7 +81,7 @@ pub fn run(a: TlsCheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(postern_scan::scan(&target, &opts)) {
+    match rt.block_on(crate::scan(&target, &opts)) {
         Ok(report) => {
             if a.json {
                 match serde_json::to_string_pretty(&report) {
@@ -91,7 +92,7 @@ pub fn run(a: TlsCheckArgs) -> ExitCode {
                     }
                 }
             } else {
-                print!("{}", postern_scan::render_text(&report));
+                print!("{}", crate::render_text(&report));
             }
             if report.pass {
                 ExitCode::SUCCESS
