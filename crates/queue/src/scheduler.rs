@@ -110,6 +110,7 @@ impl Queue {
             waiting: waiting::Waiting::default(),
             epoch: Instant::now(),
             in_flight: HashSet::new(),
+            flushed_in_flight: HashSet::new(),
             deferred: HashMap::new(),
             stopping: None,
         };
@@ -167,6 +168,10 @@ struct Scheduler {
     epoch: Instant,
     /// Messages being delivered right now (not in `waiting`).
     in_flight: HashSet<QueueId>,
+    /// Messages in flight when a flush came: tried again at once if their attempt leaves
+    /// recipients pending, so a flush never misses a message that was busy (an operator
+    /// flushing right after a deferral was logged).
+    flushed_in_flight: HashSet<QueueId>,
     /// Operator commands waiting for the attempt in progress on their message.
     deferred: HashMap<QueueId, Vec<(AdminOp, ops::Responder)>>,
     /// Set by [`Cmd::Stop`]: who waits for the attempts in progress to end.
@@ -270,11 +275,7 @@ impl Scheduler {
                     Some(Cmd::Admin(op, reply)) => self.admin(op, reply).await,
                     Some(Cmd::Stop(reply)) => self.stopping.get_or_insert_default().push(reply),
                     Some(Cmd::FlushAll) => {
-                        let now = self.now_ms();
-                        let all = self.waiting.drain();
-                        for m in all {
-                            self.insert(m, now);
-                        }
+                        self.flush_all();
                     }
                 },
                 _ = tokio::time::sleep(sleep) => {}

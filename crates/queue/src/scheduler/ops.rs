@@ -67,12 +67,27 @@ impl Scheduler {
 
     /// An attempt ended: put the message back (if recipients remain), then carry out the
     /// commands that waited for it.
+    /// Every waiting message due now, and those in flight again as soon as their attempt
+    /// ends. Returns how many were waiting.
+    pub(super) fn flush_all(&mut self) -> usize {
+        let now = self.now_ms();
+        let all: Vec<_> = self.waiting.drain().collect();
+        let n = all.len();
+        for m in all {
+            self.insert(m, now);
+        }
+        self.flushed_in_flight
+            .extend(self.in_flight.iter().copied());
+        n
+    }
+
     pub(super) async fn attempt_ended(&mut self, id: QueueId, back: Option<Box<QueuedMessage>>) {
         self.in_flight.remove(&id);
+        let flushed = self.flushed_in_flight.remove(&id);
         let ops = self.deferred.remove(&id).unwrap_or_default();
         match back {
             Some(m) => {
-                let due = self.due(&m);
+                let due = if flushed { self.now_ms() } else { self.due(&m) };
                 self.insert(m, due);
                 for (op, reply) in ops {
                     let r = self.apply(op).await;
@@ -90,12 +105,7 @@ impl Scheduler {
     async fn apply(&mut self, op: AdminOp) -> Result<String, OpError> {
         match op {
             AdminOp::Flush(None) => {
-                let now = self.now_ms();
-                let all: Vec<_> = self.waiting.drain().collect();
-                let n = all.len();
-                for m in all {
-                    self.insert(m, now);
-                }
+                let n = self.flush_all();
                 info!("queue flush by the operator: {n} message(s) due now");
                 Ok(format!("{n} message(s) will be tried now"))
             }
