@@ -24,6 +24,8 @@ INTEROP_DIR=$(cd -- "$SCRIPT_DIR/.." && pwd)
 REPO_ROOT=$(cd -- "$INTEROP_DIR/../.." && pwd)
 LOOPBACK_DNS="$INTEROP_DIR/lib/loopback-dns.sh"
 BIN=${POSTERN_BIN:-$REPO_ROOT/target/debug/postern}
+MAILPY="$INTEROP_DIR/peers/mail.py"   # "mail.py dsn FILE": parses a bounce as a DSN
+DSN_UNKNOWN=unknown@partner.test      # the one address Postfix refuses with 550 5.1.1
 
 DELIVERY_WAIT=20   # seconds to wait for a message to arrive (or be deferred)
 PEER_TIMEOUT=30    # seconds any single peer command may run
@@ -230,8 +232,9 @@ key = "$CA/postern-server.key"
 address = "127.0.0.1:$PB_PORT"
 mode = "starttls"
 
+# bounces.postern.test: where the DSN test's sender gets Postern's bounce.
 [relay]
-local_domains = []
+local_domains = ["bounces.postern.test"]
 trusted_networks = ["127.0.0.0/8"]
 
 [outbound]
@@ -248,6 +251,10 @@ client_certificate = true
 [[route]]
 domain = "partner.test"
 next_hop = "smtp:[127.0.0.1]:$PF_PORT"
+
+[[route]]
+domain = "bounces.postern.test"
+next_hop = "maildir:mail"
 EOF
 }
 
@@ -313,6 +320,10 @@ smtpd_tls_chain_files = $CA/partner-server.key, $CA/partner-server.pem
 smtpd_tls_loglevel = 1
 smtpd_tls_received_header = yes
 
+# One unknown user: refused at RCPT with 550 5.1.1 (the DSN test); every other
+# partner.test address is accepted as before.
+smtpd_recipient_restrictions = check_recipient_access texthash:$PF_ETC/rcpt_access
+
 # Keep retries quick and bounded: nothing here should wait long.
 minimal_backoff_time = 10s
 maximal_backoff_time = 20s
@@ -323,6 +334,9 @@ EOF
     cat >"$PF_ETC/tls_policy" <<EOF
 [127.0.0.1]:$PA_PORT secure match=mx.postern.test
 [127.0.0.1]:$PA_BADNAME_PORT secure match=wrong-name.postern.test
+EOF
+    cat >"$PF_ETC/rcpt_access" <<EOF
+$DSN_UNKNOWN 550 5.1.1 User unknown
 EOF
     cat >"$PF_ETC/transport" <<EOF
 badname.postern.test smtp:[127.0.0.1]:$PA_BADNAME_PORT
@@ -584,13 +598,54 @@ postern_relays_to_postfix() {
     ok "$name"
 }
 
+# ======================================================================================
+# postern_bounces_postfix_550: Postfix refuses one recipient with 550 5.1.1; Postern's
+# bounce, delivered to the sender's Maildir, must parse in Python's email as a delivery
+# report (issue #16, the "DSN (550)" cell of tests/interop/peers/run.sh). Needs Postern
+# (b), started by postern_relays_to_postfix.
+# ======================================================================================
+postern_bounces_postfix_550() {
+    local name="(b) Postfix refuses a recipient with 550 5.1.1: Postern's bounce parses in Python's email as a delivery report"
+    local tag="dsn-postfix-$RANDOM" out rc f l
+    local sender="$tag@bounces.postern.test"
+    out=$(peer swaks --server 127.0.0.1 --port "$PB_PORT" --tls --helo client.postern.test --timeout 15 \
+        --from "$sender" --to "$DSN_UNKNOWN" \
+        --header "Subject: $tag" --body "Postfix refuses this recipient" 2>&1) && rc=0 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        not_ok "$name" "expected: Postern accepts the message for relay (swaks exit 0); got exit $rc" "$out"
+        return 1
+    fi
+    if ! l=$(wait_for_log "$PF_LOG" "NOQUEUE: reject: RCPT from [^ ]*\[127\.0\.0\.1\]: 550 5\.1\.1 <$DSN_UNKNOWN>"); then
+        not_ok "$name" "expected in the Postfix log: 'NOQUEUE: reject: RCPT ... 550 5.1.1 <$DSN_UNKNOWN>'" "$(pf_log_tail)"
+        return 1
+    fi
+    if ! f=$(wait_for_file "$PB/state/mail/$tag/new" "$DSN_UNKNOWN"); then
+        not_ok "$name" "expected: a bounce for $sender in $PB/state/mail/$tag/new/ naming $DSN_UNKNOWN" \
+            "Postern log:" "$(tail -n 30 "$PB/postern.log")" "Postfix log:" "$(pf_log_tail)"
+        return 1
+    fi
+    if ! out=$(python3 "$MAILPY" dsn "$f" 2>&1); then
+        not_ok "$name" "the bounce does not parse as a delivery report: $out" "$(head -c 4000 "$f")"
+        return 1
+    fi
+    case $out in
+        "failed 5."*) ;;
+        *)
+            not_ok "$name" "expected report fields 'failed 5.x.x'; got: $out" "$(head -c 4000 "$f")"
+            return 1
+            ;;
+    esac
+    PROOF_B_DSN="$l => bounce: $out"
+    ok "$name"
+}
+
 # --- run -------------------------------------------------------------------------------
 
 # The tests fill these in; they are printed at the end (read by name, hence SC2034).
 # shellcheck disable=SC2034
 {
     PROOF_A_VERIFIED='' PROOF_A_SENT='' PROOF_A_POSTERN='' PROOF_A_DEFERRED=''
-    PROOF_B_TRUSTED='' PROOF_B_RECEIVED='' PROOF_B_ABORT='' PROOF_B_421=''
+    PROOF_B_TRUSTED='' PROOF_B_RECEIVED='' PROOF_B_ABORT='' PROOF_B_421='' PROOF_B_DSN=''
 }
 
 if t_ca; then
@@ -609,12 +664,14 @@ if t_ca; then
         t_postfix_accepts_client_cert || true
         t_postfix_refuses_no_client_cert || true
         t_postfix_refuses_plaintext || true
-        postern_relays_to_postfix || true
+        if postern_relays_to_postfix; then
+            postern_bounces_postfix_550 || true
+        fi
     fi
 fi
 
 # The log lines that show verification, for the record.
-for p in PROOF_A_VERIFIED PROOF_A_SENT PROOF_A_POSTERN PROOF_A_DEFERRED PROOF_B_TRUSTED PROOF_B_RECEIVED PROOF_B_421 PROOF_B_ABORT; do
+for p in PROOF_A_VERIFIED PROOF_A_SENT PROOF_A_POSTERN PROOF_A_DEFERRED PROOF_B_TRUSTED PROOF_B_RECEIVED PROOF_B_421 PROOF_B_ABORT PROOF_B_DSN; do
     [ -n "${!p}" ] && printf '# %s: %s\n' "$p" "$(tr -d '\r' <<<"${!p}")"
 done
 
