@@ -27,6 +27,9 @@ pub enum Expect {
     /// Chain to a trust anchor, and carry one of these names (`verify`, `secure`). A name
     /// starting with `.` matches any subdomain of what follows.
     Names(Vec<String>),
+    /// DANE (`dane`, `dane-only` with secure usable TLSA records): match one of the
+    /// records ([`crate::dane::verify`]); no trust store is involved.
+    Dane(crate::dane::DaneExpect),
 }
 
 /// What the handshake established about the peer's certificate, in Postfix's words.
@@ -59,6 +62,8 @@ pub struct PeerVerifier {
     /// The host name we connected to (for `Trusted` vs `Verified` under `may`).
     host: String,
     outcome: Mutex<Option<Result<PeerTrust, CertRejected>>>,
+    /// Under [`Expect::Dane`]: the record that matched.
+    dane: Mutex<Option<crate::dane::DaneMatch>>,
 }
 
 impl PeerVerifier {
@@ -81,6 +86,7 @@ impl PeerVerifier {
             expect,
             host: host.to_ascii_lowercase(),
             outcome: Mutex::new(None),
+            dane: Mutex::new(None),
         }
     }
 
@@ -90,6 +96,11 @@ impl PeerVerifier {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Under [`Expect::Dane`], once the handshake verified: which TLSA record matched.
+    pub fn dane_match(&self) -> Option<crate::dane::DaneMatch> {
+        self.dane.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn record(&self, r: Result<PeerTrust, CertRejected>) -> Result<ServerCertVerified, Error> {
@@ -235,6 +246,16 @@ impl ServerCertVerifier for PeerVerifier {
                         spki.unwrap_or_default()
                     )
                     .into()))
+                }
+            }
+            Expect::Dane(expect) => {
+                let algs = self.provider.signature_verification_algorithms.all;
+                match crate::dane::verify(expect, ee, intermediates, now, algs) {
+                    Ok(m) => {
+                        *self.dane.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
+                        self.record(Ok(PeerTrust::Verified))
+                    }
+                    Err(why) => self.record(Err(why)),
                 }
             }
             Expect::Names(wanted) => {

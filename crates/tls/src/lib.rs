@@ -18,6 +18,7 @@ pub mod check;
 pub mod client;
 pub mod clientauth;
 mod config;
+pub mod dane;
 mod expiry;
 pub mod keyfile;
 pub mod profiles;
