@@ -379,7 +379,7 @@ fn policy_explain_names_the_entry_and_what_it_checks() {
 #[test]
 fn outbound_policy_errors_are_located() {
     let (code, err) = check(&format!(
-        "{BASE}[[outbound.policy]]\ndomain = \"a.test\"\ntls = \"fingerprint\"\n[[outbound.policy]]\ndomain = \"b.test\"\ntls = \"secure\"\nmatch = [\"hostname\"]\n[[outbound.policy]]\ndomain = \"c.test\"\ntls = \"dane\"\n"
+        "{BASE}[[outbound.policy]]\ndomain = \"a.test\"\ntls = \"fingerprint\"\n[[outbound.policy]]\ndomain = \"b.test\"\ntls = \"secure\"\nmatch = [\"hostname\"]\n[[outbound.policy]]\ndomain = \"c.test\"\ntls = \"dane\"\nmatch = [\"mx.c.test\"]\n"
     ));
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -392,7 +392,7 @@ fn outbound_policy_errors_are_located() {
     );
     assert!(
         err.contains(
-            "outbound.policy[2].tls: tls = \"dane\" (DANE) is not available in this release"
+            "outbound.policy[2].match: match names are only used with tls = \"verify\" or \"secure\""
         ),
         "{err}"
     );

@@ -21,9 +21,12 @@ pub enum TlsLevel {
     Encrypt,
     /// TLS required; the certificate or its public key must match a pinned SHA-256.
     Fingerprint,
-    /// Reserved: DANE arrives in a later release.
+    /// Opportunistic DANE (RFC 7672): authenticate by DNSSEC-secure usable TLSA records
+    /// where the MX host has them; `encrypt` where its secure TLSA records are all
+    /// unusable; `may` where it has none or its DNS is not secure. See
+    /// [`super::engine`].
     Dane,
-    /// Reserved: DANE arrives in a later release.
+    /// As `dane`, but a host without DNSSEC-secure usable TLSA records is not used (`4.7.5`).
     DaneOnly,
     /// TLS required; chain to a trust anchor and name = the MX host name.
     Verify,
@@ -44,9 +47,16 @@ impl TlsLevel {
             TlsLevel::Secure => "secure",
         }
     }
-    /// Whether a delivery must fail rather than go without TLS.
+    /// Whether a delivery must fail rather than go without TLS, whatever DNS says.
+    /// `dane` is not: without secure TLSA records it is `may` ([`super::engine::decide`]
+    /// makes a host with usable TLSA records mandatory).
     pub fn mandatory(self) -> bool {
-        self >= TlsLevel::Encrypt
+        !matches!(self, TlsLevel::None | TlsLevel::May | TlsLevel::Dane)
+    }
+
+    /// `dane` or `dane-only`.
+    pub fn is_dane(self) -> bool {
+        matches!(self, TlsLevel::Dane | TlsLevel::DaneOnly)
     }
 }
 
@@ -202,7 +212,6 @@ pub struct PolicyConfig {
 /// Check `[outbound]` and its policies (files are checked when the policies are loaded).
 pub fn validate(o: &OutboundConfig, p: &mut Problems) {
     let at = KeyPath::of("outbound");
-    check_level(o.tls, &at.key("tls"), p);
     if o.tls == TlsLevel::Fingerprint {
         p.push(at.key("tls"), "\"fingerprint\" needs pins, which only [[outbound.policy]] entries have: it cannot be the default level");
     }
@@ -240,7 +249,6 @@ pub fn validate(o: &OutboundConfig, p: &mut Problems) {
                 ),
             );
         }
-        check_level(pol.tls, &at.key("tls"), p);
         if pol.tls == TlsLevel::Fingerprint && pol.fingerprints.is_empty() {
             p.push(
                 at.key("fingerprints"),
@@ -298,12 +306,6 @@ pub fn validate(o: &OutboundConfig, p: &mut Problems) {
                 "true means the [outbound] client_certificate, but none is configured",
             );
         }
-    }
-}
-
-fn check_level(l: TlsLevel, at: &KeyPath, p: &mut Problems) {
-    if matches!(l, TlsLevel::Dane | TlsLevel::DaneOnly) {
-        p.push(at.clone(), format!("tls = {:?} (DANE) is not available in this release; use \"verify\" or \"secure\" with a trust anchor", l.as_str()));
     }
 }
 

@@ -16,6 +16,7 @@ pub mod agent;
 pub mod build;
 pub mod client;
 pub mod config;
+pub mod engine;
 mod metrics;
 pub mod policy;
 pub mod resolve;

@@ -17,6 +17,8 @@ use super::config::{ClientCertChoice, OutboundConfig, PolicyConfig, TlsLevel};
 pub struct Policy {
     /// Where it came from, for `policy explain` and logs.
     pub source: String,
+    /// From an `[[outbound.policy]]` entry (`false`: the `[outbound] tls` default).
+    pub explicit: bool,
     pub level: TlsLevel,
     pub match_names: Vec<String>,
     pub roots: Arc<RootCertStore>,
@@ -29,11 +31,17 @@ pub struct Policy {
 
 impl Policy {
     /// What the certificate must satisfy when connecting to `mx_host` for `nexthop`.
+    /// Under `dane`/`dane-only` the requirement depends on DNS and is decided per host by
+    /// [`super::engine::decide`]; this is only the no-TLSA starting point (anything).
     pub fn expect(&self, nexthop: &str, mx_host: &str) -> Expect {
         match self.level {
-            TlsLevel::None | TlsLevel::May | TlsLevel::Encrypt => Expect::Anything,
+            TlsLevel::None
+            | TlsLevel::May
+            | TlsLevel::Encrypt
+            | TlsLevel::Dane
+            | TlsLevel::DaneOnly => Expect::Anything,
             TlsLevel::Fingerprint => Expect::Fingerprints(self.fingerprints.clone()),
-            TlsLevel::Verify | TlsLevel::Secure | TlsLevel::Dane | TlsLevel::DaneOnly => {
+            TlsLevel::Verify | TlsLevel::Secure => {
                 let defaults: &[&str] = if self.level == TlsLevel::Verify {
                     &["hostname"]
                 } else {
@@ -69,6 +77,8 @@ impl Policy {
             TlsLevel::May => "TLS if the server offers STARTTLS, any certificate accepted; plaintext if TLS is not offered or the handshake fails".into(),
             TlsLevel::Encrypt => "TLS required (never plaintext); the certificate is not checked, handshake signatures are".into(),
             TlsLevel::Fingerprint => format!("TLS required; certificate or public key SHA-256 must be one of: {}", self.fingerprints.join(", ")),
+            TlsLevel::Dane => "DANE per MX host: DNSSEC-secure usable TLSA records -> the certificate must match one (never plaintext); secure but none usable -> encrypt; no secure TLSA -> may; TLSA lookup failed or bogus -> host skipped (4.7.5)".into(),
+            TlsLevel::DaneOnly => "DANE required per MX host: DNSSEC-secure usable TLSA records -> the certificate must match one; otherwise the host is skipped (4.7.5), never plaintext".into(),
             _ => {
                 let names = match self.expect(nexthop, "<MX host name>") {
                     Expect::Names(n) => n.join(", "),
@@ -134,6 +144,7 @@ impl Policies {
                 "[outbound] tls = \"{}\" (no [[outbound.policy]] entry matches)",
                 o.tls.as_str()
             ),
+            explicit: false,
             level: o.tls,
             match_names: Vec::new(),
             roots: default_roots.clone(),
@@ -223,6 +234,7 @@ fn load_one(
     };
     Policy {
         source: format!("[[outbound.policy]] #{index} domain = \"{}\"", pc.domain),
+        explicit: true,
         level: pc.tls,
         match_names: pc.match_names.clone(),
         roots,
