@@ -65,6 +65,11 @@ pub const METRICS: &[Metric] = &[
         help: "Recipients handed to a remote SMTP server, by outcome and the TLS level achieved (Verified, Trusted, Untrusted, plaintext).",
     },
     Metric {
+        name: "postern_outbound_dane_total",
+        kind: Kind::Counter,
+        help: "DANE outcomes per MX host under the dane/dane-only levels: verified, mismatch, no-tlsa (fell back to may, or skipped under dane-only), unusable (secure TLSA, none usable), bogus (bogus or failed DNSSEC lookup: host skipped).",
+    },
+    Metric {
         name: "postern_outbound_tls_policy_failures_total",
         kind: Kind::Counter,
         help: "Outbound connections abandoned because the TLS policy could not be met, by recipient domain and policy level.",

@@ -11,10 +11,11 @@ use tracing::{info, warn};
 
 use super::client::{Client, ClientError, Peer, Timeouts};
 use super::config::{OutboundConfig, TlsLevel};
+use super::engine::{self, DaneStatus, HostDecision, HostTls, Source, StsLookup};
 use super::policy::{Policies, Policy};
 use super::resolve::{Limits, Target};
 use postern_dns::Resolver;
-use postern_tls::client::{PeerVerifier, client_config};
+use postern_tls::client::{Expect, PeerVerifier, client_config};
 
 /// Where an SMTP delivery goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +58,11 @@ pub struct SmtpAgent {
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
     /// Our listeners: a delivery there would be a loop (`crate::loops`).
     own: crate::loops::OwnAddresses,
+    /// Whether the resolver validates DNSSEC (`[resolver] dnssec` is not `off`): without
+    /// it no answer is secure, and DANE cannot apply.
+    dnssec: std::sync::atomic::AtomicBool,
+    /// Where MTA-STS policies come from; none in this release ([`engine::StsLookup`]).
+    sts: std::sync::RwLock<Option<Arc<dyn StsLookup>>>,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -78,7 +84,64 @@ impl SmtpAgent {
             pool: Arc::new(Mutex::new(HashMap::new())),
             limits: Mutex::new(HashMap::new()),
             own: crate::loops::OwnAddresses::default(),
+            dnssec: std::sync::atomic::AtomicBool::new(false),
+            sts: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Say whether the resolver validates DNSSEC (from `[resolver] dnssec`).
+    pub fn set_dnssec(&self, validating: bool) {
+        self.dnssec
+            .store(validating, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether DNSSEC answers can be secure (DANE can apply).
+    pub fn dnssec(&self) -> bool {
+        self.dnssec.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Plug in the MTA-STS policy source ([`engine::decide`] consults it below DANE).
+    pub fn set_sts(&self, sts: Option<Arc<dyn StsLookup>>) {
+        *self.sts.write().unwrap_or_else(|p| p.into_inner()) = sts;
+    }
+
+    /// The MTA-STS policy for `domain`, when a source is plugged in and no explicit
+    /// `[[outbound.policy]]` entry makes it irrelevant.
+    pub async fn sts_policy(&self, domain: &str, policy: &Policy) -> Option<engine::StsPolicy> {
+        if policy.explicit {
+            return None;
+        }
+        let sts = self.sts.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        sts.policy(domain).await
+    }
+
+    /// The TLS requirement for one host of `hop`: what DANE finds for it, then
+    /// [`engine::decide`]. `policy explain` calls this same function.
+    pub async fn host_tls(
+        &self,
+        policy: &Arc<Policy>,
+        sts: Option<&engine::StsPolicy>,
+        hop: &SmtpHop,
+        target: &Target,
+    ) -> (DaneStatus, HostDecision) {
+        let dane = engine::dane_status(
+            &self.dns,
+            policy.level,
+            self.dnssec(),
+            target.security,
+            &target.peer.host,
+            target.peer.port,
+        )
+        .await;
+        let decision = engine::decide(
+            policy,
+            &dane,
+            sts,
+            &hop.tls_name(),
+            &target.peer.host,
+            target.peer.port,
+        );
+        (dane, decision)
     }
 
     pub fn policies(&self) -> Arc<Policies> {
@@ -228,9 +291,29 @@ impl SmtpAgent {
             Err(o) => return wrap("none", vec![o; rcpts.len()]),
         };
         let mut last = String::from("4.4.1 no host could be reached");
-        for Target { peer, .. } in peers {
+        let sts = self.sts_policy(domain, &policy).await;
+        let mut decided: HashMap<String, (DaneStatus, HostDecision)> = HashMap::new();
+        for target in peers {
+            let peer = target.peer.clone();
+            let (dane, decision) = match decided.get(&peer.host) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = self.host_tls(&policy, sts.as_ref(), hop, &target).await;
+                    decided.insert(peer.host.clone(), d.clone());
+                    d
+                }
+            };
+            let host = match decision {
+                HostDecision::Connect(h) => h,
+                HostDecision::Skip { reason, metric } => {
+                    super::metrics::dane(metric);
+                    warn!(queue_id = %id, "{id}: not connecting to {peer}: {reason}; trying the next host if any");
+                    last = reason;
+                    continue;
+                }
+            };
             match self
-                .session(&peer, &nexthop, &policy, &id.to_string())
+                .session(&peer, &nexthop, &host, &dane, &id.to_string())
                 .await
             {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
@@ -283,26 +366,35 @@ impl SmtpAgent {
         Ok(others)
     }
 
-    /// Connect, EHLO, and apply the TLS policy.
+    /// Connect, EHLO, and apply the host's TLS requirement (from [`engine::decide`]).
     async fn session(
         &self,
         peer: &Peer,
         nexthop: &str,
-        policy: &Policy,
+        host: &HostTls,
+        dane: &DaneStatus,
         id: &str,
     ) -> Result<Client, SessionError> {
         let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
         c.hello(&self.helo).await?;
-        if policy.level == TlsLevel::None {
+        let dane_auth = matches!(host.expect, Expect::Dane(_));
+        if !dane_auth && host.policy.level.is_dane() {
+            // DANE was wanted but gave no usable TLSA records: count why.
+            super::metrics::dane(match dane {
+                DaneStatus::Records(_) => "unusable",
+                _ => "no-tlsa",
+            });
+        }
+        if host.level == TlsLevel::None {
             return Ok(c);
         }
         if !c.caps.starttls {
-            if policy.level.mandatory() {
+            if host.mandatory {
                 c.quit().await;
-                super::metrics::policy_failure(nexthop, policy.level.as_str());
+                super::metrics::policy_failure(nexthop, host.level.as_str());
                 return Err(SessionError::NoStartTls {
                     nexthop: nexthop.to_string(),
-                    level: policy.level.as_str(),
+                    level: host.level.as_str(),
                     peer: peer.clone(),
                 });
             }
@@ -310,21 +402,21 @@ impl SmtpAgent {
             return Ok(c);
         }
         // The policy's TLS profile decides suites, groups and signature schemes.
-        let provider = match policy.profile {
+        let provider = match host.policy.profile {
             postern_tls::Profile::Default => self.provider.clone(),
             p => Arc::new(postern_tls::provider(p)),
         };
         let verifier = Arc::new(PeerVerifier::new(
-            policy.roots.clone(),
+            host.policy.roots.clone(),
             provider.clone(),
-            policy.expect(nexthop, &peer.host),
+            host.expect.clone(),
             &peer.host,
         ));
-        let config = client_config(provider, verifier.clone(), policy.client_cert.as_ref())
+        let config = client_config(provider, verifier.clone(), host.policy.client_cert.as_ref())
             .map_err(SessionError::TlsConfig)?;
         // A server may refuse us only after the handshake (TLS 1.3 client certificates):
         // count a failure of the EHLO that follows as a TLS failure too.
-        let result = match c.starttls(config).await {
+        let result = match c.starttls_sni(config, &host.sni).await {
             Err(e) => Err(e.to_string()),
             Ok(()) => c
                 .hello(&self.helo)
@@ -339,6 +431,10 @@ impl SmtpAgent {
                 };
                 let summary = c.tls_summary().unwrap_or_default();
                 info!(queue_id = %id, "{trust} TLS connection established to {peer}: {summary}");
+                if let Some(m) = verifier.dane_match() {
+                    super::metrics::dane("verified");
+                    info!(queue_id = %id, "{peer}: DANE: {m}");
+                }
                 c.tls = Some((trust.to_string(), summary));
                 Ok(c)
             }
@@ -347,12 +443,19 @@ impl SmtpAgent {
                     Some(Err(reason)) => reason.to_string(),
                     _ => format!("handshake failed: {e}"),
                 };
-                if policy.level.mandatory() {
-                    super::metrics::policy_failure(nexthop, policy.level.as_str());
+                if dane_auth {
+                    super::metrics::dane("mismatch");
+                }
+                if host.mandatory {
+                    super::metrics::policy_failure(nexthop, host.level.as_str());
+                    let level = match host.source {
+                        Source::Dane => host.level.as_str(),
+                        _ => host.policy.level.as_str(),
+                    };
                     return Err(SessionError::TlsFailed {
                         peer: peer.clone(),
                         nexthop: nexthop.to_string(),
-                        level: policy.level.as_str(),
+                        level,
                         why,
                     });
                 }

@@ -341,6 +341,10 @@ pub async fn dane_status(
     if !validating {
         return DaneStatus::ValidationOff;
     }
+    // An address literal has no name to publish TLSA records under.
+    if mx_host.parse::<std::net::IpAddr>().is_ok() {
+        return DaneStatus::InsecureHost;
+    }
     match chain {
         Security::Bogus => return DaneStatus::BogusHost,
         Security::Insecure => return DaneStatus::InsecureHost,

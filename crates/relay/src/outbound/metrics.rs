@@ -35,3 +35,10 @@ pub(crate) fn policy_failure(domain: &str, level: &str) {
         &[("domain", domain), ("level", level)],
     );
 }
+
+/// A DANE outcome for one MX host: `verified`, `mismatch`, `no-tlsa` (no secure TLSA, or
+/// an insecure MX/host: `may`), `unusable` (secure TLSA, none usable: `encrypt`, or
+/// skipped under `dane-only`), `bogus` (bogus or failed DNS: host skipped).
+pub(crate) fn dane(result: &str) {
+    postern_metrics::inc("postern_outbound_dane_total", &[("result", result)]);
+}

@@ -208,8 +208,20 @@ impl Client {
         })
     }
 
-    /// STARTTLS and the handshake. On failure the connection is unusable.
+    /// STARTTLS and the handshake, with the peer's host name as SNI. On failure the
+    /// connection is unusable.
     pub async fn starttls(&mut self, config: Arc<ClientConfig>) -> Result<(), ClientError> {
+        let sni = self.peer.host.clone();
+        self.starttls_sni(config, &sni).await
+    }
+
+    /// STARTTLS and the handshake, sending `sni` (under DANE: the TLSA base name, RFC
+    /// 7672 §8.1; an IP address literal sends none).
+    pub async fn starttls_sni(
+        &mut self,
+        config: Arc<ClientConfig>,
+        sni: &str,
+    ) -> Result<(), ClientError> {
         let r = self.command("STARTTLS").await?;
         if r.code != 220 {
             return Err(ClientError::StartTlsRefused(r));
@@ -228,7 +240,7 @@ impl Client {
         let Some(tcp) = self.stream.take_plain() else {
             return Err(ClientError::TlsActive);
         };
-        let name = ServerName::try_from(self.peer.host.clone())
+        let name = ServerName::try_from(sni.to_string())
             .or_else(|_| ServerName::try_from(self.peer.ip.to_string()))
             .map_err(ClientError::ServerName)?;
         let connect = TlsConnector::from(config).connect(name, tcp);
