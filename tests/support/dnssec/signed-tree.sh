@@ -300,17 +300,25 @@ EOF
 }
 
 stop() {
-  local f pid
+  # The tree holds nothing worth a graceful shutdown: TERM, a second's grace, then KILL.
+  local f pid pids=()
   for f in "$W/unbound.pid" "$W/plain.pid" "$W/knot.pid"; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
     rm -f "$f"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill "$pid" 2>/dev/null && pids+=("$pid")
   done
+  for _ in $(seq 1 10); do
+    local alive=0
+    for pid in "${pids[@]}"; do
+      # A zombie (state Z) is dead already; only its parent has not reaped it yet.
+      kill -0 "$pid" 2>/dev/null && ! grep -qE "^[0-9]+ \\(.*\\) Z" "/proc/$pid/stat" 2>/dev/null && alive=1
+    done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  return 0
 }
 
 [ $# -eq 2 ] || { echo "usage: $0 start|stop WORKDIR" >&2; exit 2; }
