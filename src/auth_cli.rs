@@ -69,9 +69,10 @@ pub fn dkim(cmd: DkimCommand) -> ExitCode {
     }
 }
 
-/// Run `dns-records`: the records for every configured domain.
+/// Run `dns-records`: the records for every configured domain, then TLSA (DANE).
 pub fn dns_records_for(config: &Config) -> String {
     let hostname = config.hostname();
+    let (certs, tls_dir) = (&config.tls.certificate, config.server.state_dir.join("tls"));
     dns_records(&Site {
         hostname: &hostname,
         local_domains: &config.relay.local_domains,
@@ -79,5 +80,5 @@ pub fn dns_records_for(config: &Config) -> String {
             config.listener.iter().map(|l| l.address.ip()),
         ),
         signing: &config.auth.dkim_sign,
-    })
+    }) + &postern_tls::dane::dns_records_text(&hostname, certs, &tls_dir)
 }

@@ -13,9 +13,12 @@ use std::sync::Arc;
 use postern_smtp::address::{AddressError, Domain, parse_domain};
 
 use crate::outbound::agent::SmtpAgent;
+use crate::outbound::client::Peer;
+use crate::outbound::engine::{HostDecision, describe_dane};
 use crate::outbound::policy::Policy;
+use crate::outbound::resolve::Target;
 use crate::route::{Decision, NextHop, RouteSource, Router};
-use postern_dns::{LookupError as DnsFailure, MxAnswer};
+use postern_dns::{LookupError as DnsFailure, MxAnswer, Security};
 
 /// Why there is no explanation.
 #[derive(Debug, thiserror::Error)]
@@ -104,31 +107,59 @@ pub async fn explain(
     out.push_str(&policy.describe(&hop.tls_name()));
     let _ = writeln!(out, "port:       {port}");
     if resolve && let Some(agent) = router.smtp() {
-        hosts(agent, hop, &mut out).await;
+        hosts(
+            agent,
+            policy,
+            &e.decision.policy_domain,
+            hop,
+            *port,
+            &mut out,
+        )
+        .await;
     }
     Ok(out)
 }
 
-/// The hosts delivery would try, in order, from the agent's resolver.
-async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &mut String) {
+/// The hosts delivery would try, in order, from the agent's resolver, each with the DNSSEC
+/// status of its MX and address records, its TLSA records and the TLS requirement the
+/// policy engine decides for it ([`SmtpAgent::host_tls`], the function delivery calls).
+async fn hosts(
+    agent: &SmtpAgent,
+    policy: &Arc<Policy>,
+    domain: &str,
+    hop: &crate::outbound::agent::SmtpHop,
+    port: u16,
+    out: &mut String,
+) {
     let dns = agent.dns();
-    let names: Vec<(u16, String)> = if hop.mx {
-        match dns.mx(&hop.host).await.map(|a| a.records) {
-            Ok(MxAnswer::Hosts(h)) => h,
-            Ok(MxAnswer::NoMx) => {
-                let _ = writeln!(
-                    out,
-                    "MX:         none; the domain's own address is used (implicit MX)"
-                );
-                vec![(0, hop.host.clone())]
-            }
-            Ok(MxAnswer::NullMx) => {
-                let _ = writeln!(
-                    out,
-                    "MX:         null MX (RFC 7505): mail would bounce with 556 5.1.10"
-                );
-                return;
-            }
+    let (names, mx_security): (Vec<(u16, String)>, Security) = if hop.mx {
+        match dns.mx(&hop.host).await {
+            Ok(a) => match a.records {
+                MxAnswer::Hosts(h) => {
+                    let _ = writeln!(
+                        out,
+                        "MX:         {} records, DNSSEC {}",
+                        h.len(),
+                        a.security
+                    );
+                    (h, a.security)
+                }
+                MxAnswer::NoMx => {
+                    let _ = writeln!(
+                        out,
+                        "MX:         none (DNSSEC {}); the domain's own address is used (implicit MX)",
+                        a.security
+                    );
+                    (vec![(0, hop.host.clone())], a.security)
+                }
+                MxAnswer::NullMx => {
+                    let _ = writeln!(
+                        out,
+                        "MX:         null MX (RFC 7505): mail would bounce with 556 5.1.10"
+                    );
+                    return;
+                }
+            },
             Err(DnsFailure::NotFound) => {
                 let _ = writeln!(
                     out,
@@ -136,7 +167,7 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
                 );
                 return;
             }
-            Err(DnsFailure::NoRecords) => vec![(0, hop.host.clone())],
+            Err(DnsFailure::NoRecords) => (vec![(0, hop.host.clone())], Security::Insecure),
             Err(DnsFailure::Temporary(e)) => {
                 let _ = writeln!(
                     out,
@@ -146,20 +177,58 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
             }
         }
     } else {
-        vec![(0, hop.host.clone())]
+        // A configured host is not attacker-supplied (as in delivery, `resolve`).
+        (vec![(0, hop.host.clone())], Security::Secure)
     };
+    if policy.level.is_dane() && !agent.dnssec() {
+        let _ = writeln!(
+            out,
+            "DNSSEC:     validation unavailable ([resolver] dnssec = \"off\"): DANE cannot apply"
+        );
+    }
+    let sts = agent.sts_policy(domain, policy).await;
     let _ = writeln!(out, "hosts, in the order they would be tried:");
     for (pref, name) in names {
-        let addrs = match dns.addresses(&name).await {
-            Ok(a) => a
-                .records
-                .iter()
-                .map(|ip| ip.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            Err(e) => format!("no address ({e:?})"),
+        let (addrs, security, first) = match dns.addresses(&name).await {
+            Ok(a) => (
+                a.records
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.security,
+                a.records.first().copied(),
+            ),
+            Err(e) => (format!("no address ({e:?})"), Security::Insecure, None),
         };
-        let _ = writeln!(out, "  {pref:>5} {name} -> {addrs}");
+        let _ = writeln!(
+            out,
+            "  {pref:>5} {name} -> {addrs} (MX {mx_security}, addresses {security})"
+        );
+        let Some(ip) = first else { continue };
+        let target = Target {
+            peer: Peer {
+                host: name.clone(),
+                ip,
+                port,
+            },
+            security: mx_security.min(security),
+        };
+        let (dane, decision) = agent.host_tls(policy, sts.as_ref(), hop, &target).await;
+        describe_dane(&dane, out);
+        let _ = match decision {
+            HostDecision::Connect(h) => writeln!(
+                out,
+                "        effective: {} ({}{}): {}",
+                h.level.as_str(),
+                h.source.as_str(),
+                if h.mandatory { ", never plaintext" } else { "" },
+                h.why
+            ),
+            HostDecision::Skip { reason, .. } => {
+                writeln!(out, "        effective: host skipped: {reason}")
+            }
+        };
     }
 }
 

@@ -330,6 +330,102 @@ fn chain_error(e: &webpki::Error) -> String {
     }
 }
 
+/// The `3 1 1` record (DANE-EE, SubjectPublicKeyInfo, SHA-256) of a certificate: the
+/// record receiving servers should publish (RFC 7671 §5.1): it survives a renewal that
+/// keeps the key.
+pub fn ee_spki_sha256(cert: &CertificateDer<'_>) -> Option<TlsaRecord> {
+    let c = webpki::EndEntityCert::try_from(cert).ok()?;
+    Some(TlsaRecord {
+        usage: 3,
+        selector: 1,
+        matching: 1,
+        data: digest(
+            &aws_lc_rs::digest::SHA256,
+            c.subject_public_key_info().as_ref(),
+        ),
+    })
+}
+
+/// For `postern dns-records`: the TLSA records of every served certificate (`certs`, or
+/// the self-signed pair in `selfsigned_dir` when none is configured and it exists), for
+/// `_25._tcp.HOST`, with a short note on key rollover.
+pub fn dns_records_text(
+    hostname: &str,
+    certs: &[crate::CertificateConfig],
+    selfsigned_dir: &std::path::Path,
+) -> String {
+    use std::fmt::Write as _;
+    let host = hostname.trim_end_matches('.');
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n; ===== DANE (RFC 7672): TLSA records for {host}, port 25 =====\n\
+         ; Publish them in a DNSSEC-signed zone. One per served certificate: a sender may\n\
+         ; negotiate either the RSA or the ECDSA one. \"3 1 1\" pins the key, so a renewal that\n\
+         ; keeps the key needs no change. Before a new key is used, publish its record next to\n\
+         ; the old one and wait at least twice the TTL; remove the old record after the switch.\n\
+         ; With a CA that keeps its intermediate key, \"2 1 1\" of that intermediate is an\n\
+         ; alternative; publish both \"3 1 1\" and \"2 1 1\" only if you watch both."
+    );
+    let mut files: Vec<std::path::PathBuf> = certs.iter().map(|c| c.chain.clone()).collect();
+    if files.is_empty() {
+        for name in ["selfsigned-ecdsa-p256", "selfsigned-rsa2048"] {
+            let f = selfsigned_dir.join(format!("{name}.crt"));
+            if f.exists() {
+                files.push(f);
+            }
+        }
+        if files.is_empty() {
+            let _ = writeln!(
+                out,
+                "; No [[tls.certificate]] is configured and no self-signed certificate exists yet:\n\
+                 ; start the server once (it generates them), or configure certificates, then rerun."
+            );
+            return out;
+        }
+    }
+    for f in files {
+        let leaf = crate::read_chain(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                c.into_iter()
+                    .next()
+                    .ok_or_else(|| "empty chain".to_string())
+            });
+        let leaf = match leaf {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "; {}: cannot read the certificate, no record: {e}",
+                    f.display()
+                );
+                continue;
+            }
+        };
+        let kind = crate::x509::CertInfo::parse(leaf.as_ref())
+            .map(|i| i.key.to_string())
+            .unwrap_or_else(|_| "unknown key".into());
+        match ee_spki_sha256(&leaf) {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "; {kind} certificate {}\n_25._tcp.{host}. IN TLSA {r}",
+                    f.display()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "; {}: not a readable certificate, no record",
+                    f.display()
+                );
+            }
+        }
+    }
+    out
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -421,3 +421,44 @@ fn the_peer_verifier_records_the_match_or_the_precise_reason() {
     }
     assert_eq!(v.dane_match(), None);
 }
+
+#[test]
+fn dns_records_name_every_served_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, _) = crate::selfsigned::ensure(dir.path(), "mx.example.test").unwrap();
+    // Configured certificates are used as given; none configured: the self-signed pair.
+    for text in [
+        dns_records_text(
+            "mx.example.test.",
+            &certs,
+            std::path::Path::new("/nonexistent"),
+        ),
+        dns_records_text("mx.example.test", &[], dir.path()),
+    ] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("_25._tcp.mx.example.test. IN TLSA 3 1 1 "))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for c in &certs {
+            let leaf = crate::read_chain(&c.chain).unwrap().remove(0);
+            let want = ee_spki_sha256(&leaf).unwrap();
+            assert!(
+                lines.iter().any(|l| l.ends_with(&hex(&want.data))),
+                "{text}"
+            );
+            // The printed record authenticates the certificate it was made from.
+            let e = expect(&[want]);
+            assert!(verify(&e, &leaf, &[], now(), algs()).is_ok());
+        }
+        assert!(text.contains("RSA"), "{text}");
+        assert!(text.contains("P-256"), "{text}");
+        assert!(text.contains("publish its record next to"), "{text}");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let text = dns_records_text("mx.example.test", &[], empty.path());
+    assert!(
+        text.contains("no self-signed certificate exists yet"),
+        "{text}"
+    );
+}
