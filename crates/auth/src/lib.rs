@@ -179,6 +179,7 @@ mod tests {
             nameservers: vec!["127.0.0.1:9".parse().unwrap()],
             timeout: postern_config::Duration(Duration::from_secs(1)),
             attempts: 1,
+            ..postern_dns::ResolverConfig::default()
         })
         .unwrap();
         let auth = Auth::new(&cfg, "mx.test", &resolver).unwrap();

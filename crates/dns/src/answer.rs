@@ -7,11 +7,14 @@ use std::time::Instant;
 pub enum Security {
     /// Validated from a trust anchor: the answer is what the zone owner signed.
     Secure,
-    /// Provably unsigned, or not validated at all (this release never validates): usable,
-    /// but an attacker on the path could have changed it.
+    /// Provably unsigned, or not validated at all (`[resolver] dnssec = "off"`, or an AD
+    /// bit that is not trusted): usable, but an attacker on the path could have changed it.
     Insecure,
     /// Signed, but validation failed, or its status could not be determined: never use it
-    /// where security depends on it (DANE skips such a host, RFC 7672 §2.2).
+    /// where security depends on it (DANE skips such a host, RFC 7672 §2.2). Look-ups of
+    /// this crate never return an answer with this status: a bogus answer is
+    /// [`crate::LookupError::Bogus`]. It exists for statuses that callers combine
+    /// ([`Security::min`]) or keep themselves.
     Bogus,
 }
 
@@ -50,6 +53,11 @@ pub struct Answer<T> {
     pub security: Security,
     /// When the answer expires (its TTL, bounded by [`crate::MAX_TTL`]).
     pub valid_until: Instant,
+    /// The name the records were found at when the name asked is an alias: the end of the
+    /// CNAME chain, lower case, without the trailing dot. `None` when there was no CNAME.
+    /// DANE uses it for TLSA base names (RFC 7672 §2.2.2) when [`Answer::security`] is
+    /// secure (the status already covers every link of the chain).
+    pub canonical: Option<String>,
 }
 
 impl<T> Answer<T> {
@@ -64,6 +72,7 @@ impl<T> Answer<T> {
             records: f(self.records),
             security: self.security,
             valid_until: self.valid_until,
+            canonical: self.canonical,
         }
     }
 }

@@ -11,6 +11,9 @@ pub enum BuildError {
     SystemConfig(String),
     #[error("cannot build the DNS resolver: {0}")]
     Build(String),
+    /// `[resolver] trust_anchor` cannot be used.
+    #[error("[resolver] trust_anchor {path}: {reason}")]
+    TrustAnchor { path: String, reason: String },
 }
 
 /// Why a look-up gave nothing usable.
@@ -25,10 +28,23 @@ pub enum LookupError {
     /// Timeout, SERVFAIL, refused, network error, malformed name: try again later.
     #[error("{0}")]
     Temporary(String),
+    /// DNSSEC says the answer is bogus, or its status is indeterminate (RFC 4035 §4.3): the
+    /// records, if any, must not be used. Temporary as far as retries go (a zone operator
+    /// may fix their signatures); DANE skips such a host (RFC 7672 §2.2). In `trust-ad`
+    /// mode this needs the resolver's Extended DNS Error (RFC 8914; unbound: `ede: yes`):
+    /// a SERVFAIL without one is [`LookupError::Temporary`], which DANE treats the same.
+    #[error("{0}")]
+    Bogus(String),
 }
 
 impl LookupError {
+    /// Worth asking again later: [`LookupError::Temporary`] and [`LookupError::Bogus`].
     pub fn is_temporary(&self) -> bool {
-        matches!(self, LookupError::Temporary(_))
+        matches!(self, LookupError::Temporary(_) | LookupError::Bogus(_))
+    }
+
+    /// DNSSEC validation failed (see [`LookupError::Bogus`]).
+    pub fn is_bogus(&self) -> bool {
+        matches!(self, LookupError::Bogus(_))
     }
 }

@@ -1,113 +1,124 @@
-//! The shared resolver against a loopback DNS server: answer shapes, the DNSSEC status
-//! every answer carries, the cache, and the bound on a resolver that never answers.
+//! The shared resolver against a loopback DNS server (unsigned): answer shapes, the DNSSEC
+//! status every answer carries, the cache, and the bound on a resolver that never answers,
+//! with `dnssec = "off"` (hickory) and `dnssec = "trust-ad"` (our own exchange) alike.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use postern_dns::{LookupError, MxAnswer, Resolver, ResolverConfig, Security};
+use postern_dns::{DnssecMode, LookupError, MxAnswer, Resolver, ResolverConfig, Security};
 use postern_test_support::dns::TestDns;
 
-fn resolver(dns: &TestDns, timeout: Duration, attempts: usize) -> Resolver {
+const MODES: [DnssecMode; 2] = [DnssecMode::Off, DnssecMode::TrustAd];
+
+fn resolver(dns: &TestDns, timeout: Duration, attempts: usize, dnssec: DnssecMode) -> Resolver {
     Resolver::new(&ResolverConfig {
         nameservers: vec![dns.addr()],
         timeout: postern_config::Duration(timeout),
         attempts,
+        dnssec,
+        ..ResolverConfig::default()
     })
     .unwrap()
 }
 
 #[tokio::test]
 async fn mx_answers_carry_their_status_and_are_cached() {
-    let dns = TestDns::start().await;
-    dns.add_mx("example.test", 20, "MX2.example.test");
-    dns.add_mx("example.test", 10, "mx1.example.test");
-    dns.null_mx("null.test");
-    dns.add_a("nomx.test", "192.0.2.1".parse().unwrap());
-    let r = resolver(&dns, Duration::from_secs(2), 2);
+    for mode in MODES {
+        let dns = TestDns::start().await;
+        dns.add_mx("example.test", 20, "MX2.example.test");
+        dns.add_mx("example.test", 10, "mx1.example.test");
+        dns.null_mx("null.test");
+        dns.add_a("nomx.test", "192.0.2.1".parse().unwrap());
+        let r = resolver(&dns, Duration::from_secs(2), 2, mode);
 
-    for _ in 0..3 {
-        let a = r.mx("example.test").await.unwrap();
-        assert_eq!(a.security, Security::Insecure, "no DNSSEC in this release");
+        for _ in 0..3 {
+            let a = r.mx("example.test").await.unwrap();
+            assert_eq!(a.security, Security::Insecure, "unsigned ({mode:?})");
+            assert_eq!(
+                a.records,
+                MxAnswer::Hosts(vec![
+                    (10, "mx1.example.test".into()),
+                    (20, "mx2.example.test".into())
+                ])
+            );
+        }
         assert_eq!(
-            a.records,
-            MxAnswer::Hosts(vec![
-                (10, "mx1.example.test".into()),
-                (20, "mx2.example.test".into())
-            ])
+            dns.query_count("example.test"),
+            1,
+            "answered from the cache"
+        );
+        assert_eq!(r.mx("null.test").await.unwrap().records, MxAnswer::NullMx);
+        assert_eq!(r.mx("nomx.test").await.unwrap().records, MxAnswer::NoMx);
+        assert_eq!(
+            r.mx("missing.test").await.unwrap_err(),
+            LookupError::NotFound
         );
     }
-    assert_eq!(
-        dns.query_count("example.test"),
-        1,
-        "answered from the cache"
-    );
-    assert_eq!(r.mx("null.test").await.unwrap().records, MxAnswer::NullMx);
-    assert_eq!(r.mx("nomx.test").await.unwrap().records, MxAnswer::NoMx);
-    assert_eq!(
-        r.mx("missing.test").await.unwrap_err(),
-        LookupError::NotFound
-    );
 }
 
 #[tokio::test]
 async fn addresses_txt_and_tlsa() {
-    let dns = TestDns::start().await;
-    dns.add_a("mx.example.test", "192.0.2.1".parse().unwrap());
-    dns.add_aaaa("mx.example.test", "2001:db8::1".parse().unwrap());
-    dns.add_txt("example.test", "v=spf1 -all");
-    dns.add_tlsa("_25._tcp.mx.example.test", 3, 1, 1, vec![0xab; 32]);
-    let r = resolver(&dns, Duration::from_secs(2), 2);
+    for mode in MODES {
+        let dns = TestDns::start().await;
+        dns.add_a("mx.example.test", "192.0.2.1".parse().unwrap());
+        dns.add_aaaa("mx.example.test", "2001:db8::1".parse().unwrap());
+        dns.add_txt("example.test", "v=spf1 -all");
+        dns.add_tlsa("_25._tcp.mx.example.test", 3, 1, 1, vec![0xab; 32]);
+        let r = resolver(&dns, Duration::from_secs(2), 2, mode);
 
-    let a = r.addresses("mx.example.test").await.unwrap();
-    assert_eq!(
-        a.records,
-        vec![
-            "2001:db8::1".parse::<std::net::IpAddr>().unwrap(),
-            "192.0.2.1".parse().unwrap()
-        ],
-        "IPv6 first"
-    );
-    assert_eq!(a.security, Security::Insecure);
-    let lit = r.addresses("[192.0.2.7]").await.unwrap();
-    assert_eq!(
-        lit.records,
-        vec!["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
-    );
+        let a = r.addresses("mx.example.test").await.unwrap();
+        assert_eq!(
+            a.records,
+            vec![
+                "2001:db8::1".parse::<std::net::IpAddr>().unwrap(),
+                "192.0.2.1".parse().unwrap()
+            ],
+            "IPv6 first"
+        );
+        assert_eq!(a.security, Security::Insecure);
+        let lit = r.addresses("[192.0.2.7]").await.unwrap();
+        assert_eq!(
+            lit.records,
+            vec!["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
+        );
 
-    let t = r.txt("example.test").await.unwrap();
-    assert_eq!(t.records, vec![b"v=spf1 -all".to_vec()]);
+        let t = r.txt("example.test").await.unwrap();
+        assert_eq!(t.records, vec![b"v=spf1 -all".to_vec()]);
 
-    let tlsa = r.tlsa(25, "mx.example.test").await.unwrap();
-    assert_eq!(tlsa.records.len(), 1);
-    assert_eq!(
-        (
-            tlsa.records[0].usage,
-            tlsa.records[0].selector,
-            tlsa.records[0].matching
-        ),
-        (3, 1, 1)
-    );
-    assert_eq!(tlsa.security, Security::Insecure);
-    assert_eq!(
-        r.tlsa(25, "example.test").await.unwrap_err(),
-        LookupError::NotFound
-    );
+        let tlsa = r.tlsa(25, "mx.example.test").await.unwrap();
+        assert_eq!(tlsa.records.len(), 1);
+        assert_eq!(
+            (
+                tlsa.records[0].usage,
+                tlsa.records[0].selector,
+                tlsa.records[0].matching
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!(tlsa.security, Security::Insecure);
+        assert_eq!(
+            r.tlsa(25, "example.test").await.unwrap_err(),
+            LookupError::NotFound
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_silent_server_is_a_temporary_error_within_timeout_times_attempts() {
-    let dns = TestDns::start().await;
-    dns.unresponsive("dead.example.test");
-    let r = resolver(&dns, Duration::from_millis(300), 2);
-    let start = Instant::now();
-    let e = r.addresses("dead.example.test").await.unwrap_err();
-    assert!(e.is_temporary(), "{e:?}");
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        start.elapsed()
-    );
+    for mode in MODES {
+        let dns = TestDns::start().await;
+        dns.unresponsive("dead.example.test");
+        let r = resolver(&dns, Duration::from_millis(300), 2, mode);
+        let start = Instant::now();
+        let e = r.addresses("dead.example.test").await.unwrap_err();
+        assert!(e.is_temporary(), "{mode:?}: {e:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn mx_names(
             domain,
             &format!("host {} does not exist in DNS", hop.host),
         )),
-        Err(LookupError::Temporary(e)) => Err(Outcome::Temporary(format!(
+        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => Err(Outcome::Temporary(format!(
             "4.4.3 DNS lookup of the MX for {} failed: {e}",
             hop.host
         ))),
@@ -158,7 +158,7 @@ fn collect(
                 },
                 security: mx_security.min(a.security),
             })),
-            Some(Err(LookupError::Temporary(e))) => {
+            Some(Err(LookupError::Temporary(e) | LookupError::Bogus(e))) => {
                 all_missing = false;
                 last = format!("4.4.3 DNS lookup of {name} failed: {e}");
             }
@@ -240,6 +240,7 @@ mod tests {
                 records: vec![ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))],
                 security: Security::Insecure,
                 valid_until: std::time::Instant::now(),
+                canonical: None,
             })
         });
         (name.to_string(), answer)
