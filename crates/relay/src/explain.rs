@@ -168,7 +168,7 @@ async fn hosts(
                 return;
             }
             Err(DnsFailure::NoRecords) => (vec![(0, hop.host.clone())], Security::Insecure),
-            Err(DnsFailure::Temporary(e)) => {
+            Err(DnsFailure::Temporary(e) | DnsFailure::Bogus(e)) => {
                 let _ = writeln!(
                     out,
                     "MX:         lookup failed ({e}): mail would wait and be retried"

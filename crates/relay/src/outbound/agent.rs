@@ -58,9 +58,6 @@ pub struct SmtpAgent {
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
     /// Our listeners: a delivery there would be a loop (`crate::loops`).
     own: crate::loops::OwnAddresses,
-    /// Whether the resolver validates DNSSEC (`[resolver] dnssec` is not `off`): without
-    /// it no answer is secure, and DANE cannot apply.
-    dnssec: std::sync::atomic::AtomicBool,
     /// Where MTA-STS policies come from; none in this release ([`engine::StsLookup`]).
     sts: std::sync::RwLock<Option<Arc<dyn StsLookup>>>,
 }
@@ -84,20 +81,14 @@ impl SmtpAgent {
             pool: Arc::new(Mutex::new(HashMap::new())),
             limits: Mutex::new(HashMap::new()),
             own: crate::loops::OwnAddresses::default(),
-            dnssec: std::sync::atomic::AtomicBool::new(false),
             sts: std::sync::RwLock::new(None),
         }
     }
 
-    /// Say whether the resolver validates DNSSEC (from `[resolver] dnssec`).
-    pub fn set_dnssec(&self, validating: bool) {
-        self.dnssec
-            .store(validating, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether DNSSEC answers can be secure (DANE can apply).
+    /// Whether DNSSEC answers can be secure (`[resolver] dnssec` is not `off`): without
+    /// it DANE cannot apply.
     pub fn dnssec(&self) -> bool {
-        self.dnssec.load(std::sync::atomic::Ordering::Relaxed)
+        self.dns.mode() != postern_dns::DnssecMode::Off
     }
 
     /// Plug in the MTA-STS policy source ([`engine::decide`] consults it below DANE).
@@ -381,7 +372,7 @@ impl SmtpAgent {
         if !dane_auth && host.policy.level.is_dane() {
             // DANE was wanted but gave no usable TLSA records: count why.
             super::metrics::dane(match dane {
-                DaneStatus::Records(_) => "unusable",
+                DaneStatus::Records { .. } => "unusable",
                 _ => "no-tlsa",
             });
         }

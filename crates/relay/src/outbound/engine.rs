@@ -109,8 +109,13 @@ pub enum DaneStatus {
     BogusTlsa,
     /// The TLSA lookup failed (SERVFAIL, timeout): the status cannot be known.
     LookupFailed(String),
-    /// Secure TLSA records; each with why it is unusable, if it is.
-    Records(Vec<(TlsaRecord, Option<Unusable>)>),
+    /// Secure TLSA records found at `_PORT._tcp.BASE`; each with why it is unusable, if
+    /// it is. `base` is the TLSA base name: the CNAME-expanded MX host name when the
+    /// expansion is secure and has records, else the MX host name (RFC 7672 §2.2.2).
+    Records {
+        base: String,
+        records: Vec<(TlsaRecord, Option<Unusable>)>,
+    },
 }
 
 /// The requirement for one host, when it may be tried.
@@ -207,25 +212,27 @@ pub fn decide(
                     "bogus",
                 );
             }
-            DaneStatus::Records(records) => {
+            DaneStatus::Records { base, records } => {
                 let usable: Vec<TlsaRecord> = records
                     .iter()
                     .filter(|(_, u)| u.is_none())
                     .map(|(r, _)| r.clone())
                     .collect();
-                let names = reference_names(nexthop, mx_host);
+                let names = reference_names(nexthop, mx_host, base);
                 if let Some(expect) = DaneExpect::new(&usable, &names) {
-                    return connect(
-                        TlsLevel::Dane,
-                        true,
-                        Source::Dane,
-                        Expect::Dane(expect),
-                        format!(
-                            "{} DNSSEC-secure usable TLSA record(s) at _{port}._tcp.{mx_host}: the certificate must match one (DANE-EE: key or certificate; DANE-TA: chain to it and carry {})",
+                    return HostDecision::Connect(HostTls {
+                        level: TlsLevel::Dane,
+                        mandatory: true,
+                        source: Source::Dane,
+                        expect: Expect::Dane(expect),
+                        sni: base.clone(),
+                        policy: policy.clone(),
+                        why: format!(
+                            "{} DNSSEC-secure usable TLSA record(s) at _{port}._tcp.{base}: the certificate must match one (DANE-EE: key or certificate; DANE-TA: chain to it and carry {}); SNI {base}",
                             usable.len(),
                             names.join(" or ")
                         ),
-                    );
+                    });
                 }
                 if !only {
                     return connect(
@@ -252,8 +259,8 @@ pub fn decide(
                 DaneStatus::InsecureHost => {
                     format!("the MX or address records of {mx_host} are not DNSSEC-secure")
                 }
-                DaneStatus::Records(_) => {
-                    format!("no usable TLSA record at _{port}._tcp.{mx_host}")
+                DaneStatus::Records { base, .. } => {
+                    format!("no usable TLSA record at _{port}._tcp.{base}")
                 }
                 _ => format!("no DNSSEC-secure TLSA records at _{port}._tcp.{mx_host}"),
             };
@@ -262,7 +269,7 @@ pub fn decide(
                     "4.7.5 {why}: policy dane-only requires DANE ({})",
                     policy.source
                 ),
-                if matches!(dane, DaneStatus::Records(_)) {
+                if matches!(dane, DaneStatus::Records { .. }) {
                     "unusable"
                 } else {
                     "no-tlsa"
@@ -314,13 +321,16 @@ pub fn decide(
     )
 }
 
-/// DANE-TA reference identifiers: the next-hop domain and the MX host name.
-fn reference_names(nexthop: &str, mx_host: &str) -> Vec<String> {
-    let mut v = vec![
-        nexthop.trim_end_matches('.').to_ascii_lowercase(),
-        mx_host.trim_end_matches('.').to_ascii_lowercase(),
-    ];
-    v.dedup();
+/// DANE-TA reference identifiers: the next-hop domain, the MX host name and the TLSA
+/// base name (its secure CNAME expansion), without duplicates.
+fn reference_names(nexthop: &str, mx_host: &str, base: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for n in [nexthop, mx_host, base] {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
     v
 }
 
@@ -350,15 +360,37 @@ pub async fn dane_status(
         Security::Insecure => return DaneStatus::InsecureHost,
         Security::Secure => {}
     }
-    match dns.tlsa(port, mx_host).await {
-        Ok(a) => match a.security {
-            Security::Secure => DaneStatus::Records(classify(&a.records)),
-            Security::Insecure => DaneStatus::NoTlsa,
-            Security::Bogus => DaneStatus::BogusTlsa,
-        },
-        Err(LookupError::NoRecords | LookupError::NotFound) => DaneStatus::NoTlsa,
-        Err(LookupError::Temporary(e)) => DaneStatus::LookupFailed(e),
+    // RFC 7672 §2.2.2: a secure CNAME expansion of the host is tried first as the TLSA
+    // base name, then the name from the MX record.
+    let mut bases = Vec::new();
+    if let Ok(a) = dns.addresses(mx_host).await
+        && a.security == Security::Secure
+        && let Some(c) = a.canonical
+        && !c.eq_ignore_ascii_case(mx_host)
+    {
+        bases.push(c);
     }
+    bases.push(mx_host.trim_end_matches('.').to_ascii_lowercase());
+    let mut status = DaneStatus::NoTlsa;
+    for base in bases {
+        status = match dns.tlsa(port, &base).await {
+            Ok(a) => match a.security {
+                Security::Secure => DaneStatus::Records {
+                    base,
+                    records: classify(&a.records),
+                },
+                Security::Insecure => DaneStatus::NoTlsa,
+                Security::Bogus => DaneStatus::BogusTlsa,
+            },
+            Err(LookupError::NoRecords | LookupError::NotFound) => DaneStatus::NoTlsa,
+            Err(LookupError::Bogus(_)) => DaneStatus::BogusTlsa,
+            Err(LookupError::Temporary(e)) => DaneStatus::LookupFailed(e),
+        };
+        if status != DaneStatus::NoTlsa {
+            break;
+        }
+    }
+    status
 }
 
 /// Each record with why it is unusable, if it is.
@@ -396,8 +428,8 @@ pub fn describe_dane(dane: &DaneStatus, out: &mut String) {
         DaneStatus::NoTlsa => "TLSA: none (or not DNSSEC-secure)".into(),
         DaneStatus::BogusTlsa => "TLSA: the answer failed DNSSEC validation (bogus)".into(),
         DaneStatus::LookupFailed(e) => format!("TLSA: lookup error: {e}"),
-        DaneStatus::Records(records) => {
-            let _ = writeln!(out, "        TLSA (DNSSEC-secure):");
+        DaneStatus::Records { base, records } => {
+            let _ = writeln!(out, "        TLSA (base name {base}, DNSSEC-secure):");
             for (r, u) in records {
                 let _ = match u {
                     None => writeln!(out, "          {r}  usable ({})", r.usage_name()),

@@ -41,7 +41,10 @@ fn pkix() -> TlsaRecord {
 }
 
 fn records(rs: &[TlsaRecord]) -> DaneStatus {
-    DaneStatus::Records(rs.iter().map(|r| (r.clone(), usability(r).err())).collect())
+    DaneStatus::Records {
+        base: "mx.example.test".into(),
+        records: rs.iter().map(|r| (r.clone(), usability(r).err())).collect(),
+    }
 }
 
 fn run(level: TlsLevel, explicit: bool, dane: &DaneStatus) -> HostDecision {
