@@ -22,6 +22,7 @@ use postern_test_support::signed_dns::{SignedDnsTree, Zone};
 enum Mode {
     TrustAd,
     Validate,
+    Off,
 }
 
 /// B's port (in TLSA owner names) and TLSA records in presentation format: `ee` pins B's
@@ -79,6 +80,10 @@ async fn case(
             "nameservers = [\"{}\"]\ndnssec = \"trust-ad\"\n",
             tree.unbound_addr
         ),
+        Mode::Off => format!(
+            "nameservers = [\"{}\"]\ndnssec = \"off\"\n",
+            tree.unbound_addr
+        ),
         Mode::Validate => format!(
             "nameservers = [\"{}\"]\ndnssec = \"validate\"\ntrust_anchor = \"{}\"\n",
             tree.plain_addr,
@@ -125,6 +130,22 @@ fn zone(domain: &str, secure: bool, port: u16, tlsa: &[String]) -> Zone {
         z = z.record(&format!("_{port}._tcp.mx TLSA {t}"));
     }
     z
+}
+
+/// `postern policy explain DOMAIN --resolve` against A's configuration file.
+fn explain(a: &TestServer, domain: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["policy", "explain", domain, "--resolve", "-c"])
+        .arg(a.dir.path().join("config.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 async fn send(a: &TestServer, to: &str) {
@@ -219,6 +240,16 @@ async fn secure_mismatch(mode: Mode) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.all_delivered().is_empty());
     assert_eq!(c.a.queued(), 1);
+    // explain says what delivery did: a secure MX and host, the record, DANE required.
+    let text = explain(&c.a, d);
+    for want in [
+        "MX:         1 records, DNSSEC secure",
+        "(MX secure, addresses secure)",
+        "usable (DANE-EE)",
+        "effective: dane (DANE, never plaintext)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -291,6 +322,11 @@ async fn bogus_tlsa_skips_the_host_with_4_7_5() {
     assert!(!state.contains("4.4.1"), "{state}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.all_delivered().is_empty());
+    let text = explain(&c.a, d);
+    assert!(
+        text.contains("effective: host skipped: 4.7.5 TLSA lookup error for mx.badsig.test:"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -327,4 +363,30 @@ async fn dane_only_with_a_secure_match_delivers() {
     };
     send(&c.a, &format!("bob@{d}")).await;
     delivered_over_tls(&c).await;
+}
+
+#[tokio::test]
+async fn dane_only_without_validation_says_so() {
+    let ca = TestCa::new("DANE Test CA");
+    let d = "novalidation.test";
+    let Some(c) = case(d, &ca, "dane-only", Mode::Off, |t| {
+        vec![zone(d, true, t.port, &[t.ee.clone()])]
+    })
+    .await
+    else {
+        return;
+    };
+    send(&c.a, &format!("bob@{d}")).await;
+    let state = deferred_with(&c.a, "DNSSEC validation unavailable").await;
+    assert!(
+        state.contains("4.7.5 DNSSEC validation unavailable ([resolver] dnssec = \"off\")"),
+        "{state}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c.b.all_delivered().is_empty());
+    let text = explain(&c.a, d);
+    assert!(
+        text.contains("DNSSEC:     validation unavailable"),
+        "{text}"
+    );
 }
