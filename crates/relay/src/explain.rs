@@ -137,7 +137,7 @@ async fn hosts(agent: &SmtpAgent, hop: &crate::outbound::agent::SmtpHop, out: &m
                 return;
             }
             Err(DnsFailure::NoRecords) => vec![(0, hop.host.clone())],
-            Err(DnsFailure::Temporary(e)) => {
+            Err(DnsFailure::Temporary(e) | DnsFailure::Bogus(e)) => {
                 let _ = writeln!(
                     out,
                     "MX:         lookup failed ({e}): mail would wait and be retried"
