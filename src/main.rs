@@ -167,11 +167,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     let c = &loaded.config;
     println!("{}: configuration is valid", loaded.name);
     print!("{}", c.server.summary());
-    print!(
-        "{}",
-        postern_inbound::tls_checks::summary(&c.listener, &c.relay)
-    );
+    let listeners = postern_inbound::tls_checks::summary(&c.listener, &c.relay);
+    print!("{listeners}");
     print!("{}", postern_relay::route_summary(&c.route));
+    print!("{}", postern_dns::dnssec_summary(&c.resolver));
     let client = c.outbound.client_certificate.as_ref();
     let keys = c.tls.certificate.iter().map(|k| k.key.as_path());
     let keys = keys

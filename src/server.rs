@@ -149,7 +149,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         source,
     })?;
     // One resolver (and cache) for delivery and for the SPF/DKIM/DMARC checks.
-    let dns = postern_dns::Resolver::new(&config.resolver)?;
+    let dns = postern_dns::Resolver::started(&config.resolver)?;
     let (smtp, router) = outbound_with(config, dns.clone())?;
     let auth = Some(Arc::new(
         postern_auth::Auth::new(&config.auth, &hostname, &dns)

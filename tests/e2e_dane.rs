@@ -188,7 +188,7 @@ async fn secure_match(mode: Mode, ta: bool) {
     let d = if ta { "ta.test" } else { "ee.test" };
     let Some(c) = case(d, &ca, "dane", mode, |t| {
         let rec = if ta { &t.ta } else { &t.ee };
-        vec![zone(d, true, t.port, &[rec.clone()])]
+        vec![zone(d, true, t.port, std::slice::from_ref(rec))]
     })
     .await
     else {
@@ -222,7 +222,7 @@ async fn secure_mismatch(mode: Mode) {
     let ca = TestCa::new("DANE Test CA");
     let d = "mismatch.test";
     let Some(c) = case(d, &ca, "dane", mode, |t| {
-        vec![zone(d, true, t.port, &[t.other.clone()])]
+        vec![zone(d, true, t.port, std::slice::from_ref(&t.other))]
     })
     .await
     else {
@@ -285,7 +285,7 @@ async fn insecure_delegation_is_may_and_its_tlsa_is_ignored() {
     let d = "unsigned.test";
     let Some(c) = case(d, &ca, "dane", Mode::TrustAd, |t| {
         // A record that would not match: unsigned, so an attacker could have written it.
-        vec![zone(d, false, t.port, &[t.other.clone()])]
+        vec![zone(d, false, t.port, std::slice::from_ref(&t.other))]
     })
     .await
     else {
@@ -370,7 +370,7 @@ async fn dane_only_without_validation_says_so() {
     let ca = TestCa::new("DANE Test CA");
     let d = "novalidation.test";
     let Some(c) = case(d, &ca, "dane-only", Mode::Off, |t| {
-        vec![zone(d, true, t.port, &[t.ee.clone()])]
+        vec![zone(d, true, t.port, std::slice::from_ref(&t.ee))]
     })
     .await
     else {

@@ -116,6 +116,9 @@ async fn unresolvable_mx_hosts_do_not_hold_the_delivery_slot() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("postern.toml");
+    // dnssec = "off": hickory's resolver, whose per-question retries outlast
+    // resolve_timeout here (with "trust-ad" each question ends after timeout × attempts,
+    // 2 s, and the deferral names the DNS failure instead of resolve_timeout).
     std::fs::write(
         &config,
         format!(
@@ -123,7 +126,7 @@ async fn unresolvable_mx_hosts_do_not_hold_the_delivery_slot() {
              [[listener]]\naddress = \"127.0.0.1:0\"\nmode = \"plain\"\n\
              [relay]\nlocal_domains = [\"sender.test\"]\ntrusted_networks = [\"127.0.0.0/8\"]\n\
              [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
-             [resolver]\nnameservers = [\"{dns}\"]\ntimeout = \"1s\"\n\
+             [resolver]\nnameservers = [\"{dns}\"]\ntimeout = \"1s\"\ndnssec = \"off\"\n\
              [queue]\nretry = [\"1h\"]\ndelivery_concurrency = 1\n\
              [outbound]\nport = {port}\nconnect_timeout = \"2s\"\nresolve_timeout = \"3s\"\n",
             state = dir.path().join("state").display(),

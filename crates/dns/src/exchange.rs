@@ -50,9 +50,16 @@ pub async fn exchange(
     attempts: usize,
 ) -> Result<Message, ExchangeError> {
     let mut last_io = None;
-    for _ in 0..attempts.max(1) {
+    // The whole question is bounded by timeout × attempts, however many servers there are.
+    let total = timeout.saturating_mul(u32::try_from(attempts.max(1)).unwrap_or(u32::MAX));
+    let deadline = tokio::time::Instant::now() + total;
+    'tries: for _ in 0..attempts.max(1) {
         for &server in servers {
-            match ask(server, name, rtype, timeout).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break 'tries;
+            }
+            match ask(server, name, rtype, timeout.min(left)).await {
                 Ok(Some(m)) => return Ok(m),
                 Ok(None) => {}
                 Err(e @ ExchangeError::Query { .. }) => return Err(e),

@@ -60,7 +60,7 @@ enum Backend {
         /// Why the AD bit is not believed (a system nameserver off loopback), if so.
         untrusted: Option<String>,
     },
-    Validate(TokioResolver),
+    Validate(Box<TokioResolver>),
 }
 
 #[derive(Debug)]
@@ -199,7 +199,9 @@ impl Resolver {
                 if let Some(path) = &cfg.trust_anchor {
                     b = b.with_trust_anchor(Arc::new(load_trust_anchor(path)?));
                 }
-                Backend::Validate(b.build().map_err(|e| BuildError::Build(e.to_string()))?)
+                Backend::Validate(Box::new(
+                    b.build().map_err(|e| BuildError::Build(e.to_string()))?,
+                ))
             }
         };
         let nameservers = match &backend {

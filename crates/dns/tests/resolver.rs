@@ -142,3 +142,72 @@ fn resolver_config_defaults_and_checks() {
         "{text}"
     );
 }
+
+/// `trust-ad` speaks DNS itself: large answers come over TCP, SERVFAIL without an
+/// Extended DNS Error is temporary (not bogus), and negative answers are cached.
+#[tokio::test]
+async fn trust_ad_exchange_tcp_fallback_servfail_and_negative_cache() {
+    let dns = TestDns::start().await;
+    for i in 0..40 {
+        dns.add_txt("big.example.test", &format!("{i:02} {}", "x".repeat(60)));
+    }
+    dns.servfail("broken.example.test");
+    dns.add_a("host.example.test", "192.0.2.1".parse().unwrap());
+    let r = resolver(&dns, Duration::from_secs(2), 2, DnssecMode::TrustAd);
+
+    let big = r.txt("big.example.test").await.unwrap();
+    assert_eq!(big.records.len(), 40);
+    assert_eq!(
+        big.security,
+        Security::Insecure,
+        "no AD bit from this server"
+    );
+    assert!(
+        dns.tcp_query_count("big.example.test") >= 1,
+        "fell back to TCP"
+    );
+
+    let e = r.mx("broken.example.test").await.unwrap_err();
+    assert!(e.is_temporary() && !e.is_bogus(), "{e:?}");
+    assert!(e.to_string().contains("SERVFAIL"), "{e}");
+
+    for _ in 0..3 {
+        assert_eq!(
+            r.tlsa(25, "host.example.test").await.unwrap_err(),
+            LookupError::NotFound
+        );
+        assert_eq!(
+            r.mx("host.example.test").await.unwrap().records,
+            MxAnswer::NoMx
+        );
+    }
+    assert_eq!(
+        dns.query_count("_25._tcp.host.example.test"),
+        1,
+        "NXDOMAIN cached"
+    );
+    assert_eq!(dns.query_count("host.example.test"), 1, "NODATA cached");
+}
+
+/// With several dead nameservers, one question still ends within timeout × attempts.
+#[tokio::test]
+async fn trust_ad_bounds_a_question_over_all_servers() {
+    let dns = TestDns::start().await;
+    dns.unresponsive("dead.example.test");
+    let r = Resolver::new(&ResolverConfig {
+        nameservers: vec![dns.addr(), dns.addr(), dns.addr()],
+        timeout: postern_config::Duration(Duration::from_millis(300)),
+        attempts: 2,
+        dnssec: DnssecMode::TrustAd,
+        ..ResolverConfig::default()
+    })
+    .unwrap();
+    let start = Instant::now();
+    let e = r.mx("dead.example.test").await.unwrap_err();
+    assert!(e.is_temporary(), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        start.elapsed()
+    );
+}
