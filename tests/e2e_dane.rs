@@ -277,6 +277,16 @@ async fn secure_tlsa_all_unusable_is_encrypt() {
     };
     send(&c.a, &format!("bob@{d}")).await;
     delivered_over_tls(&c).await;
+    // Not may: TLS was required (delivery and explain use the same decision).
+    let text = explain(&c.a, d);
+    assert!(
+        text.contains("unusable: usage 1 (PKIX-TA/PKIX-EE)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("effective: encrypt (DANE, never plaintext)"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -293,6 +303,10 @@ async fn insecure_delegation_is_may_and_its_tlsa_is_ignored() {
     };
     send(&c.a, &format!("bob@{d}")).await;
     delivered_over_tls(&c).await;
+    let text = explain(&c.a, d);
+    assert!(text.contains("(MX insecure, addresses insecure)"), "{text}");
+    assert!(text.contains("TLSA: not looked up"), "{text}");
+    assert!(text.contains("effective: may ([outbound] tls)"), "{text}");
 }
 
 #[tokio::test]
