@@ -212,6 +212,11 @@ impl Spool {
 
     /// Move message `id` from one place to another (see the module docs for the order).
     pub fn move_message(&self, id: QueueId, from: Place, to: Place) -> io::Result<()> {
+        if to == Place::Active {
+            // Done by an operator command while the daemon is stopped: the next start
+            // must rebuild the schedule to see the message (harmless when running).
+            crate::index::invalidate(self.active_dir());
+        }
         let (src, dst) = (self.dir_of(from), self.dir_of(to));
         let (src_msg, dst_msg) = (src.join(format!("{id}.msg")), dst.join(format!("{id}.msg")));
         let (src_state, dst_state) = (
@@ -260,6 +265,7 @@ impl Spool {
     /// not running: it tries them as soon as it starts.
     pub fn clear_retry_times(&self, id: QueueId) -> Result<usize, OpError> {
         let mut m = self.read_at(id, Place::Active)?;
+        crate::index::invalidate(self.active_dir());
         let mut n = 0;
         for s in m.state.iter_mut().filter(|s| !s.status.is_final()) {
             if s.next_attempt.take().is_some() {

@@ -32,6 +32,7 @@
 
 pub mod admin;
 mod agent;
+pub mod clock;
 mod config;
 pub mod control;
 mod date;
@@ -39,6 +40,7 @@ pub mod dsn;
 mod error;
 pub mod gauges;
 mod id;
+mod index;
 mod lock;
 mod notice;
 mod recipient;
@@ -53,6 +55,7 @@ pub use agent::{DeliveryAgent, DeliveryOutcome, Outcome};
 pub mod agent_future {
     pub use crate::agent::BoxFuture;
 }
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use config::QueueConfig;
 pub use date::rfc5322_date;
 pub use error::{FormatError, LoadError, OpError};
@@ -61,7 +64,7 @@ pub use lock::SpoolLock;
 pub use notice::Sign;
 pub use recipient::Recipient;
 pub use record::{Envelope, RcptState, RcptStatus};
-pub use scheduler::{AdminOp, Queue, bounce_offline};
+pub use scheduler::{AdminOp, Admission, Queue, bounce_offline};
 pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 
 /// Seconds since the Unix epoch, now.
