@@ -49,6 +49,7 @@ pub mod safefs;
 mod scheduler;
 mod splice;
 mod spool;
+pub mod synthetic;
 
 pub use agent::{DeliveryAgent, DeliveryOutcome, Outcome};
 /// The future type agents return.
