@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::dsn::{self, Action, RcptReport, Report, Returned};
-use crate::record::{RELAYED_NO_DSN, RcptStatus};
+use crate::record::RcptStatus;
 use crate::scheduler::Notify;
 use crate::spool::blocking;
 use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, Spool};
@@ -143,12 +143,12 @@ impl Notifier {
                     Action::Delivered => {
                         st.status == RcptStatus::Delivered
                             && !st.notified
-                            && !st.reason.starts_with(RELAYED_NO_DSN)
+                            && !st.detail.relayed_without_dsn
                     }
                     Action::Relayed => {
                         st.status == RcptStatus::Delivered
                             && !st.notified
-                            && st.reason.starts_with(RELAYED_NO_DSN)
+                            && st.detail.relayed_without_dsn
                     }
                     Action::Delayed => st.status == RcptStatus::Deferred && r.wants_delay_report(),
                 }

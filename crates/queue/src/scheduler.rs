@@ -23,10 +23,10 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::index::{Index, WIDTH};
 use crate::notice::Notifier;
-use crate::record::{EXPIRED, RELAYED_NO_DSN, RcptStatus};
+use crate::record::RcptStatus;
 use crate::spool::{Finished, blocking};
 use crate::{
-    DeliveryAgent, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool,
+    DeliveryAgent, Detail, Envelope, Incoming, Outcome, QueueConfig, QueueId, QueuedMessage, Spool,
 };
 
 pub(crate) enum Cmd {
@@ -584,7 +584,10 @@ async fn attempt(
             Some(o) => (o.relay.as_str(), o.outcome.clone()),
             None => (
                 "none",
-                Outcome::Temporary("internal error: the delivery agent gave no result".into()),
+                Outcome::Temporary(Detail::local(
+                    "4.3.0",
+                    "internal error: the delivery agent gave no result",
+                )),
             ),
         };
         let Some(st) = msg.state.get_mut(i) else {
@@ -593,26 +596,27 @@ async fn attempt(
         let rcpt = &msg.envelope.recipients[i];
         st.attempts += 1;
         st.last_attempt = Some(now);
-        let (status, reason) = match outcome {
-            Outcome::Delivered(r) => (RcptStatus::Delivered, r),
-            Outcome::Relayed(r) => {
+        let (status, detail) = match outcome {
+            Outcome::Delivered(d) => (RcptStatus::Delivered, d),
+            Outcome::Relayed(d) => {
                 // The next hop reports from now on.
                 st.notified = true;
-                (RcptStatus::Delivered, r)
+                (RcptStatus::Delivered, d)
             }
             // Still ours to report on: the notifier sends a "relayed" report if wanted.
-            Outcome::RelayedWithoutDsn(r) => {
-                (RcptStatus::Delivered, format!("{RELAYED_NO_DSN}{r}"))
+            Outcome::RelayedWithoutDsn(mut d) => {
+                d.relayed_without_dsn = true;
+                (RcptStatus::Delivered, d)
             }
-            Outcome::Permanent(r) => (RcptStatus::Failed, r),
-            Outcome::Temporary(r) if expired => (
-                RcptStatus::Failed,
-                format!("{EXPIRED}{} in the queue; last error: {r}", config.max_age),
-            ),
-            Outcome::Temporary(r) => (RcptStatus::Deferred, r),
+            Outcome::Permanent(d) => (RcptStatus::Failed, d),
+            Outcome::Temporary(mut d) if expired => {
+                d.expired_after = Some(config.max_age.to_string());
+                (RcptStatus::Failed, d)
+            }
+            Outcome::Temporary(d) => (RcptStatus::Deferred, d),
         };
         st.status = status;
-        st.reason = reason;
+        st.detail = detail;
         if status == RcptStatus::Failed {
             newly_failed.push(i);
         }
@@ -632,7 +636,7 @@ async fn attempt(
         );
         let line = format!(
             "{id}: to=<{rcpt}>, relay={relay}, delay={delay}, attempts={}, status={word} ({})",
-            st.attempts, st.reason
+            st.attempts, st.detail
         );
         match status {
             RcptStatus::Delivered => info!(queue_id = %id, "{line}"),

@@ -68,7 +68,10 @@ pub fn fill(spool: &Spool, b: &Backlog) -> io::Result<Vec<QueueId>> {
                 attempts: 1,
                 last_attempt: Some(now),
                 next_attempt: Some(t),
-                reason: "synthetic backlog: not tried yet".into(),
+                detail: crate::Detail::local(
+                    "4.4.1",
+                    "synthetic backlog: the destination is unreachable",
+                ),
                 notified: false,
             };
             fs::write(path.with_extension("state"), format_state(&[st], None))?;

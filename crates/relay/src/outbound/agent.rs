@@ -186,7 +186,10 @@ impl SmtpAgent {
                     hop.host, self.cfg.attempt_timeout
                 );
                 warn!(queue_id = %id, "{id}: {why}; the mail waits in the queue");
-                wrap("none", vec![Outcome::Temporary(why); rcpts.len()])
+                wrap(
+                    "none",
+                    vec![Outcome::Temporary(crate::detail::local(why)); rcpts.len()],
+                )
             }
         }
     }
@@ -251,7 +254,10 @@ impl SmtpAgent {
                 }
             }
         }
-        wrap("none", vec![Outcome::Temporary(last); rcpts.len()])
+        wrap(
+            "none",
+            vec![Outcome::Temporary(crate::detail::local(last)); rcpts.len()],
+        )
     }
 
     /// Drop the addresses that are our own listeners (unless a route names the hop);
@@ -275,10 +281,10 @@ impl SmtpAgent {
         let list: Vec<String> = own.iter().map(|t| t.peer.to_string()).collect();
         warn!(queue_id = %id, "{id}: mail for {domain} resolves to our own listener ({}): not connecting there", list.join(", "));
         if others.is_empty() {
-            return Err(Outcome::Permanent(format!(
+            return Err(Outcome::Permanent(crate::detail::local(format!(
                 "5.4.6 mail for {domain} loops back to myself (it resolves to {}; add a [[route]] if this host must really receive it)",
                 list.join(", ")
-            )));
+            ))));
         }
         Ok(others)
     }
