@@ -5,6 +5,8 @@
 
 pub(crate) mod admission;
 mod ops;
+#[cfg(test)]
+mod tests;
 mod waiting;
 
 pub use admission::Admission;
