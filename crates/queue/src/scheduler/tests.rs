@@ -81,7 +81,10 @@ async fn retries_delay_warning_and_expiry_follow_the_clock() {
         sign: None,
         clock: clock.clone(),
     };
-    let agent = Always(Outcome::Temporary(Detail::local("4.4.1", "connect refused")));
+    let agent = Always(Outcome::Temporary(Detail::local(
+        "4.4.1",
+        "connect refused",
+    )));
     let mut msg = queued(&spool, t0).await;
 
     // First attempt: deferred for the first retry delay, give or take the 10% jitter.
@@ -122,11 +125,7 @@ async fn retries_delay_warning_and_expiry_follow_the_clock() {
     msg = attempt(msg, &agent, &spool, &config, &notifier, &*clock)
         .await
         .unwrap();
-    assert_eq!(
-        spool.count_active().unwrap(),
-        2,
-        "one warning per message"
-    );
+    assert_eq!(spool.count_active().unwrap(), 2, "one warning per message");
 
     // After max_age: failed as expired (4.4.7), a bounce queued, the message done.
     clock.advance(Duration::from_secs(86_400));
@@ -157,7 +156,10 @@ async fn an_expired_recipient_keeps_its_last_error_as_data() {
     // A null sender: nothing to bounce to, so the message is kept in failed/ to look at.
     let mut msg = queued(&spool, t0).await;
     msg.envelope.sender = ReversePath::Null;
-    let agent = Always(Outcome::Temporary(Detail::local("4.4.1", "connect refused")));
+    let agent = Always(Outcome::Temporary(Detail::local(
+        "4.4.1",
+        "connect refused",
+    )));
     assert!(
         attempt(msg.clone(), &agent, &spool, &config, &notifier, &*clock)
             .await
