@@ -144,10 +144,7 @@ impl Queue {
         sign: Option<crate::Sign>,
         clock: Arc<dyn Clock>,
     ) -> io::Result<Queue> {
-        let (index, rebuilt) = Index::open(spool.active_dir())?;
-        if let Some(n) = rebuilt.filter(|&n| n > 0) {
-            info!(messages = n, "queue: {n} message(s) waiting for delivery");
-        }
+        let (index, _rebuilt) = Index::open(spool.active_dir())?;
         let index = Arc::new(Mutex::new(index));
         let (tx, rx) = mpsc::channel(CMD_CAPACITY);
         let config = Arc::new(config);
