@@ -146,6 +146,8 @@ impl SmtpAgent {
 
     /// The hosts to try for a hop, in order, under `[outbound] resolve_timeout` and
     /// `max_mx_hosts` (see [`super::resolve`]). `Err` is the outcome for every recipient.
+    // The error is an outcome for the queue (with its typed detail): a cold path.
+    #[allow(clippy::result_large_err)]
     pub async fn targets(&self, hop: &SmtpHop, domain: &str) -> Result<Vec<Target>, Outcome> {
         let limits = Limits {
             port: hop.port.unwrap_or(self.cfg.port),

@@ -52,6 +52,8 @@ pub struct Limits {
 /// `domain` is the recipient domain: when the hop is that domain's own MX lookup, DNS
 /// saying "no such domain" is final; for a host named in a `[[route]]` it is a
 /// configuration problem, so the mail waits instead of bouncing.
+// The error is an outcome for the queue (with its typed detail): a cold path.
+#[allow(clippy::result_large_err)]
 pub async fn targets(
     dns: &Resolver,
     hop: &SmtpHop,
@@ -80,6 +82,8 @@ pub async fn targets(
 }
 
 /// The MX host names in order, whether they are the implicit MX, and the MX status.
+// The error is an outcome for the queue (with its typed detail): a cold path.
+#[allow(clippy::result_large_err)]
 fn mx_names(
     mx: Result<Answer<MxAnswer>, LookupError>,
     hop: &SmtpHop,
