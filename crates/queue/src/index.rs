@@ -34,6 +34,8 @@ use crate::QueueId;
 pub(crate) const WIDTH: u64 = 10;
 /// The key of the `new` lane: before every time bucket.
 const FRESH: u64 = 0;
+/// The key of the `flush` lane: what was filed when the operator flushed the queue.
+pub(crate) const FLUSH: u64 = 1;
 /// The marker of an index that is complete.
 const CLEAN: &str = "clean";
 /// Bytes read from a bucket file at a time.
@@ -136,11 +138,45 @@ impl Index {
     }
 
     fn path(&self, key: u64) -> PathBuf {
-        if key == FRESH {
-            self.dir.join("new")
-        } else {
-            self.dir.join(key.to_string())
+        match key {
+            FRESH => self.dir.join("new"),
+            FLUSH => self.dir.join("flush"),
+            k => self.dir.join(k.to_string()),
         }
+    }
+
+    /// The operator flushed the queue: every entry filed in a time bucket moves to the
+    /// `flush` lane, read right after `new`. Entries filed after this go to their
+    /// buckets as usual, so a flush reads each message once.
+    pub(crate) fn flush_all(&mut self) -> io::Result<()> {
+        let keys: Vec<u64> = self.keys.iter().copied().filter(|&k| k >= WIDTH).collect();
+        for k in keys {
+            let path = self.path(k);
+            let data = match fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let from = if self.cursor.0 == k {
+                (self.cursor.1 as usize).min(data.len())
+            } else {
+                0
+            };
+            let mut rest = data[from..].to_vec();
+            if !rest.is_empty() && !rest.ends_with(b"\n") {
+                rest.push(b'\n');
+            }
+            self.append(FLUSH, &rest)?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            self.keys.remove(&k);
+            if self.cursor.0 == k {
+                self.cursor = (u64::MAX, 0);
+            }
+        }
+        Ok(())
     }
 
     fn append(&mut self, key: u64, bytes: &[u8]) -> io::Result<()> {
@@ -175,11 +211,6 @@ impl Index {
     /// When the first filed entry is due (Unix seconds; 0 for the `new` lane).
     pub(crate) fn next_due(&self) -> Option<u64> {
         self.keys.first().copied()
-    }
-
-    /// The last bucket with entries (Unix seconds).
-    pub(crate) fn last_due(&self) -> Option<u64> {
-        self.keys.last().copied()
     }
 
     /// Up to `max` entries from the files due by `upto` (Unix seconds), first files
@@ -266,6 +297,7 @@ fn bucket(due: u64) -> u64 {
 fn key_of(name: &str) -> Option<u64> {
     match name {
         "new" => Some(FRESH),
+        "flush" => Some(FLUSH),
         n => n.parse().ok().filter(|k| k % WIDTH == 0 && *k > 0),
     }
 }
@@ -339,6 +371,27 @@ mod tests {
         assert_eq!(ids(&ix.take(100, 1).unwrap()), vec![x]);
         assert_eq!(ids(&ix.take(100, 5).unwrap()), vec![y]);
         assert_eq!(ix.next_due(), None, "the old bucket at 5000 was dropped");
+    }
+
+    #[test]
+    fn a_flush_moves_every_bucket_to_the_flush_lane_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let active = dir.path().join("active");
+        fs::create_dir(&active).unwrap();
+        let (mut ix, _) = Index::open(&active).unwrap();
+        let (a, b, c) = (
+            QueueId::generate(),
+            QueueId::generate(),
+            QueueId::generate(),
+        );
+        ix.add(a, Some(5_000)).unwrap();
+        ix.add(b, Some(9_000)).unwrap();
+        ix.flush_all().unwrap();
+        // Filed again after the flush: in its bucket, not in the flush lane.
+        ix.add(c, Some(5_000)).unwrap();
+        assert_eq!(ids(&ix.take(100, 10).unwrap()), vec![a, b]);
+        assert!(ix.take(100, 10).unwrap().is_empty());
+        assert_eq!(ids(&ix.take(5_000, 10).unwrap()), vec![c]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::index::{Index, WIDTH};
+use crate::index::{FLUSH, Index, WIDTH};
 use crate::notice::Notifier;
 use crate::record::RcptStatus;
 use crate::spool::{Finished, blocking};
@@ -253,9 +253,9 @@ struct Scheduler {
     /// recipients pending, so a flush never misses a message that was busy (an operator
     /// flushing right after a deferral was logged).
     flushed_in_flight: HashSet<QueueId>,
-    /// When the operator last flushed the whole queue (Unix seconds), and the last
-    /// schedule bucket it covers: filed messages not tried since are due at once.
-    flushed_at: Option<(u64, u64)>,
+    /// When the operator last flushed the whole queue (Unix seconds): messages read from
+    /// the schedule's `flush` lane and not tried since are due at once.
+    flushed_at: Option<u64>,
     /// Operator commands waiting for the attempt in progress on their message.
     deferred: HashMap<QueueId, Vec<(AdminOp, ops::Responder)>>,
     /// Set by [`Cmd::Stop`]: who waits for the attempts in progress to end.
@@ -342,10 +342,7 @@ impl Scheduler {
     /// more may be waiting (call again soon).
     async fn refill(&mut self) -> bool {
         let now = self.clock.now();
-        let upto = match self.flushed_at {
-            Some((_, last)) => last.max(now),
-            None => now,
-        };
+        let upto = now;
         let room = self.limit.saturating_sub(self.loaded()).min(LOAD_BATCH);
         if room == 0 {
             return false;
@@ -360,9 +357,6 @@ impl Scheduler {
             }
         };
         if batch.is_empty() {
-            if self.flushed_at.is_some_and(|(_, last)| last <= now) {
-                self.flushed_at = None;
-            }
             return false;
         }
         let full = batch.len() == room;
@@ -393,7 +387,7 @@ impl Scheduler {
     }
 
     /// A message read back from `active/`.
-    async fn place_loaded(&mut self, m: Box<QueuedMessage>, _key: u64) {
+    async fn place_loaded(&mut self, m: Box<QueuedMessage>, key: u64) {
         if self.waiting.contains(m.envelope.id) || self.in_flight.contains(&m.envelope.id) {
             return;
         }
@@ -407,13 +401,14 @@ impl Scheduler {
             }
             return;
         }
-        let flushed = self.flushed_at.is_some_and(|(at, _)| {
-            m.state
-                .iter()
-                .filter_map(|s| s.last_attempt)
-                .max()
-                .is_none_or(|last| last <= at)
-        });
+        let flushed = key == FLUSH
+            && self.flushed_at.is_some_and(|at| {
+                m.state
+                    .iter()
+                    .filter_map(|s| s.last_attempt)
+                    .max()
+                    .is_none_or(|last| last <= at)
+            });
         let due = if flushed { self.now_ms() } else { self.due(&m) };
         self.place(m, due);
     }
@@ -479,8 +474,8 @@ impl Scheduler {
             {
                 wake = wake.min((next * 1000).saturating_sub(now));
             }
-            if more || self.flushed_at.is_some() {
-                wake = wake.min(if more { 0 } else { 1000 });
+            if more {
+                wake = 0;
             }
             let sleep = Duration::from_millis(wake);
             tokio::select! {

@@ -91,8 +91,12 @@ impl Scheduler {
         }
         self.flushed_in_flight
             .extend(self.in_flight.iter().copied());
-        let last = lock(&self.notify.index).last_due().unwrap_or(0);
-        self.flushed_at = Some((self.clock.now(), last));
+        if let Err(e) = lock(&self.notify.index).flush_all() {
+            warn!(
+                "the queue flush could not reach every message waiting on disk ({e}); they are tried at their own times"
+            );
+        }
+        self.flushed_at = Some(self.clock.now());
     }
 
     pub(super) async fn attempt_ended(&mut self, id: QueueId, back: Option<Box<QueuedMessage>>) {

@@ -146,8 +146,6 @@ impl SmtpAgent {
 
     /// The hosts to try for a hop, in order, under `[outbound] resolve_timeout` and
     /// `max_mx_hosts` (see [`super::resolve`]). `Err` is the outcome for every recipient.
-    // The error is an outcome for the queue (with its typed detail): a cold path.
-    #[allow(clippy::result_large_err)]
     pub async fn targets(&self, hop: &SmtpHop, domain: &str) -> Result<Vec<Target>, Outcome> {
         let limits = Limits {
             port: hop.port.unwrap_or(self.cfg.port),
@@ -264,6 +262,8 @@ impl SmtpAgent {
 
     /// Drop the addresses that are our own listeners (unless a route names the hop);
     /// nothing left means a mail loop: bounced with 5.4.6, as Postfix does.
+    // The error is an outcome for the queue (with its typed detail): a cold path.
+    #[allow(clippy::result_large_err)]
     fn without_self(
         &self,
         peers: Vec<Target>,

@@ -52,8 +52,6 @@ pub struct Limits {
 /// `domain` is the recipient domain: when the hop is that domain's own MX lookup, DNS
 /// saying "no such domain" is final; for a host named in a `[[route]]` it is a
 /// configuration problem, so the mail waits instead of bouncing.
-// The error is an outcome for the queue (with its typed detail): a cold path.
-#[allow(clippy::result_large_err)]
 pub async fn targets(
     dns: &Resolver,
     hop: &SmtpHop,
@@ -135,6 +133,8 @@ async fn addresses(dns: &Resolver, names: &[String], deadline: Instant) -> Vec<F
 }
 
 /// Peers in MX order from the address answers, or the outcome when there are none.
+// The error is an outcome for the queue (with its typed detail): a cold path.
+#[allow(clippy::result_large_err)]
 fn collect(
     found: Vec<Found>,
     hop: &SmtpHop,
