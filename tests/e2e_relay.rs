@@ -104,14 +104,29 @@ async fn send(a: &TestServer, to: &str, subject: &str) {
     assert_eq!(r.code, 250, "{r:?}");
 }
 
-/// Wait until a `.state` file in A's queue contains `needle`; returns its text.
+/// A state file with each recipient's typed outcome written out as the log shows it.
+fn readable_state(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.split_once(" {") {
+            Some((head, json)) => {
+                let d: postern_queue::Detail =
+                    serde_json::from_str(&format!("{{{json}")).unwrap_or_default();
+                format!("{head} {d}\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// Wait until a `.state` file in A's queue contains `needle` (in the outcome as the
+/// log shows it); returns its text.
 async fn deferred_with(a: &TestServer, needle: &str) -> String {
     let active = a.state().join("queue/active");
     let mut seen = String::new();
     for _ in 0..200 {
         for e in std::fs::read_dir(&active).into_iter().flatten().flatten() {
             if e.path().extension().is_some_and(|x| x == "state") {
-                seen = std::fs::read_to_string(e.path()).unwrap_or_default();
+                seen = readable_state(&std::fs::read_to_string(e.path()).unwrap_or_default());
                 if seen.contains(needle) {
                     return seen;
                 }

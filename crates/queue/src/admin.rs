@@ -43,9 +43,10 @@ pub use digest::HeaderDigest;
 /// Longest header section `show` returns.
 const MAX_SHOWN_HEADERS: u64 = 64 << 10;
 
-/// The reason recorded for recipients returned by `postern queue bounce`.
+/// The reason recorded for recipients returned by `postern queue bounce` (with status
+/// `5.0.0`).
 pub const BOUNCED_BY_OPERATOR: &str =
-    "5.0.0 returned to the sender by the mail system administrator (postern queue bounce)";
+    "returned to the sender by the mail system administrator (postern queue bounce)";
 
 /// Where a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,8 +90,12 @@ pub struct RcptSummary {
     pub attempts: u32,
     pub last_attempt: Option<u64>,
     pub next_attempt: Option<u64>,
-    /// The last result (the remote server's reply, or why it could not be reached).
+    /// The last result (the remote server's reply, or why it could not be reached), as
+    /// a line of text.
     pub reason: String,
+    /// The same, as data: reply code, enhanced status code, remote host, ...
+    #[serde(default)]
+    pub outcome: crate::Detail,
 }
 
 /// One message in a listing.
@@ -212,6 +217,11 @@ impl Spool {
 
     /// Move message `id` from one place to another (see the module docs for the order).
     pub fn move_message(&self, id: QueueId, from: Place, to: Place) -> io::Result<()> {
+        if to == Place::Active {
+            // Done by an operator command while the daemon is stopped: the next start
+            // must rebuild the schedule to see the message (harmless when running).
+            crate::index::invalidate(self.active_dir());
+        }
         let (src, dst) = (self.dir_of(from), self.dir_of(to));
         let (src_msg, dst_msg) = (src.join(format!("{id}.msg")), dst.join(format!("{id}.msg")));
         let (src_state, dst_state) = (
@@ -260,6 +270,7 @@ impl Spool {
     /// not running: it tries them as soon as it starts.
     pub fn clear_retry_times(&self, id: QueueId) -> Result<usize, OpError> {
         let mut m = self.read_at(id, Place::Active)?;
+        crate::index::invalidate(self.active_dir());
         let mut n = 0;
         for s in m.state.iter_mut().filter(|s| !s.status.is_final()) {
             if s.next_attempt.take().is_some() {
@@ -279,7 +290,7 @@ pub(crate) fn fail_pending(msg: &mut QueuedMessage) -> Vec<usize> {
     for &i in &pending {
         let st = &mut msg.state[i];
         st.status = RcptStatus::Failed;
-        st.reason = BOUNCED_BY_OPERATOR.to_string();
+        st.detail = crate::Detail::local("5.0.0", BOUNCED_BY_OPERATOR);
         st.last_attempt = Some(now);
         st.next_attempt = None;
     }
@@ -298,7 +309,8 @@ fn summarize(m: &QueuedMessage, place: Place) -> MessageSummary {
             attempts: s.attempts,
             last_attempt: s.last_attempt,
             next_attempt: s.next_attempt,
-            reason: s.reason.clone(),
+            reason: s.detail.to_string(),
+            outcome: s.detail.clone(),
         })
         .collect();
     let next_attempt = m
@@ -310,9 +322,9 @@ fn summarize(m: &QueuedMessage, place: Place) -> MessageSummary {
     let last_error = m
         .state
         .iter()
-        .filter(|s| s.status != RcptStatus::Delivered && !s.reason.is_empty())
+        .filter(|s| s.status != RcptStatus::Delivered && !s.detail.is_empty())
         .max_by_key(|s| s.last_attempt)
-        .map(|s| s.reason.clone());
+        .map(|s| s.detail.to_string());
     MessageSummary {
         id: e.id.to_string(),
         place,

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::QueuedMessage;
+use crate::{Detail, QueuedMessage};
 
 /// A boxed future, so that agents can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -12,21 +12,34 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Delivered into the recipient's mailbox (final delivery, e.g. a local Maildir); the
-    /// text is the receiving side's answer (for the log). A recipient with
+    /// detail is the receiving side's answer (for the log). A recipient with
     /// `NOTIFY=SUCCESS` gets a delivery report.
-    Delivered(String),
+    Delivered(Detail),
     /// Accepted by the next MTA, which is now responsible for the message and for any
-    /// report about it (RFC 3461 §5.2.1); the text is its answer. Counts as delivered,
-    /// but the queue sends no delivery report.
-    Relayed(String),
+    /// report about it (RFC 3461 §5.2.1); the detail is its answer. Counts as
+    /// delivered, but the queue sends no delivery report.
+    Relayed(Detail),
     /// Accepted by a next MTA that does not offer DSN (RFC 3461 §5.2.2): it was not
     /// given the NOTIFY requests and will send no report, so a recipient with
     /// `NOTIFY=SUCCESS` gets a "relayed" report from us. Counts as delivered.
-    RelayedWithoutDsn(String),
+    RelayedWithoutDsn(Detail),
     /// Try again later.
-    Temporary(String),
+    Temporary(Detail),
     /// Will never succeed.
-    Permanent(String),
+    Permanent(Detail),
+}
+
+impl Outcome {
+    /// The detail, whatever the outcome.
+    pub fn detail(&self) -> &Detail {
+        match self {
+            Outcome::Delivered(d)
+            | Outcome::Relayed(d)
+            | Outcome::RelayedWithoutDsn(d)
+            | Outcome::Temporary(d)
+            | Outcome::Permanent(d) => d,
+        }
+    }
 }
 
 /// An outcome with the name of the agent/next hop that produced it (`maildir`, `mx.example`).

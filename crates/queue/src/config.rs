@@ -31,6 +31,15 @@ pub struct QueueConfig {
     /// gets its headers only.
     #[serde(default = "default_bounce_return_limit")]
     pub bounce_return_limit: Size,
+    /// Messages the scheduler holds in memory at most (waiting for a due attempt or
+    /// being delivered); the rest wait on disk in the schedule. Default: one per MiB of
+    /// the machine's memory, between 1,000 and 10,000 (see [`QueueConfig::active_limit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_limit: Option<usize>,
+    /// New mail is refused (`452 4.3.1`) while the queue's file system has less than
+    /// this free, so that the mail already queued can still be worked on.
+    #[serde(default = "default_min_free_space")]
+    pub min_free_space: Size,
 }
 
 fn default_retry() -> Vec<Duration> {
@@ -48,6 +57,23 @@ fn default_concurrency() -> usize {
 fn default_bounce_return_limit() -> Size {
     Size::mib(1)
 }
+fn default_min_free_space() -> Size {
+    Size::mib(100)
+}
+
+/// The default `active_limit`: one message per MiB of memory, 1,000 to 10,000.
+fn machine_active_limit() -> usize {
+    let mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024)
+        .unwrap_or(0);
+    (mib as usize).clamp(1_000, 10_000)
+}
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -58,11 +84,20 @@ impl Default for QueueConfig {
             report_concurrency: None,
             delay_warning: None,
             bounce_return_limit: default_bounce_return_limit(),
+            active_limit: None,
+            min_free_space: default_min_free_space(),
         }
     }
 }
 
 impl QueueConfig {
+    /// Messages held in memory at most: `active_limit`, or the machine's default.
+    pub fn active_limit(&self) -> usize {
+        self.active_limit
+            .unwrap_or_else(machine_active_limit)
+            .max(self.delivery_concurrency.max(1))
+    }
+
     /// How many deliveries of null-sender reports may run at once.
     pub fn report_slots(&self) -> usize {
         let all = self.delivery_concurrency.max(1);
@@ -89,6 +124,17 @@ impl QueueConfig {
         }
         if self.max_age.get().is_zero() {
             p.push(at.key("max_age"), "must be longer than zero");
+        }
+        if let Some(n) = self.active_limit
+            && n < self.delivery_concurrency.max(1)
+        {
+            p.push(
+                at.key("active_limit"),
+                format!(
+                    "is less than delivery_concurrency ({}): delivery slots would stay idle; make it larger (or leave it out for the machine's default)",
+                    self.delivery_concurrency
+                ),
+            );
         }
         if self.delivery_concurrency == 0 {
             p.push(at.key("delivery_concurrency"), "must be at least 1");

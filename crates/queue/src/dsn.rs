@@ -39,11 +39,9 @@ use crate::{Envelope, QueueId, RcptState, Recipient};
 
 mod explain;
 mod lines;
-mod reason;
 
 use explain::explanation;
 use lines::{ascii, field, header, quoted_printable, text};
-pub use reason::{enhanced_status, remote_mta, smtp_reply, status};
 
 /// What happened to the recipients a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +78,7 @@ impl Action {
         }
     }
 
-    fn class(self) -> u8 {
+    pub(crate) fn class(self) -> u8 {
         match self {
             Action::Failed => b'5',
             Action::Delayed => b'4',
@@ -254,20 +252,21 @@ fn delivery_status(out: &mut String, r: &Report<'_>) {
         }
         field(out, "Final-Recipient", &final_recipient(rcpt));
         field(out, "Action", r.action.as_str());
-        field(out, "Status", &status(r.action, &st.reason));
-        if let Some(mta) = remote_mta(&st.reason) {
-            field(out, "Remote-MTA", &format!("dns; {mta}"));
+        let d = &st.detail;
+        field(out, "Status", &d.status_for(r.action.class()));
+        if let Some(mta) = &d.host {
+            field(out, "Remote-MTA", &format!("dns; {}", ascii(mta)));
         }
         if r.action != Action::Delivered
-            && let Some(reply) = smtp_reply(&st.reason)
+            && let Some(reply) = d.diagnostic()
         {
-            field(out, "Diagnostic-Code", &format!("smtp; {}", ascii(reply)));
-        } else if r.action != Action::Delivered && !st.reason.is_empty() {
+            field(out, "Diagnostic-Code", &format!("smtp; {}", ascii(&reply)));
+        } else if r.action != Action::Delivered && !d.is_empty() {
             // Not an SMTP answer (a local error, say): a private diagnostic type.
             field(
                 out,
                 "Diagnostic-Code",
-                &format!("X-Postern; {}", ascii(&st.reason)),
+                &format!("X-Postern; {}", ascii(&d.to_string())),
             );
         }
         if let Some(t) = st.last_attempt {

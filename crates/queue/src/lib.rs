@@ -32,6 +32,7 @@
 
 pub mod admin;
 mod agent;
+pub mod clock;
 mod config;
 pub mod control;
 mod date;
@@ -39,29 +40,34 @@ pub mod dsn;
 mod error;
 pub mod gauges;
 mod id;
+mod index;
 mod lock;
 mod notice;
+mod outcome;
 mod recipient;
 mod record;
 pub mod safefs;
 mod scheduler;
 mod splice;
 mod spool;
+pub mod synthetic;
 
 pub use agent::{DeliveryAgent, DeliveryOutcome, Outcome};
 /// The future type agents return.
 pub mod agent_future {
     pub use crate::agent::BoxFuture;
 }
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use config::QueueConfig;
 pub use date::rfc5322_date;
 pub use error::{FormatError, LoadError, OpError};
 pub use id::QueueId;
 pub use lock::SpoolLock;
 pub use notice::Sign;
+pub use outcome::Detail;
 pub use recipient::Recipient;
 pub use record::{Envelope, RcptState, RcptStatus};
-pub use scheduler::{AdminOp, Queue, bounce_offline};
+pub use scheduler::{AdminOp, Admission, Queue, bounce_offline};
 pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 
 /// Seconds since the Unix epoch, now.

@@ -37,12 +37,12 @@ use std::sync::Arc;
 
 use postern_smtp::address::ReversePath;
 use postern_smtp::command::BodyType;
-use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::clock::Clock;
 use crate::dsn::{self, Action, RcptReport, Report, Returned};
-use crate::record::{RELAYED_NO_DSN, RcptStatus};
-use crate::scheduler::Cmd;
+use crate::record::RcptStatus;
+use crate::scheduler::Notify;
 use crate::spool::blocking;
 use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, Spool};
 
@@ -60,8 +60,10 @@ pub(crate) struct Notifier {
     pub hostname: String,
     pub spool: Arc<Spool>,
     pub config: Arc<QueueConfig>,
-    pub tx: mpsc::UnboundedSender<Cmd>,
+    /// How queued reports reach the scheduler; `None` when it is not running.
+    pub notify: Option<Notify>,
     pub sign: Option<Sign>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -141,12 +143,12 @@ impl Notifier {
                     Action::Delivered => {
                         st.status == RcptStatus::Delivered
                             && !st.notified
-                            && !st.reason.starts_with(RELAYED_NO_DSN)
+                            && !st.detail.relayed_without_dsn
                     }
                     Action::Relayed => {
                         st.status == RcptStatus::Delivered
                             && !st.notified
-                            && st.reason.starts_with(RELAYED_NO_DSN)
+                            && st.detail.relayed_without_dsn
                     }
                     Action::Delayed => st.status == RcptStatus::Deferred && r.wants_delay_report(),
                 }
@@ -248,7 +250,7 @@ impl Notifier {
             envid: None,
         };
         let mut incoming = self.spool.begin(envelope).await?;
-        incoming.notify = Some(self.tx.clone());
+        incoming.notify = self.notify.clone();
         incoming.write(&bytes).await?;
         incoming.commit().await?;
         Ok(id)

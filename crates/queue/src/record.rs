@@ -25,9 +25,15 @@
 //! leaves to the MTA). Versions before them ignore unknown keys, so they read the new
 //! files too, without the DSN parameters.
 //!
-//! The per-recipient state lives in `ID.state`, one line per recipient:
-//! `INDEX STATUS ATTEMPTS LAST-ATTEMPT NEXT-ATTEMPT REASON...` (times in Unix seconds, `-`
-//! for none), then optional message-level lines `KEY: VALUE`:
+//! The per-recipient state lives in `ID.state` (first line `POSTERN-STATE 2`), one line
+//! per recipient: `INDEX STATUS ATTEMPTS LAST-ATTEMPT NEXT-ATTEMPT DETAIL` (times in Unix
+//! seconds, `-` for none), where `DETAIL` is the typed outcome of the last attempt
+//! ([`crate::Detail`]) as one line of JSON, e.g.
+//! `{"code":550,"status":"5.1.1","host":"mx.example.net","addr":"192.0.2.25","port":25,"reply":"5.1.1 no such user","stage":"RCPT TO"}`
+//! or `{"status":"4.4.1","text":"connect to ... failed"}`; an empty detail is left out.
+//! Format 1 (`POSTERN-STATE 1`, before typed outcomes) had the reason as text there;
+//! such files still load, their reason read once by [`crate::Detail::from_legacy`].
+//! Then come optional message-level lines `KEY: VALUE`:
 //!
 //! - `notified: 0 2`: the recipients whose final status has been dealt with as far as
 //!   the sender is concerned: a report was queued, none was wanted (NOTIFY), or the next
@@ -55,7 +61,9 @@ use crate::error::FormatError;
 use crate::{QueueId, Recipient};
 
 pub(crate) const MAGIC: &str = "POSTERN-QUEUE 1";
-pub(crate) const STATE_MAGIC: &str = "POSTERN-STATE 1";
+pub(crate) const STATE_MAGIC: &str = "POSTERN-STATE 2";
+/// State files written before typed outcomes.
+pub(crate) const STATE_MAGIC_1: &str = "POSTERN-STATE 1";
 pub(crate) const END: &str = "POSTERN-END ";
 
 /// Who sent the message and to whom.
@@ -220,14 +228,6 @@ pub(crate) fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// How the reason of a recipient that failed by expiry starts (the scheduler writes
-/// it, bounces recognise it).
-pub(crate) const EXPIRED: &str = "message expired after ";
-/// The start of the reason of a recipient relayed to a next hop without DSN
-/// ([`crate::Outcome::RelayedWithoutDsn`]): it is owed a "relayed" report.
-pub(crate) const RELAYED_NO_DSN: &str =
-    "relayed to a mail server that does not offer delivery reports (DSN): ";
-
 /// Where a recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RcptStatus {
@@ -270,7 +270,8 @@ pub struct RcptState {
     pub attempts: u32,
     pub last_attempt: Option<u64>,
     pub next_attempt: Option<u64>,
-    pub reason: String,
+    /// What the last attempt learnt (empty before the first).
+    pub detail: crate::Detail,
     /// The sender has been told about this recipient's final status, or asked not to be
     /// (NOTIFY). A failed recipient without it is a bounce still owed.
     pub notified: bool,
@@ -283,7 +284,7 @@ impl RcptState {
             attempts: 0,
             last_attempt: None,
             next_attempt: None,
-            reason: String::new(),
+            detail: crate::Detail::default(),
             notified: false,
         }
     }
@@ -307,15 +308,20 @@ pub(crate) fn format_state(states: &[RcptState], delay_warned: Option<u64>) -> S
     let t = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     let mut s = format!("{STATE_MAGIC}\n");
     for (i, r) in states.iter().enumerate() {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "{i} {} {} {} {} {}",
+            "{i} {} {} {} {}",
             r.status.as_str(),
             r.attempts,
             t(r.last_attempt),
             t(r.next_attempt),
-            sanitize(&r.reason)
         );
+        if !r.detail.is_empty() {
+            // JSON escapes every control character: the detail stays on its line.
+            let json = serde_json::to_string(&r.detail).unwrap_or_default();
+            let _ = write!(s, " {json}");
+        }
+        s.push('\n');
     }
     let notified: Vec<String> = states
         .iter()
@@ -334,9 +340,11 @@ pub(crate) fn format_state(states: &[RcptState], delay_warned: Option<u64>) -> S
 
 pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, FormatError> {
     let mut lines = text.lines();
-    if lines.next() != Some(STATE_MAGIC) {
-        return Err("bad state file header".into());
-    }
+    let typed = match lines.next() {
+        Some(STATE_MAGIC) => true,
+        Some(STATE_MAGIC_1) => false,
+        _ => return Err("bad state file header".into()),
+    };
     let mut out = StateFile {
         rcpts: vec![RcptState::new(); n],
         delay_warned: None,
@@ -377,14 +385,21 @@ pub(crate) fn parse_state(text: &str, n: usize) -> Result<StateFile, FormatError
         };
         let last_attempt = time(next()?)?;
         let next_attempt = time(next()?)?;
-        let reason = f.next().unwrap_or("").to_string();
+        let rest = f.next().unwrap_or("");
+        let detail = if !typed {
+            crate::Detail::from_legacy(rest)
+        } else if rest.is_empty() {
+            crate::Detail::default()
+        } else {
+            serde_json::from_str(rest).map_err(|e| format!("bad outcome detail: {e}"))?
+        };
         let slot = out.rcpts.get_mut(i).ok_or("recipient index out of range")?;
         *slot = RcptState {
             status,
             attempts,
             last_attempt,
             next_attempt,
-            reason,
+            detail,
             notified: false,
         };
     }
@@ -510,7 +525,7 @@ mod tests {
             attempts: 2,
             last_attempt: Some(10),
             next_attempt: Some(20),
-            reason: "451 4.3.0 try later\nsecond line".into(),
+            detail: crate::Detail::local("4.3.0", "try later\nsecond line"),
             notified: false,
         };
         s[2].status = RcptStatus::Failed;
@@ -522,13 +537,40 @@ mod tests {
         );
         let back = parse_state(&text, 3).unwrap();
         assert_eq!(back.rcpts[0], s[0]);
-        assert_eq!(back.rcpts[1].reason, "451 4.3.0 try later?second line");
+        assert_eq!(back.rcpts[1], s[1], "{text}");
+        assert!(text.contains(r#" {"status":"4.3.0","text":"try later\nsecond line"}"#));
         assert_eq!(back.rcpts[2], s[2]);
         assert_eq!(back.delay_warned, Some(15));
         assert!(parse_state(&text, 1).is_err());
         for cut in 0..text.len() {
             let _ = parse_state(&text[..cut], 3);
         }
+    }
+
+    /// A state file as version 0.1 wrote it (format 1, reasons as text), checked in
+    /// as `tests/fixtures/state-format-1.state`.
+    #[test]
+    fn a_format_1_state_file_loads_into_typed_outcomes() {
+        let old = include_str!("../tests/fixtures/state-format-1.state");
+        let back = parse_state(old, 4).unwrap();
+        let r = &back.rcpts;
+        assert_eq!(r[0].status, RcptStatus::Failed);
+        assert_eq!(r[0].detail.code, Some(550));
+        assert_eq!(r[0].detail.host.as_deref(), Some("mx.example.net"));
+        assert_eq!(r[0].detail.status_for(b'5'), "5.1.1");
+        assert_eq!(r[1].status, RcptStatus::Deferred);
+        assert_eq!(r[1].detail.status_for(b'4'), "4.4.1");
+        assert_eq!(r[1].detail.code, None);
+        assert_eq!(r[1].next_attempt, Some(1764360600));
+        assert!(r[2].detail.relayed_without_dsn);
+        assert_eq!(r[3].detail.expired_after.as_deref(), Some("5d"));
+        assert_eq!(r[3].detail.status_for(b'5'), "4.4.7");
+        assert!(r[0].notified && !r[3].notified);
+        assert_eq!(back.delay_warned, Some(1764370000));
+        // Written back, it is format 2 and reads the same.
+        let again = format_state(&back.rcpts, back.delay_warned);
+        assert!(again.starts_with("POSTERN-STATE 2\n"));
+        assert_eq!(parse_state(&again, 4).unwrap(), back);
     }
 
     #[test]

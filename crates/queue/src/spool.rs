@@ -5,13 +5,12 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::error::{LoadError, io_step};
 use crate::record::{self, END, Envelope, RcptState};
 use crate::safefs;
-use crate::scheduler::Cmd;
+use crate::scheduler::Notify;
 use crate::{QueueId, RcptStatus};
 
 /// Largest envelope header read back (many recipients make long headers).
@@ -239,6 +238,37 @@ impl Spool {
         Ok(out)
     }
 
+    /// Read `active/ID.msg` back for the scheduler: `None` when it is no longer there
+    /// (delivered, deleted, held) or was damaged (then moved to `corrupt/`); an error
+    /// when it could not be read now (it is tried again later).
+    pub(crate) fn load_active(&self, id: QueueId) -> io::Result<Option<QueuedMessage>> {
+        let path = self.active.join(format!("{id}.msg"));
+        match self.load(&path) {
+            Ok(m) => Ok(Some(m)),
+            Err(LoadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(LoadError::Io { what, source }) => {
+                Err(io::Error::new(source.kind(), format!("{what}: {source}")))
+            }
+            Err(why) => {
+                self.quarantine(&path, &why.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    /// How many messages `active/` holds (file names only).
+    pub fn count_active(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(&self.active)? {
+            if e?.file_name().to_str().is_some_and(|n| n.ends_with(".msg")) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Read one `.msg` file back, checking that it is complete.
     pub fn load(&self, path: &Path) -> Result<QueuedMessage, LoadError> {
         let f = File::open(path).map_err(io_step("cannot open"))?;
@@ -387,7 +417,7 @@ pub struct Incoming {
     flushed: u64,
     /// Set by [`Incoming::replace_head`]: content bytes to replace, and their replacement.
     new_head: Option<(u64, Vec<u8>)>,
-    pub(crate) notify: Option<mpsc::UnboundedSender<Cmd>>,
+    pub(crate) notify: Option<Notify>,
 }
 
 impl Incoming {
@@ -505,8 +535,13 @@ impl Incoming {
             delay_warned: None,
         };
         // A held message waits for the operator, not for the scheduler.
-        if let Some(n) = self.notify.as_ref().filter(|_| !self.hold) {
-            let _ = n.send(Cmd::Add(Box::new(msg.clone())));
+        if !self.hold {
+            match &self.notify {
+                Some(n) => n.queued(msg.clone()),
+                // Queued with no scheduler running (an operator command, a tool): the
+                // next start must rebuild its schedule to see it.
+                None => crate::index::invalidate(&self.spool.active),
+            }
         }
         Ok(msg)
     }

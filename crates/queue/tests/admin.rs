@@ -38,7 +38,7 @@ impl DeliveryAgent for Gate {
                 .iter()
                 .map(|_| DeliveryOutcome {
                     relay: "gate".into(),
-                    outcome: Outcome::Temporary("451 4.3.0 not now".into()),
+                    outcome: Outcome::Temporary(postern_queue::Detail::local("4.3.0", "not now")),
                 })
                 .collect()
         })

@@ -15,7 +15,22 @@ use postern_smtp::address::{ReversePath, parse_mailbox};
 use postern_smtp::command::{BodyType, Notify, Orcpt, Ret, Xtext, XtextField};
 
 const REFUSED: &str = "host mx.remote.test[192.0.2.25] said: 550 5.1.1 <bad@remote.test>: no such user (in reply to RCPT TO)";
-const LATER: &str = "host mx.remote.test[192.0.2.25] said: 451 4.3.0 try again later";
+
+/// A typed reply from the test's remote server, as the SMTP agent records one.
+fn remote(code: u16, status: &str, text: &str, stage: &str) -> postern_queue::Detail {
+    let reply = postern_smtp::client::Reply {
+        code,
+        enhanced: postern_smtp::enhanced::EnhancedCode::parse(status),
+        lines: vec![format!("{status} {text}")],
+    };
+    postern_queue::Detail::remote(
+        "mx.remote.test",
+        [192, 0, 2, 25].into(),
+        25,
+        &reply,
+        Some(stage),
+    )
+}
 
 /// What the agent was handed to deliver: (sender, recipient, content).
 type Delivery = (String, String, Vec<u8>);
@@ -39,11 +54,16 @@ impl DeliveryAgent for Agent {
                 .map(|&i| {
                     let to = msg.envelope.recipients[i].to_string();
                     let outcome = if to.starts_with("bad") {
-                        Outcome::Permanent(REFUSED.into())
+                        Outcome::Permanent(remote(
+                            550,
+                            "5.1.1",
+                            "<bad@remote.test>: no such user",
+                            "RCPT TO",
+                        ))
                     } else if to.starts_with("slow") {
-                        Outcome::Temporary(LATER.into())
+                        Outcome::Temporary(remote(451, "4.3.0", "try again later", "end of DATA"))
                     } else if to.starts_with("relayed") {
-                        Outcome::Relayed("host mx.remote.test said: 250 2.0.0 queued".into())
+                        Outcome::Relayed(remote(250, "2.0.0", "queued", "end of DATA"))
                     } else {
                         let from = msg.envelope.sender.to_string();
                         let body = msg.read_body().unwrap();
@@ -250,7 +270,7 @@ async fn an_expired_message_bounces_with_expired_and_4_4_7() {
     for want in [
         "Action: failed\r\n",
         "Status: 4.4.7\r\n",
-        "Diagnostic-Code: smtp; 451 4.3.0 try again later\r\n",
+        "Diagnostic-Code: smtp; 451 4.3.0 try again later (in reply to end of DATA",
         "as long as the mail system keeps messages",
         "Content-Type: text/rfc822-headers\r\n",
         "Only the headers of your message are attached, as you asked.",

@@ -145,9 +145,9 @@ impl DeliveryAgent for FlakyAgent {
                 .map(|&i| {
                     let a = msg.envelope.recipients[i].to_string();
                     let outcome = if a.starts_with("bad") {
-                        Outcome::Permanent("550 5.1.1 no such user".into())
+                        Outcome::Permanent(postern_queue::Detail::local("5.1.1", "no such user"))
                     } else if n < self.fail_times {
-                        Outcome::Temporary("451 4.3.0 try later".into())
+                        Outcome::Temporary(postern_queue::Detail::local("4.3.0", "try later"))
                     } else {
                         self.delivered.lock().unwrap().push(a);
                         Outcome::Delivered("250 ok".into())

@@ -9,6 +9,7 @@
 //! RFC 5321 §4.4 (Return-Path at final delivery); the Maildir format as documented by its
 //! author (tmp → new, unique names).
 
+mod detail;
 pub mod explain;
 pub mod loops;
 mod maildir;

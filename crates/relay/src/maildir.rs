@@ -104,17 +104,25 @@ impl DeliveryAgent for MaildirAgent {
                 rcpts
                     .iter()
                     .map(|&i| match agent.deliver_one(&msg, i) {
-                        Ok(path) => Outcome::Delivered(format!("delivered to {}", path.display())),
-                        Err(e) => Outcome::Temporary(format!(
+                        Ok(path) => Outcome::Delivered(crate::detail::local(format!(
+                            "delivered to {}",
+                            path.display()
+                        ))),
+                        Err(e) => Outcome::Temporary(crate::detail::local(format!(
                             "cannot write to maildir {}: {e}",
                             agent.folder(&msg.envelope.recipients[i].local).display()
-                        )),
+                        ))),
                     })
                     .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_else(|e| {
-                vec![Outcome::Temporary(format!("maildir delivery task failed: {e}")); n]
+                vec![
+                    Outcome::Temporary(crate::detail::local(format!(
+                        "maildir delivery task failed: {e}"
+                    )));
+                    n
+                ]
             });
             outcomes
                 .into_iter()

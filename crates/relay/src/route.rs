@@ -372,10 +372,10 @@ impl Router {
             tracing::warn!(queue_id = %msg.envelope.id, "{}: {count} Received: header fields (limit {}): a mail loop; bouncing", msg.envelope.id, self.max_hop_count);
             DeliveryOutcome {
                 relay: "none".into(),
-                outcome: Outcome::Permanent(format!(
+                outcome: Outcome::Permanent(crate::detail::local(format!(
                     "5.4.6 hop count exceeded - mail loop? ({count} Received: header fields, limit {})",
                     self.max_hop_count
-                )),
+                ))),
             }
         })
     }
@@ -401,9 +401,9 @@ impl DeliveryAgent for Router {
                     None => {
                         results[n] = Some(DeliveryOutcome {
                             relay: "none".into(),
-                            outcome: Outcome::Temporary(format!(
+                            outcome: Outcome::Temporary(crate::detail::local(format!(
                                 "4.3.5 no route for domain {domain}: add a [[route]] for it (the message waits in the queue)"
-                            )),
+                            ))),
                         })
                     }
                 }
@@ -437,9 +437,9 @@ impl DeliveryAgent for Router {
                 .map(|o| {
                     o.unwrap_or(DeliveryOutcome {
                         relay: "none".into(),
-                        outcome: Outcome::Temporary(
-                            "4.3.0 internal error: no outcome from the delivery agent".into(),
-                        ),
+                        outcome: Outcome::Temporary(crate::detail::local(
+                            "4.3.0 internal error: no outcome from the delivery agent",
+                        )),
                     })
                 })
                 .collect()

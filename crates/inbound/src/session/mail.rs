@@ -17,6 +17,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if self.tx.is_some() {
             return self.reply(std_replies::bad_sequence("Nested MAIL command"));
         }
+        // Back-pressure (the queue's disk is full, or it cannot keep up): see
+        // `postern_queue::Admission`.
+        let admission = self.ctx.queue.admission();
+        if let Some((code, status, text)) = admission.reply() {
+            let r = Reply::new(code, status, text);
+            tracing::warn!(
+                "NOQUEUE: reject: MAIL from {}: {r}; reason: {}",
+                self.client(),
+                admission.why()
+            );
+            crate::metrics::rejected(&self.cfg, "MAIL", &r);
+            if code == 421 {
+                self.conn.send(&r);
+                return Flow::Close;
+            }
+            return self.reply(r);
+        }
         if !self.esmtp && params != MailParams::default() {
             return self.reply(Reply::new(
                 555,

@@ -147,6 +147,21 @@ pub fn show_text(d: &MessageDetail) -> String {
         if !r.reason.is_empty() {
             let _ = writeln!(out, "      result: {}", r.reason);
         }
+        let o = &r.outcome;
+        if let Some(code) = o.code {
+            let _ = writeln!(
+                out,
+                "      remote reply: {code}{} from {}{}",
+                o.status.map(|s| format!(" ({s})")).unwrap_or_default(),
+                o.host.as_deref().unwrap_or("the next hop"),
+                o.stage
+                    .as_deref()
+                    .map(|s| format!(", to {s}"))
+                    .unwrap_or_default()
+            );
+        } else if let Some(s) = o.status {
+            let _ = writeln!(out, "      status: {s}");
+        }
     }
     out.push_str(&d.digest.text());
     let _ = writeln!(out, "Headers:");

@@ -3,9 +3,9 @@
 //! do.
 
 use super::lines::{para, text};
-use super::{Action, HeadersOnly, Report, Returned, header_section, remote_mta, smtp_reply};
+use super::{Action, HeadersOnly, Report, Returned, header_section};
+use crate::Detail;
 use crate::date::rfc5322_date;
-use crate::record::EXPIRED;
 
 /// Part 1: the explanation for a person.
 pub(super) fn explanation(r: &Report<'_>) -> String {
@@ -51,7 +51,7 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
     for rr in &r.recipients {
         t.push_str(&text(&format!("<{}>", rr.recipient.address), utf8));
         t.push_str("\r\n");
-        why(&mut t, r.action, &rr.state.reason, utf8);
+        why(&mut t, r.action, &rr.state.detail, utf8);
     }
     let advice = match r.action {
         Action::Failed => Some(
@@ -83,15 +83,11 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
 }
 
 /// Why one recipient is in the report, indented under its address.
-fn why(t: &mut String, action: Action, reason: &str, utf8: bool) {
-    let reason = text(reason, utf8);
+fn why(t: &mut String, action: Action, detail: &Detail, utf8: bool) {
     match action {
         Action::Delivered => {}
-        Action::Failed if reason.starts_with(EXPIRED) => {
-            let last = reason
-                .split_once("last error: ")
-                .map(|(_, l)| l)
-                .unwrap_or("");
+        Action::Failed if detail.expired_after.is_some() => {
+            let last = text(&detail.cause(), utf8);
             para(
                 t,
                 "It could not be delivered for as long as the mail system keeps messages, so it was given up.",
@@ -101,17 +97,21 @@ fn why(t: &mut String, action: Action, reason: &str, utf8: bool) {
                 para(t, &format!("The last problem was: {last}"), "    ");
             }
         }
-        _ => match smtp_reply(&reason) {
+        _ => match detail.diagnostic() {
             Some(reply) => {
-                let who = match remote_mta(&reason) {
-                    Some(h) => format!("The recipient's mail server ({h}) answered:"),
+                let who = match &detail.host {
+                    Some(h) => format!("The recipient's mail server ({}) answered:", text(h, utf8)),
                     None => "The receiving mail server answered:".to_string(),
                 };
                 para(t, &who, "    ");
-                para(t, reply, "        ");
+                para(t, &text(&reply, utf8), "        ");
             }
-            None if reason.is_empty() => t.push_str("\r\n"),
-            None => para(t, &format!("The problem: {reason}"), "    "),
+            None if detail.is_empty() => t.push_str("\r\n"),
+            None => para(
+                t,
+                &format!("The problem: {}", text(&detail.to_string(), utf8)),
+                "    ",
+            ),
         },
     }
     if action == Action::Delivered {

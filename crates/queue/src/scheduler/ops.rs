@@ -11,11 +11,11 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::{Scheduler, log_finished};
+use super::{Scheduler, lock, log_finished};
 use crate::admin::{self, Place};
 use crate::error::OpError;
 use crate::spool::blocking;
-use crate::{QueueId, QueuedMessage, Spool, unix_now};
+use crate::{QueueId, QueuedMessage, Spool};
 
 /// Where the answer to an operator command goes: a line for the operator, or why not.
 pub(crate) type Responder = oneshot::Sender<Result<String, OpError>>;
@@ -48,8 +48,21 @@ impl AdminOp {
 }
 
 impl Scheduler {
-    fn take_waiting(&mut self, id: QueueId) -> Option<Box<QueuedMessage>> {
-        self.waiting.take(id)
+    /// The message, from memory or (when it is only filed in the schedule) from
+    /// `active/`.
+    async fn take_waiting(&mut self, id: QueueId) -> Option<Box<QueuedMessage>> {
+        if let Some(m) = self.waiting.take(id) {
+            return Some(m);
+        }
+        if self.in_flight.contains(&id) {
+            return None;
+        }
+        let spool = self.spool.clone();
+        blocking(move || spool.load_active(id))
+            .await
+            .ok()
+            .flatten()
+            .map(Box::new)
     }
 
     /// Carry out `op` now, or after the attempt in progress for its message.
@@ -69,16 +82,21 @@ impl Scheduler {
     /// commands that waited for it.
     /// Every waiting message due now, and those in flight again as soon as their attempt
     /// ends. Returns how many were waiting.
-    pub(super) fn flush_all(&mut self) -> usize {
+    /// Messages filed on disk are read back as the window has room, and those not
+    /// tried since the flush are due at once.
+    pub(super) fn flush_all(&mut self) {
         let now = self.now_ms();
-        let all: Vec<_> = self.waiting.drain().collect();
-        let n = all.len();
-        for m in all {
+        for (_, m) in self.waiting.drain() {
             self.insert(m, now);
         }
         self.flushed_in_flight
             .extend(self.in_flight.iter().copied());
-        n
+        if let Err(e) = lock(&self.notify.index).flush_all() {
+            warn!(
+                "the queue flush could not reach every message waiting on disk ({e}); they are tried at their own times"
+            );
+        }
+        self.flushed_at = Some(self.clock.now());
     }
 
     pub(super) async fn attempt_ended(&mut self, id: QueueId, back: Option<Box<QueuedMessage>>) {
@@ -88,7 +106,7 @@ impl Scheduler {
         match back {
             Some(m) => {
                 let due = if flushed { self.now_ms() } else { self.due(&m) };
-                self.insert(m, due);
+                self.place(m, due);
                 for (op, reply) in ops {
                     let r = self.apply(op).await;
                     let _ = reply.send(r);
@@ -105,11 +123,13 @@ impl Scheduler {
     async fn apply(&mut self, op: AdminOp) -> Result<String, OpError> {
         match op {
             AdminOp::Flush(None) => {
-                let n = self.flush_all();
+                self.flush_all();
+                let spool = self.spool.clone();
+                let n = blocking(move || spool.count_active()).await.unwrap_or(0);
                 info!("queue flush by the operator: {n} message(s) due now");
                 Ok(format!("{n} message(s) will be tried now"))
             }
-            AdminOp::Flush(Some(id)) => match self.take_waiting(id) {
+            AdminOp::Flush(Some(id)) => match self.take_waiting(id).await {
                 Some(m) => {
                     let now = self.now_ms();
                     self.insert(m, now);
@@ -119,7 +139,7 @@ impl Scheduler {
                 None => Err(self.not_active(id)),
             },
             AdminOp::Hold(id) => {
-                let Some(m) = self.take_waiting(id) else {
+                let Some(m) = self.take_waiting(id).await else {
                     return Err(self.not_active(id));
                 };
                 let spool = self.spool.clone();
@@ -130,7 +150,7 @@ impl Scheduler {
                     }
                     Err(e) => {
                         let due = self.due(&m);
-                        self.insert(m, due);
+                        self.place(m, due);
                         Err(OpError::io(id, "could not be put on hold")(e))
                     }
                 }
@@ -138,7 +158,7 @@ impl Scheduler {
             AdminOp::Release(id) => self.release(id).await,
             AdminOp::Delete(id) => self.delete(id).await,
             AdminOp::Bounce(id) => {
-                let m = match self.take_waiting(id) {
+                let m = match self.take_waiting(id).await {
                     Some(m) => *m,
                     None if self.spool.locate(id) == Some(Place::Hold) => {
                         self.spool.read_at(id, Place::Hold)?
@@ -173,7 +193,7 @@ impl Scheduler {
     }
 
     async fn delete(&mut self, id: QueueId) -> Result<String, OpError> {
-        let place = if let Some(m) = self.take_waiting(id) {
+        let place = if let Some(m) = self.take_waiting(id).await {
             drop(m);
             Place::Active
         } else {
@@ -211,7 +231,9 @@ pub(crate) async fn bounce(
 ) -> Result<String, OpError> {
     let id = m.envelope.id;
     let failed = admin::fail_pending(&mut m);
-    notifier.after_attempt(&mut m, &failed, unix_now()).await;
+    notifier
+        .after_attempt(&mut m, &failed, notifier.clock.now())
+        .await;
     let (spool2, m2) = (spool.clone(), m.clone());
     match blocking(move || spool2.finish(&m2)).await {
         Ok(how) => {
@@ -258,14 +280,15 @@ pub async fn bounce_offline(
         }
         None => return Err(OpError::NoSuchMessage(id)),
     };
-    // Nobody listens: the bounce waits in active/ for the daemon's next start.
-    let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+    // Nobody listens: the bounce waits in active/ for the daemon's next start, which
+    // rebuilds its schedule (the commit marks it incomplete).
     let notifier = crate::notice::Notifier {
         hostname: hostname.to_string(),
         spool: spool.clone(),
         config: Arc::new(config),
-        tx,
+        notify: None,
         sign,
+        clock: crate::clock::system(),
     };
     bounce(m, &spool, &notifier).await
 }

@@ -240,7 +240,10 @@ impl SmtpAgent {
                     hop.host, self.cfg.attempt_timeout
                 );
                 warn!(queue_id = %id, "{id}: {why}; the mail waits in the queue");
-                wrap("none", vec![Outcome::Temporary(why); rcpts.len()])
+                wrap(
+                    "none",
+                    vec![Outcome::Temporary(crate::detail::local(why)); rcpts.len()],
+                )
             }
         }
     }
@@ -325,11 +328,16 @@ impl SmtpAgent {
                 }
             }
         }
-        wrap("none", vec![Outcome::Temporary(last); rcpts.len()])
+        wrap(
+            "none",
+            vec![Outcome::Temporary(crate::detail::local(last)); rcpts.len()],
+        )
     }
 
     /// Drop the addresses that are our own listeners (unless a route names the hop);
     /// nothing left means a mail loop: bounced with 5.4.6, as Postfix does.
+    // The error is an outcome for the queue (with its typed detail): a cold path.
+    #[allow(clippy::result_large_err)]
     fn without_self(
         &self,
         peers: Vec<Target>,
@@ -349,10 +357,10 @@ impl SmtpAgent {
         let list: Vec<String> = own.iter().map(|t| t.peer.to_string()).collect();
         warn!(queue_id = %id, "{id}: mail for {domain} resolves to our own listener ({}): not connecting there", list.join(", "));
         if others.is_empty() {
-            return Err(Outcome::Permanent(format!(
+            return Err(Outcome::Permanent(crate::detail::local(format!(
                 "5.4.6 mail for {domain} loops back to myself (it resolves to {}; add a [[route]] if this host must really receive it)",
                 list.join(", ")
-            )));
+            ))));
         }
         Ok(others)
     }

@@ -64,11 +64,11 @@ pub async fn targets(
         let mx = tokio::time::timeout_at(deadline, dns.mx(&hop.host))
             .await
             .map_err(|_| {
-                Outcome::Temporary(format!(
+                Outcome::Temporary(crate::detail::local(format!(
                     "4.4.3 DNS lookup of the MX for {} did not finish within [outbound] resolve_timeout ({})",
                     hop.host,
                     secs(limits.timeout)
-                ))
+                )))
             })?;
         mx_names(mx, hop, own_mx, domain)?
     } else {
@@ -82,6 +82,8 @@ pub async fn targets(
 }
 
 /// The MX host names in order, whether they are the implicit MX, and the MX status.
+// The error is an outcome for the queue (with its typed detail): a cold path.
+#[allow(clippy::result_large_err)]
 fn mx_names(
     mx: Result<Answer<MxAnswer>, LookupError>,
     hop: &SmtpHop,
@@ -92,24 +94,23 @@ fn mx_names(
         Ok(a) => match a.records {
             MxAnswer::Hosts(h) => Ok((h.into_iter().map(|(_, n)| n).collect(), false, a.security)),
             MxAnswer::NoMx => Ok((vec![hop.host.clone()], true, a.security)),
-            MxAnswer::NullMx => Err(Outcome::Permanent(format!(
-                "556 5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
+            MxAnswer::NullMx => Err(Outcome::Permanent(crate::detail::local(format!(
+                "5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
                 hop.host
-            ))),
+            )))),
         },
         Err(LookupError::NoRecords) => Ok((vec![hop.host.clone()], true, Security::Insecure)),
-        Err(LookupError::NotFound) if own_mx => Err(Outcome::Permanent(format!(
-            "5.1.2 domain {} does not exist (DNS: NXDOMAIN)",
-            hop.host
+        Err(LookupError::NotFound) if own_mx => Err(Outcome::Permanent(crate::detail::local(
+            format!("5.1.2 domain {} does not exist (DNS: NXDOMAIN)", hop.host),
         ))),
         Err(LookupError::NotFound) => Err(route_problem(
             domain,
             &format!("host {} does not exist in DNS", hop.host),
         )),
-        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => Err(Outcome::Temporary(format!(
+        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => Err(Outcome::Temporary(crate::detail::local(format!(
             "4.4.3 DNS lookup of the MX for {} failed: {e}",
             hop.host
-        ))),
+        )))),
     }
 }
 
@@ -134,6 +135,8 @@ async fn addresses(dns: &Resolver, names: &[String], deadline: Instant) -> Vec<F
 }
 
 /// Peers in MX order from the address answers, or the outcome when there are none.
+// The error is an outcome for the queue (with its typed detail): a cold path.
+#[allow(clippy::result_large_err)]
 fn collect(
     found: Vec<Found>,
     hop: &SmtpHop,
@@ -174,7 +177,7 @@ fn collect(
         return Ok(peers);
     }
     if unanswered > 0 {
-        return Err(Outcome::Temporary(format!(
+        return Err(Outcome::Temporary(crate::detail::local(format!(
             "4.4.3 no address found for the mail exchangers of {}: {unanswered} of {total} host look-ups did not finish within [outbound] resolve_timeout ({}){}",
             hop.host,
             secs(limits.timeout),
@@ -183,12 +186,12 @@ fn collect(
             } else {
                 format!("; also: {last}")
             }
-        )));
+        ))));
     }
     if own_mx && implicit && all_missing {
-        return Err(Outcome::Permanent(format!(
+        return Err(Outcome::Permanent(crate::detail::local(format!(
             "5.1.2 domain {domain} has no MX and no address in DNS"
-        )));
+        ))));
     }
     if !hop.mx && all_missing {
         return Err(route_problem(
@@ -196,17 +199,19 @@ fn collect(
             &format!("host {} has no address in DNS", hop.host),
         ));
     }
-    Err(Outcome::Temporary(if last.is_empty() {
-        "4.4.3 no address found".into()
-    } else {
-        last
-    }))
+    Err(Outcome::Temporary(crate::detail::local(
+        if last.is_empty() {
+            "4.4.3 no address found".to_string()
+        } else {
+            last
+        },
+    )))
 }
 
 fn route_problem(domain: &str, what: &str) -> Outcome {
-    Outcome::Temporary(format!(
+    Outcome::Temporary(crate::detail::local(format!(
         "4.4.3 {what}; check the [[route]] for {domain} (the mail waits in the queue)"
-    ))
+    )))
 }
 
 /// `3s`, `1m30s`: a duration as the configuration writes it.
@@ -285,9 +290,9 @@ mod tests {
         );
         match got {
             Err(Outcome::Temporary(why)) => {
-                assert!(why.starts_with("4.4.3 "), "{why}");
-                assert!(why.contains("2 of 2"), "{why}");
-                assert!(why.contains("resolve_timeout (3s)"), "{why}");
+                assert_eq!(why.status_for(b'4'), "4.4.3", "{why}");
+                assert!(why.text.contains("2 of 2"), "{why}");
+                assert!(why.text.contains("resolve_timeout (3s)"), "{why}");
             }
             other => panic!("{other:?}"),
         }

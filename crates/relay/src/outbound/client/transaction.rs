@@ -5,7 +5,7 @@
 //! RFC 5321 §4.5.2 (dot-stuffing), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING), RFC 1870
 //! (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN parameters).
 
-use postern_queue::{Outcome, QueuedMessage};
+use postern_queue::{Detail, Outcome, QueuedMessage};
 use postern_smtp::DataEncoder;
 use postern_smtp::client::Reply;
 use postern_smtp::command::BodyType;
@@ -38,7 +38,7 @@ impl Client {
         }
         let replies = self.send_commands(&cmds).await?;
         let said = |r: &Reply, cmd: &str, peer: &Peer| {
-            format!("host {peer} said: {r} (in reply to {cmd} command)")
+            Detail::remote(&peer.host, peer.ip, peer.port, r, Some(cmd))
         };
         let mail_reply = &replies[0];
         if mail_reply.code >= 400 {
@@ -58,7 +58,10 @@ impl Client {
         let mut out: Vec<Option<Outcome>> = Vec::with_capacity(rcpts.len());
         for k in 0..rcpts.len() {
             let Some(r) = replies.get(k + 1) else {
-                out.push(Some(Outcome::Temporary("4.4.2 no reply to RCPT TO".into())));
+                out.push(Some(Outcome::Temporary(Detail::local(
+                    "4.4.2",
+                    "no reply to RCPT TO",
+                ))));
                 continue;
             };
             out.push(match r.code {
@@ -97,10 +100,8 @@ impl Client {
         if let Some(r) = final_reply {
             let o = match r.code {
                 // RFC 3461 §5.2.2: without DSN at the next hop, success reports are ours.
-                200..=299 if self.caps.dsn => {
-                    Outcome::Relayed(format!("host {} said: {r}", self.peer))
-                }
-                200..=299 => Outcome::RelayedWithoutDsn(format!("host {} said: {r}", self.peer)),
+                200..=299 if self.caps.dsn => Outcome::Relayed(said(&r, "end of DATA", &self.peer)),
+                200..=299 => Outcome::RelayedWithoutDsn(said(&r, "end of DATA", &self.peer)),
                 400..=499 => Outcome::Temporary(said(&r, "end of DATA", &self.peer)),
                 _ => Outcome::Permanent(said(&r, "end of DATA", &self.peer)),
             };
@@ -110,27 +111,29 @@ impl Client {
         }
         Ok(out
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::Temporary("4.4.2 no final reply".into())))
+            .map(|o| {
+                o.unwrap_or_else(|| Outcome::Temporary(Detail::local("4.4.2", "no final reply")))
+            })
             .collect())
     }
 
     /// Why the message cannot go to this server at all (it lacks an extension the
     /// message needs, or the message is over its SIZE limit).
-    fn refusal(&self, msg: &QueuedMessage, needs_utf8: bool) -> Option<String> {
+    fn refusal(&self, msg: &QueuedMessage, needs_utf8: bool) -> Option<Detail> {
         let env = &msg.envelope;
         if needs_utf8 && !self.caps.smtputf8 {
             let why = format!(
                 "5.6.7 host {} does not support SMTPUTF8, which this message's non-ASCII addresses need",
                 self.peer
             );
-            return Some(why);
+            return Some(crate::detail::local(why));
         }
         if env.body == BodyType::EightBitMime && !self.caps.eight_bit_mime {
             let why = format!(
                 "5.6.3 host {} does not support 8BITMIME and the message is 8-bit; Postern does not convert it (RFC 6152)",
                 self.peer
             );
-            return Some(why);
+            return Some(crate::detail::local(why));
         }
         if let Some(limit) = self.caps.size_limit()
             && msg.body_len > limit
@@ -139,7 +142,7 @@ impl Client {
                 "5.3.4 message size {} exceeds the limit of {limit} octets at host {}",
                 msg.body_len, self.peer
             );
-            return Some(why);
+            return Some(crate::detail::local(why));
         }
         None
     }
