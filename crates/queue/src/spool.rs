@@ -12,6 +12,7 @@ use crate::error::{LoadError, io_step};
 use crate::record::{self, END, Envelope, RcptState};
 use crate::safefs;
 use crate::scheduler::Cmd;
+use crate::spare::Spares;
 use crate::{QueueId, RcptStatus};
 
 /// Largest envelope header read back (many recipients make long headers).
@@ -28,6 +29,8 @@ pub struct Spool {
     hold: PathBuf,
     failed: PathBuf,
     corrupt: PathBuf,
+    /// Files of delivered messages, kept for the next ones (see `spare.rs`).
+    spares: Spares,
     /// Group commit of `active/` directory fsyncs (see [`DirSync`]).
     active_sync: DirSync,
     /// Unit tests make directory fsyncs fail with this.
@@ -142,6 +145,7 @@ impl Spool {
             hold: dir.join("hold"),
             failed: dir.join("failed"),
             corrupt: dir.join("corrupt"),
+            spares: Spares::open(dir.join("spare")).map_err(|e| annotate(e, &dir.join("spare")))?,
             active_sync: DirSync::default(),
             #[cfg(test)]
             fail_dir_sync: Default::default(),
@@ -326,7 +330,7 @@ impl Spool {
             fs::rename(&msg.path, self.failed.join(format!("{name}.msg")))?;
             sync_dir(&self.failed)?;
         } else {
-            fs::remove_file(&msg.path)?;
+            self.spares.retire(&msg.path)?;
         }
         match fs::remove_file(&state) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -461,7 +465,10 @@ impl Incoming {
         let (file, buf) = blocking(move || {
             let mut file = match file {
                 Some(f) => f,
-                None => safefs::create_new(&incoming).map_err(|e| annotate(e, &incoming))?,
+                None => spool
+                    .spares
+                    .take(&incoming)
+                    .map_err(|e| annotate(e, &incoming))?,
             };
             file.write_all(&buf)?;
             if finish {
