@@ -139,20 +139,28 @@ impl Spool {
     /// Open (creating if needed) the spool under `dir`, and clear `incoming/` of messages
     /// whose reception never completed (they were never acknowledged).
     pub fn open(dir: &Path) -> io::Result<Spool> {
+        let (incoming, active, hold, failed, corrupt) = (
+            dir.join("incoming"),
+            dir.join("active"),
+            dir.join("hold"),
+            dir.join("failed"),
+            dir.join("corrupt"),
+        );
+        for d in [&incoming, &active, &hold, &failed, &corrupt] {
+            safefs::create_dir(d).map_err(|e| annotate(e, d))?;
+        }
+        let spare = dir.join("spare");
         let s = Spool {
-            incoming: dir.join("incoming"),
-            active: dir.join("active"),
-            hold: dir.join("hold"),
-            failed: dir.join("failed"),
-            corrupt: dir.join("corrupt"),
-            spares: Spares::open(dir.join("spare")).map_err(|e| annotate(e, &dir.join("spare")))?,
+            incoming,
+            active,
+            hold,
+            failed,
+            corrupt,
+            spares: Spares::open(spare.clone()).map_err(|e| annotate(e, &spare))?,
             active_sync: DirSync::default(),
             #[cfg(test)]
             fail_dir_sync: Default::default(),
         };
-        for d in [&s.incoming, &s.active, &s.hold, &s.failed, &s.corrupt] {
-            safefs::create_dir(d).map_err(|e| annotate(e, d))?;
-        }
         for entry in fs::read_dir(&s.incoming)? {
             let p = entry?.path();
             warn!(file = %p.display(), "removing a message whose reception never completed (never acknowledged)");
