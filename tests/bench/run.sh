@@ -55,11 +55,14 @@ if [ "$SMOKE" -eq 1 ]; then
     [ -n "${BENCH_SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build -q -p postern --bin postern && cargo build -q -p postern-loadgen)
     ROUNDS=1 N=60 NTLS=40 NIDLE=50 NFSYNC=30 SIZES="5120" CONCS="20"
     NBACKLOG=${BENCH_BACKLOG:-200} PAUSE=1
+    # Idle/DATA connections are held HOLD seconds and measured after SETTLE.
+    HOLD=3 SETTLE=2
 else
     PROFILE=release
     [ -n "${BENCH_SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build -q --release -p postern --bin postern && cargo build -q --release -p postern-loadgen)
     ROUNDS=3 N=2000 NTLS=1000 NIDLE=1000 NFSYNC=500 SIZES="5120 102400" CONCS="1 20 100"
     NBACKLOG=${BENCH_BACKLOG:-200000} PAUSE=10
+    HOLD=6 SETTLE=4
 fi
 SIZES=${BENCH_SIZES:-$SIZES} CONCS=${BENCH_CONCS:-$CONCS}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -268,11 +271,11 @@ rss_kib() { pss_kib "$1"; }
 smtpd_rss_kib() { local s=0 p; for p in $(ps -C smtpd -o pid=); do s=$((s + $(pss_kib "$p"))); done; echo "$s"; }
 if wanted memory; then
     base_pn=$(rss_kib "$POSTERN_PID")
-    "$LOADGEN" idle "127.0.0.1:$PN" "$NIDLE" 6 >"$WORK/idle-pn" &
-    IDLE=$!; sleep 4
+    "$LOADGEN" idle "127.0.0.1:$PN" "$NIDLE" "$HOLD" >"$WORK/idle-pn" &
+    IDLE=$!; sleep "$SETTLE"
     held_pn=$(rss_kib "$POSTERN_PID"); wait "$IDLE" || true
-    "$LOADGEN" idle "127.0.0.1:$PF" "$NIDLE" 6 >"$WORK/idle-pf" &
-    IDLE=$!; sleep 4
+    "$LOADGEN" idle "127.0.0.1:$PF" "$NIDLE" "$HOLD" >"$WORK/idle-pf" &
+    IDLE=$!; sleep "$SETTLE"
     held_pf=$(smtpd_rss_kib); n_pf=$(ps -C smtpd -o pid= | wc -l); wait "$IDLE" || true
     per_pn=$(python3 -c "print(round(max($held_pn-$base_pn,0)/$NIDLE,1))")
     per_pf=$(python3 -c "print(round($held_pf/max($n_pf,1),1))")
@@ -283,11 +286,11 @@ if wanted memory; then
 
     # The same, with every session inside DATA (1 KiB received, the rest outstanding).
     base_pn=$(rss_kib "$POSTERN_PID")
-    "$LOADGEN" data "127.0.0.1:$PN" "$NIDLE" 6 >"$WORK/data-pn" &
-    IDLE=$!; sleep 4
+    "$LOADGEN" data "127.0.0.1:$PN" "$NIDLE" "$HOLD" >"$WORK/data-pn" &
+    IDLE=$!; sleep "$SETTLE"
     held_pn=$(rss_kib "$POSTERN_PID"); wait "$IDLE" || true
-    "$LOADGEN" data "127.0.0.1:$PF" "$NIDLE" 6 >"$WORK/data-pf" &
-    IDLE=$!; sleep 4
+    "$LOADGEN" data "127.0.0.1:$PF" "$NIDLE" "$HOLD" >"$WORK/data-pf" &
+    IDLE=$!; sleep "$SETTLE"
     held_pf=$(smtpd_rss_kib); n_pf=$(ps -C smtpd -o pid= | wc -l); wait "$IDLE" || true
     row "memory (PSS) per session in DATA ($NIDLE open)" "$(python3 -c "print(round(max($held_pn-$base_pn,0)/$NIDLE,1))")" "$(python3 -c "print(round($held_pf/max($n_pf,1),1))")" "KiB"
     echo "in DATA: postern $(cat "$WORK/data-pn"), postfix $(cat "$WORK/data-pf") ($n_pf smtpd processes)"
