@@ -9,6 +9,7 @@
 //! | `hold/`     | messages the operator put on hold (`postern queue hold`); never delivered until released |
 //! | `failed/`   | messages with permanently failed recipients, kept for the operator (bounces arrive with the outbound relay) |
 //! | `corrupt/`  | files that could not be read back, moved aside with a log line |
+//! | `spare/`    | emptied files of delivered messages, reused for the next ones (`spare.rs`); emptied at start-up |
 //!
 //! A message is acknowledged only after [`Incoming::commit`]: the file is written to
 //! `incoming/`, fsynced, renamed into `active/`, and `active/` itself is fsynced. A crash
@@ -48,6 +49,7 @@ mod recipient;
 mod record;
 pub mod safefs;
 mod scheduler;
+mod spare;
 mod splice;
 mod spool;
 pub mod synthetic;

@@ -25,7 +25,7 @@ pub const FILE_MODE: u32 = 0o640;
 /// Mode of the lock file: the operator group opens it read-only to take the lock.
 pub const LOCK_MODE: u32 = 0o640;
 
-fn nofollow() -> i32 {
+pub(crate) fn nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32
 }
 

@@ -11,6 +11,7 @@ use crate::error::{LoadError, io_step};
 use crate::record::{self, END, Envelope, RcptState};
 use crate::safefs;
 use crate::scheduler::Notify;
+use crate::spare::Spares;
 use crate::{QueueId, RcptStatus};
 
 /// Largest envelope header read back (many recipients make long headers).
@@ -27,6 +28,8 @@ pub struct Spool {
     hold: PathBuf,
     failed: PathBuf,
     corrupt: PathBuf,
+    /// Files of delivered messages, kept for the next ones (see `spare.rs`).
+    spares: Spares,
     /// Group commit of `active/` directory fsyncs (see [`DirSync`]).
     active_sync: DirSync,
     /// Unit tests make directory fsyncs fail with this.
@@ -135,19 +138,28 @@ impl Spool {
     /// Open (creating if needed) the spool under `dir`, and clear `incoming/` of messages
     /// whose reception never completed (they were never acknowledged).
     pub fn open(dir: &Path) -> io::Result<Spool> {
+        let (incoming, active, hold, failed, corrupt) = (
+            dir.join("incoming"),
+            dir.join("active"),
+            dir.join("hold"),
+            dir.join("failed"),
+            dir.join("corrupt"),
+        );
+        for d in [&incoming, &active, &hold, &failed, &corrupt] {
+            safefs::create_dir(d).map_err(|e| annotate(e, d))?;
+        }
+        let spare = dir.join("spare");
         let s = Spool {
-            incoming: dir.join("incoming"),
-            active: dir.join("active"),
-            hold: dir.join("hold"),
-            failed: dir.join("failed"),
-            corrupt: dir.join("corrupt"),
+            incoming,
+            active,
+            hold,
+            failed,
+            corrupt,
+            spares: Spares::open(spare.clone()).map_err(|e| annotate(e, &spare))?,
             active_sync: DirSync::default(),
             #[cfg(test)]
             fail_dir_sync: Default::default(),
         };
-        for d in [&s.incoming, &s.active, &s.hold, &s.failed, &s.corrupt] {
-            safefs::create_dir(d).map_err(|e| annotate(e, d))?;
-        }
         for entry in fs::read_dir(&s.incoming)? {
             let p = entry?.path();
             warn!(file = %p.display(), "removing a message whose reception never completed (never acknowledged)");
@@ -356,7 +368,7 @@ impl Spool {
             fs::rename(&msg.path, self.failed.join(format!("{name}.msg")))?;
             sync_dir(&self.failed)?;
         } else {
-            fs::remove_file(&msg.path)?;
+            self.spares.retire(&msg.path)?;
         }
         match fs::remove_file(&state) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -491,7 +503,10 @@ impl Incoming {
         let (file, buf) = blocking(move || {
             let mut file = match file {
                 Some(f) => f,
-                None => safefs::create_new(&incoming).map_err(|e| annotate(e, &incoming))?,
+                None => spool
+                    .spares
+                    .take(&incoming)
+                    .map_err(|e| annotate(e, &incoming))?,
             };
             file.write_all(&buf)?;
             if finish {

@@ -234,3 +234,60 @@ async fn a_restart_picks_up_queued_mail() {
     wait_for(|| !path.exists()).await;
     assert_eq!(agent.delivered.lock().unwrap().len(), 1);
 }
+
+/// #15: a delivered message's file is emptied into `spare/` and holds the next message;
+/// the reused file reads back complete, with nothing of the message before it.
+#[tokio::test]
+async fn a_delivered_messages_file_is_reused_for_the_next_one() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let mut inc = spool.begin(envelope(&["bob@local.test"])).await.unwrap();
+    inc.write(b"Subject: first\r\n\r\n").await.unwrap();
+    inc.write(&vec![b'1'; 200_000]).await.unwrap();
+    let mut first = inc.commit().await.unwrap();
+    let ino = fs::metadata(&first.path).unwrap().ino();
+    first.state[0].status = RcptStatus::Delivered;
+    spool.finish(&first).unwrap();
+    assert!(!first.path.exists());
+    let spare = dir.path().join("spare");
+    let kept: Vec<_> = fs::read_dir(&spare).unwrap().collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].as_ref().unwrap().metadata().unwrap().len(), 0);
+
+    let mut inc = spool.begin(envelope(&["carol@local.test"])).await.unwrap();
+    inc.write(b"Subject: second\r\n\r\nshort\r\n")
+        .await
+        .unwrap();
+    let second = inc.commit().await.unwrap();
+    assert_eq!(
+        fs::metadata(&second.path).unwrap().ino(),
+        ino,
+        "the same file"
+    );
+    assert_eq!(fs::read_dir(&spare).unwrap().count(), 0);
+    let back = spool.load(&second.path).unwrap();
+    assert_eq!(
+        back.read_body().unwrap(),
+        b"Subject: second\r\n\r\nshort\r\n"
+    );
+    let raw = fs::read(&second.path).unwrap();
+    assert!(
+        !raw.windows(32).any(|w| w == [b'1'; 32]),
+        "nothing of the first message is left in the file"
+    );
+
+    // A restart empties spare/ and still reads the queue.
+    spool
+        .finish(&{
+            let mut m = back.clone();
+            m.state[0].status = RcptStatus::Delivered;
+            m
+        })
+        .unwrap();
+    assert_eq!(fs::read_dir(&spare).unwrap().count(), 1);
+    drop(spool);
+    let again = Spool::open(dir.path()).unwrap();
+    assert_eq!(fs::read_dir(&spare).unwrap().count(), 0);
+    assert!(again.load_all().unwrap().is_empty());
+}
