@@ -60,7 +60,7 @@ pub use id::QueueId;
 pub use lock::SpoolLock;
 pub use notice::Sign;
 pub use recipient::Recipient;
-pub use record::{Envelope, RcptState, RcptStatus};
+pub use record::{Envelope, RcptState, RcptStatus, SenderTls};
 pub use scheduler::{AdminOp, Queue, bounce_offline};
 pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 
