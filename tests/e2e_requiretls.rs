@@ -253,6 +253,18 @@ async fn the_flags_are_stored_and_shown_by_queue_show() {
     )
     .await;
     let neither = send_tls(&a, "bob@partner.test", "", "").await;
+    // BDAT scans the header section too.
+    let mut c = tls_client(&a).await;
+    assert_eq!(c.cmd("MAIL FROM:<alice@sender.test>").await.code, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@partner.test>").await.code, 250);
+    let body = "Subject: chunked\r\ntls-required:  no\r\n\r\nHello.\r\n";
+    c.send(format!("BDAT {} LAST\r\n{body}", body.len()).as_bytes())
+        .await;
+    let r = c.reply().await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let chunked = r.last().rsplit(' ').next().unwrap().to_string();
+    let show = queue_cli(&a, &["show", &chunked]).await;
+    assert!(show.contains("\nTLS-Required: No (RFC 8689"), "{show}");
 
     let show = queue_cli(&a, &["show", &required]).await;
     assert!(show.contains("\nREQUIRETLS: yes"), "{show}");

@@ -58,6 +58,14 @@ impl Client {
             }
             return Ok(vec![o; rcpts.len()]);
         }
+        if env.requiretls() {
+            tracing::info!(
+                queue_id = %env.id,
+                "{}: REQUIRETLS passed on to {} (it offered REQUIRETLS inside TLS)",
+                env.id,
+                self.peer
+            );
+        }
         let mut out: Vec<Option<Outcome>> = Vec::with_capacity(rcpts.len());
         for k in 0..rcpts.len() {
             let Some(r) = replies.get(k + 1) else {
