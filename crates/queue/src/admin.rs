@@ -124,6 +124,12 @@ pub struct MessageDetail {
     pub client: String,
     pub body: String,
     pub smtputf8: bool,
+    /// RFC 8689: the message came with `MAIL FROM ... REQUIRETLS`.
+    #[serde(default)]
+    pub requiretls: bool,
+    /// RFC 8689 §5: the message has `TLS-Required: No` (and no REQUIRETLS).
+    #[serde(default)]
+    pub tls_required_no: bool,
     pub delay_warned: Option<u64>,
     /// Per recipient, whether the sender has been told (or asked not to be).
     pub notified: Vec<bool>,
@@ -206,6 +212,8 @@ impl Spool {
             ),
             body: e.body.as_str().to_string(),
             smtputf8: e.smtputf8,
+            requiretls: e.sender_tls == crate::SenderTls::RequireTls,
+            tls_required_no: e.sender_tls == crate::SenderTls::TlsOptional,
             delay_warned: m.delay_warned,
             notified: m.state.iter().map(|s| s.notified).collect(),
             dsn: e.recipients.iter().map(|r| r.dsn_params()).collect(),

@@ -7,8 +7,8 @@
 //! 1. `text/plain`: what happened, for the person who sent the message;
 //! 2. `message/delivery-status`: the same for programs, one block per recipient;
 //! 3. the original: `message/rfc822` (the whole message, failures only, unless the
-//!    client asked `RET=HDRS` or it is over `[queue] bounce_return_limit`), otherwise
-//!    `text/rfc822-headers` (its header section only).
+//!    client asked `RET=HDRS`, it is over `[queue] bounce_return_limit`, or it came with
+//!    REQUIRETLS), otherwise `text/rfc822-headers` (its header section only).
 //!
 //! Lines end in CRLF and are at most 998 octets: long field values are folded at
 //! spaces, and a single word too long to fold is cut short.
@@ -27,7 +27,8 @@
 //! (enhanced status codes; `4.4.7` for expiry), RFC 3834 (`Auto-Submitted:
 //! auto-replied`), RFC 5322 (header syntax), RFC 2047 (encoded words, decoded in part 1),
 //! RFC 2045 §6.7 (quoted-printable, for non-ASCII text in a 7-bit report), RFC 6533 §3 (`utf-8` address type for
-//! non-ASCII recipients in the ASCII report).
+//! non-ASCII recipients in the ASCII report), RFC 8689 §5 (a report on a REQUIRETLS
+//! message returns its header section only, and is itself sent with REQUIRETLS).
 
 use std::fmt::Write as _;
 
@@ -103,6 +104,9 @@ pub enum HeadersOnly {
     TooLarge(u64),
     /// Only bounces return whole messages.
     NotAFailure,
+    /// The message came with REQUIRETLS: its content must not travel on a path the
+    /// sender did not accept (RFC 8689 §5).
+    RequireTls,
 }
 
 /// What the third part carries.
@@ -117,12 +121,30 @@ pub enum Returned<'a> {
 impl Returned<'_> {
     /// What a report of `action` about a message sent with `ret` and `len` bytes long
     /// returns, given the size limit for whole messages. `None`: the whole message.
+    /// A REQUIRETLS message is never returned whole ([`Returned::choose_for`]).
     pub fn choose(action: Action, ret: Option<Ret>, len: u64, limit: u64) -> Option<HeadersOnly> {
         match (action, ret) {
             (Action::Failed, Some(Ret::Hdrs)) => Some(HeadersOnly::Asked),
             (Action::Failed, _) if len > limit => Some(HeadersOnly::TooLarge(limit)),
             (Action::Failed, _) => None,
             _ => Some(HeadersOnly::NotAFailure),
+        }
+    }
+
+    /// [`Returned::choose`] for a queued message: headers only for a failure report on
+    /// a REQUIRETLS message, whatever its RET and size.
+    pub fn choose_for(
+        action: Action,
+        envelope: &Envelope,
+        len: u64,
+        limit: u64,
+    ) -> Option<HeadersOnly> {
+        match Returned::choose(action, envelope.ret, len, limit) {
+            None if envelope.requiretls() => Some(HeadersOnly::RequireTls),
+            Some(HeadersOnly::Asked | HeadersOnly::TooLarge(_)) if envelope.requiretls() => {
+                Some(HeadersOnly::RequireTls)
+            }
+            other => other,
         }
     }
 

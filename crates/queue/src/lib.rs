@@ -68,7 +68,7 @@ pub use lock::SpoolLock;
 pub use notice::Sign;
 pub use outcome::Detail;
 pub use recipient::Recipient;
-pub use record::{Envelope, RcptState, RcptStatus};
+pub use record::{Envelope, RcptState, RcptStatus, SenderTls};
 pub use scheduler::{AdminOp, Admission, Queue, bounce_offline};
 pub use spool::{Finished, Incoming, QueuedMessage, Spool};
 

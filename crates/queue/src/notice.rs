@@ -16,6 +16,10 @@
 //! next attempt; a failed recipient still unreported when the message is done keeps
 //! the message in `failed/`.
 //!
+//! Reports on a message received with REQUIRETLS return its header section only and
+//! are queued with REQUIRETLS themselves (RFC 8689 §5), so the report, which names the
+//! message, travels under the demand its sender made.
+//!
 //! When the queue was given a [`Sign`] hook (the daemon builds one from
 //! `[[auth.dkim_sign]]`), each report is DKIM-signed before it is written: the
 //! `DKIM-Signature` fields the hook returns are prepended to the built report, and the
@@ -44,7 +48,7 @@ use crate::dsn::{self, Action, RcptReport, Report, Returned};
 use crate::record::RcptStatus;
 use crate::scheduler::Notify;
 use crate::spool::blocking;
-use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, Spool};
+use crate::{Envelope, QueueConfig, QueueId, QueuedMessage, Recipient, SenderTls, Spool};
 
 /// Longest header section returned in a report; longer ones are cut at a line end.
 const MAX_RETURNED_HEADERS: u64 = 1 << 20;
@@ -202,7 +206,7 @@ impl Notifier {
             return Err(io::Error::other("the message has a null sender"));
         };
         let limit = self.config.bounce_return_limit.bytes();
-        let headers_only = Returned::choose(action, msg.envelope.ret, msg.body_len, limit);
+        let headers_only = Returned::choose_for(action, &msg.envelope, msg.body_len, limit);
         let copy = msg.clone();
         let original = blocking(move || read_original(&copy, headers_only.is_some())).await?;
         let returned = match headers_only {
@@ -248,6 +252,12 @@ impl Notifier {
             smtputf8: msg.envelope.smtputf8,
             ret: None,
             envid: None,
+            // RFC 8689 §5: a report on a REQUIRETLS message travels under the same demand.
+            sender_tls: if msg.envelope.requiretls() {
+                SenderTls::RequireTls
+            } else {
+                SenderTls::Default
+            },
         };
         let mut incoming = self.spool.begin(envelope).await?;
         incoming.notify = self.notify.clone();

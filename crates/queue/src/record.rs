@@ -10,6 +10,8 @@
 //! smtputf8: no
 //! ret: HDRS                        <- RFC 3461 RET, only when the client gave it
 //! envid: QQ314159                  <- RFC 3461 ENVID (as xtext), only when given
+//! requiretls: yes                  <- RFC 8689: MAIL FROM had REQUIRETLS, or
+//! tls-required: no                 <- RFC 8689 §5: the message has `TLS-Required: No`
 //! rcpt: <bob@example.net>
 //! rcpt-dsn: 0 NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@example.net
 //!                                  <- empty line: the message follows
@@ -24,6 +26,11 @@
 //! load unchanged (no RET, no ENVID, no NOTIFY: failures are reported, as RFC 3461 §4.1
 //! leaves to the MTA). Versions before them ignore unknown keys, so they read the new
 //! files too, without the DSN parameters.
+//!
+//! `requiretls: yes` and `tls-required: no` ([`SenderTls`]) are written only when they
+//! apply, and never both (REQUIRETLS wins, RFC 8689 §4.1); files without them load as
+//! [`SenderTls::Default`]. A version before them would ignore the key and deliver a
+//! REQUIRETLS message without its demand: do not downgrade with such messages queued.
 //!
 //! The per-recipient state lives in `ID.state` (first line `POSTERN-STATE 2`), one line
 //! per recipient: `INDEX STATUS ATTEMPTS LAST-ATTEMPT NEXT-ATTEMPT DETAIL` (times in Unix
@@ -49,7 +56,8 @@
 //! header has its control characters replaced, so a value can never add a line.
 //!
 //! # Standards
-//! RFC 3461 §4 (the DSN parameters stored per message and per recipient).
+//! RFC 3461 §4 (the DSN parameters stored per message and per recipient), RFC 8689 §4.1
+//! and §5 (REQUIRETLS and `TLS-Required: No`, stored with the message).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -65,6 +73,33 @@ pub(crate) const STATE_MAGIC: &str = "POSTERN-STATE 2";
 /// State files written before typed outcomes.
 pub(crate) const STATE_MAGIC_1: &str = "POSTERN-STATE 1";
 pub(crate) const END: &str = "POSTERN-END ";
+
+/// What the sender asked of the TLS on the way (RFC 8689). One value, because the two
+/// demands exclude each other: with REQUIRETLS the `TLS-Required` field is ignored
+/// (RFC 8689 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SenderTls {
+    /// Neither: local and recipient-side policies decide.
+    #[default]
+    Default,
+    /// `MAIL FROM:<...> REQUIRETLS`: relay only over TLS with an authenticated next hop
+    /// that offers REQUIRETLS itself, or fail with `5.7.30`; reports return headers only.
+    RequireTls,
+    /// `TLS-Required: No` in the header section: DANE and MTA-STS failures do not stop
+    /// delivery of this message (local `[[outbound.policy]]` entries still do).
+    TlsOptional,
+}
+
+impl SenderTls {
+    /// How `queue show` and log lines name it; `None` for [`SenderTls::Default`].
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            SenderTls::Default => None,
+            SenderTls::RequireTls => Some("REQUIRETLS"),
+            SenderTls::TlsOptional => Some("TLS-Required: No"),
+        }
+    }
+}
 
 /// Who sent the message and to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +117,16 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     /// RFC 3461 ENVID, when the client gave it (encoded, as received).
     pub envid: Option<Xtext>,
+    /// RFC 8689: REQUIRETLS, `TLS-Required: No`, or neither.
+    pub sender_tls: SenderTls,
 }
 
 impl Envelope {
+    /// The message was received with REQUIRETLS (RFC 8689).
+    pub fn requiretls(&self) -> bool {
+        self.sender_tls == SenderTls::RequireTls
+    }
+
     pub(crate) fn header(&self) -> String {
         let mut h = String::new();
         let _ = writeln!(h, "{MAGIC}");
@@ -103,6 +145,11 @@ impl Envelope {
         }
         if let Some(envid) = &self.envid {
             let _ = writeln!(h, "envid: {}", sanitize(envid.as_str()));
+        }
+        match self.sender_tls {
+            SenderTls::Default => {}
+            SenderTls::RequireTls => h.push_str("requiretls: yes\n"),
+            SenderTls::TlsOptional => h.push_str("tls-required: no\n"),
         }
         for (i, r) in self.recipients.iter().enumerate() {
             let _ = writeln!(h, "rcpt: <{}>", r.address);
@@ -124,6 +171,7 @@ impl Envelope {
             (None, None, None, String::new(), None);
         let (mut body, mut smtputf8, mut recipients) = (BodyType::SevenBit, false, Vec::new());
         let (mut ret, mut envid, mut dsn) = (None, None, Vec::new());
+        let (mut requiretls, mut tls_optional) = (false, false);
         for line in lines {
             let (k, v) = line
                 .split_once(": ")
@@ -161,6 +209,8 @@ impl Envelope {
                     )
                 }
                 "rcpt-dsn" => dsn.push(parse_rcpt_dsn(v)?),
+                "requiretls" => requiretls = yes_no(k, v)?,
+                "tls-required" => tls_optional = !yes_no(k, v)?,
                 // Keys from newer versions are kept by ignoring them, not by failing.
                 _ => {}
             }
@@ -186,7 +236,21 @@ impl Envelope {
             smtputf8,
             ret,
             envid,
+            sender_tls: match (requiretls, tls_optional) {
+                (true, _) => SenderTls::RequireTls,
+                (false, true) => SenderTls::TlsOptional,
+                (false, false) => SenderTls::Default,
+            },
         })
+    }
+}
+
+/// `yes` or `no`; anything else is damage (a security demand is never guessed).
+fn yes_no(key: &str, v: &str) -> Result<bool, FormatError> {
+    match v {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("bad {key} value {v:?} (yes or no)").into()),
     }
 }
 
@@ -439,7 +503,44 @@ mod tests {
             smtputf8: true,
             ret: Some(Ret::Hdrs),
             envid: Some(Xtext::parse("QQ+2B1", XtextField::Envid).unwrap()),
+            sender_tls: SenderTls::RequireTls,
         }
+    }
+
+    #[test]
+    fn sender_tls_round_trip() {
+        for (tls, line) in [
+            (SenderTls::RequireTls, Some("requiretls: yes\n")),
+            (SenderTls::TlsOptional, Some("tls-required: no\n")),
+            (SenderTls::Default, None),
+        ] {
+            let e = Envelope {
+                sender_tls: tls,
+                ..env()
+            };
+            let h = e.header();
+            match line {
+                Some(l) => assert!(h.contains(l), "{h}"),
+                None => assert!(
+                    !h.contains("requiretls") && !h.contains("tls-required"),
+                    "{h}"
+                ),
+            }
+            let back = Envelope::parse_header(h.trim_end_matches('\n')).unwrap();
+            assert_eq!(back.sender_tls, tls);
+        }
+        let old = "POSTERN-QUEUE 1\nid: 0063F1A2B3C4D00001\narrived: 1764360000\nclient: [-] x\nfrom: <a@b.example>\nbody: 7BIT\nsmtputf8: no\nrcpt: <c@d.example>";
+        assert_eq!(
+            Envelope::parse_header(old).unwrap().sender_tls,
+            SenderTls::Default
+        );
+        // Both lines (an edited file): REQUIRETLS wins, as RFC 8689 §4.1 says.
+        let both = format!("{old}\ntls-required: no\nrequiretls: yes");
+        assert_eq!(
+            Envelope::parse_header(&both).unwrap().sender_tls,
+            SenderTls::RequireTls
+        );
+        assert!(Envelope::parse_header(&format!("{old}\nrequiretls: maybe")).is_err());
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// Write `dst` as: the first `keep` bytes of `src` (the envelope header), `head`, then `src`
-/// from `keep + skip` to its end, then `trailer`; fsync it. `src` is left as it is.
+/// Write `dst` as: the first `keep` bytes of `src` (the envelope header), or `envelope`
+/// in their place when given, then `head`, then `src` from `keep + skip` to its end, then
+/// `trailer`; fsync it. `src` is left as it is.
 pub(crate) fn splice_copy(
     src: &Path,
     dst: &Path,
-    keep: u64,
+    (keep, envelope): (u64, Option<&[u8]>),
     skip: u64,
     head: &[u8],
     trailer: &[u8],
@@ -19,7 +20,12 @@ pub(crate) fn splice_copy(
     let mut from = File::open(src)?;
     let mut to = crate::safefs::create_new(dst)?;
     let result = (|| {
-        io::copy(&mut (&mut from).take(keep), &mut to)?;
+        match envelope {
+            Some(e) => to.write_all(e)?,
+            None => {
+                io::copy(&mut (&mut from).take(keep), &mut to)?;
+            }
+        }
         to.write_all(head)?;
         from.seek(SeekFrom::Start(keep + skip))?;
         io::copy(&mut from, &mut to)?;
@@ -63,6 +69,7 @@ mod tests {
             smtputf8: false,
             ret: None,
             envid: None,
+            sender_tls: Default::default(),
         }
     }
 
@@ -95,5 +102,40 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// `TLS-Required: No` is known only after the envelope header was written: it is
+    /// rewritten at commit, in the buffer or by the one copy, with or without a new head.
+    #[tokio::test]
+    async fn envelope_rewritten_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path()).unwrap());
+        for (body_size, new_head) in [
+            (100usize, false),
+            (100, true),
+            (400 << 10, false),
+            (400 << 10, true),
+        ] {
+            let mut inc = spool.begin(envelope()).await.unwrap();
+            let body = "x".repeat(body_size);
+            let msg = format!("Received: r\r\nTLS-Required: No\r\n\r\n{body}\r\n");
+            for chunk in msg.as_bytes().chunks(1000) {
+                inc.write(chunk).await.unwrap();
+            }
+            inc.set_sender_tls(crate::SenderTls::TlsOptional);
+            let want = if new_head {
+                inc.replace_head(0, b"Auth: a\r\n".to_vec());
+                format!("Auth: a\r\n{msg}")
+            } else {
+                msg.clone()
+            };
+            let q = inc.commit().await.unwrap();
+            assert_eq!(q.envelope.sender_tls, crate::SenderTls::TlsOptional);
+            let loaded = spool.load(&q.path).unwrap();
+            assert_eq!(loaded.envelope.sender_tls, crate::SenderTls::TlsOptional);
+            assert_eq!(loaded.body_offset, q.body_offset);
+            assert_eq!(loaded.read_body().unwrap(), want.as_bytes());
+            assert_eq!(q.body_len, want.len() as u64);
+        }
     }
 }

@@ -201,6 +201,7 @@ impl Spool {
             hold: false,
             flushed: 0,
             new_head: None,
+            envelope_changed: false,
             notify: None,
         })
     }
@@ -429,6 +430,9 @@ pub struct Incoming {
     flushed: u64,
     /// Set by [`Incoming::replace_head`]: content bytes to replace, and their replacement.
     new_head: Option<(u64, Vec<u8>)>,
+    /// The envelope changed after its header was put in the file
+    /// ([`Incoming::set_sender_tls`]): the header is rewritten at commit.
+    envelope_changed: bool,
     pub(crate) notify: Option<Notify>,
 }
 
@@ -473,6 +477,17 @@ impl Incoming {
     /// copied once into a new file.
     pub fn replace_head(&mut self, old_len: u64, head: Vec<u8>) {
         self.new_head = Some((old_len.min(self.body_len), head));
+    }
+
+    /// Record what the sender asked of TLS on the way (RFC 8689). `TLS-Required: No` is
+    /// only known once the header section has arrived, after the envelope header was
+    /// put in the file: the header is rewritten at commit, in the write buffer for a
+    /// small message, by the one copy [`Incoming::replace_head`] also uses otherwise.
+    pub fn set_sender_tls(&mut self, tls: crate::SenderTls) {
+        if self.envelope.sender_tls != tls {
+            self.envelope.sender_tls = tls;
+            self.envelope_changed = true;
+        }
     }
 
     /// Append message content.
@@ -535,7 +550,8 @@ impl Incoming {
     /// `active/`, fsync the directory. Only after this returns `Ok` may the client be
     /// told 250.
     pub async fn commit(mut self) -> io::Result<QueuedMessage> {
-        if let Some((old_len, head)) = self.new_head.take() {
+        if self.new_head.is_some() || self.envelope_changed {
+            let (old_len, head) = self.new_head.take().unwrap_or_default();
             self.apply_head(old_len, head).await?;
         } else {
             self.flush(true).await?;
@@ -576,10 +592,19 @@ impl Incoming {
         }
     }
 
-    /// Commit with the top of the content replaced (see [`Incoming::replace_head`]).
+    /// Commit with the top of the content replaced (see [`Incoming::replace_head`]) and
+    /// the envelope header rewritten if it changed ([`Incoming::set_sender_tls`]).
     async fn apply_head(&mut self, old_len: u64, head: Vec<u8>) -> io::Result<()> {
         let new_len = self.body_len - old_len + head.len() as u64;
+        let envelope = self
+            .envelope_changed
+            .then(|| self.envelope.header().into_bytes());
         if self.flushed == 0 {
+            if let Some(e) = envelope {
+                let old = (self.body_offset as usize).min(self.buf.len());
+                self.body_offset = e.len() as u64;
+                self.buf.splice(..old, e);
+            }
             let start = self.body_offset as usize;
             self.buf.splice(start..start + old_len as usize, head);
             self.body_len = new_len;
@@ -591,8 +616,18 @@ impl Incoming {
         let (src, keep, id) = (self.path.clone(), self.body_offset, self.envelope.id);
         let (tmp, active) = (self.path.with_extension("head"), self.destination());
         let (spool, hold) = (self.spool.clone(), self.hold);
+        if let Some(e) = &envelope {
+            self.body_offset = e.len() as u64;
+        }
         blocking(move || {
-            crate::splice::splice_copy(&src, &tmp, keep, old_len, &head, &trailer)?;
+            crate::splice::splice_copy(
+                &src,
+                &tmp,
+                (keep, envelope.as_deref()),
+                old_len,
+                &head,
+                &trailer,
+            )?;
             let dst = active.join(format!("{id}.msg"));
             fs::rename(&tmp, &dst)?;
             if let Err(e) = spool.sync_dest(&active, hold) {
@@ -662,6 +697,7 @@ mod tests {
             smtputf8: false,
             ret: None,
             envid: None,
+            sender_tls: Default::default(),
         }
     }
 

@@ -57,6 +57,7 @@ fn envelope() -> Envelope {
         smtputf8: false,
         ret: None,
         envid: None,
+        sender_tls: Default::default(),
     }
 }
 

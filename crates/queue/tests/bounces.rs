@@ -31,6 +31,8 @@ fn remote(code: u16, status: &str, text: &str, stage: &str) -> postern_queue::De
         Some(stage),
     )
 }
+const NO_REQUIRETLS: &str =
+    "5.7.30 REQUIRETLS: next hop mx.remote.test[192.0.2.25] did not offer REQUIRETLS";
 
 /// What the agent was handed to deliver: (sender, recipient, content).
 type Delivery = (String, String, Vec<u8>);
@@ -40,6 +42,8 @@ type Delivery = (String, String, Vec<u8>);
 #[derive(Default)]
 struct Agent {
     delivered: Mutex<Vec<Delivery>>,
+    /// Recipients of the deliveries whose envelope carried REQUIRETLS.
+    requiretls: Mutex<Vec<String>>,
 }
 
 impl DeliveryAgent for Agent {
@@ -62,11 +66,16 @@ impl DeliveryAgent for Agent {
                         ))
                     } else if to.starts_with("slow") {
                         Outcome::Temporary(remote(451, "4.3.0", "try again later", "end of DATA"))
+                    } else if to.starts_with("secret") {
+                        Outcome::Permanent(NO_REQUIRETLS.into())
                     } else if to.starts_with("relayed") {
                         Outcome::Relayed(remote(250, "2.0.0", "queued", "end of DATA"))
                     } else {
                         let from = msg.envelope.sender.to_string();
                         let body = msg.read_body().unwrap();
+                        if msg.envelope.requiretls() {
+                            self.requiretls.lock().unwrap().push(to.clone());
+                        }
                         self.delivered.lock().unwrap().push((from, to, body));
                         Outcome::Delivered("delivered to test".into())
                     };
@@ -110,6 +119,7 @@ fn envelope(sender: &str, rcpts: &[Recipient]) -> Envelope {
         smtputf8: false,
         ret: None,
         envid: None,
+        sender_tls: Default::default(),
     }
 }
 
@@ -214,6 +224,58 @@ async fn a_permanent_failure_bounces_to_the_sender_with_a_null_sender() {
         count(s.spool.active_dir()) == 0
     })
     .await;
+}
+
+/// RFC 8689 §5: the bounce of a REQUIRETLS message returns its headers only (RET=FULL
+/// or not), says why, and is itself queued with REQUIRETLS.
+#[tokio::test]
+async fn a_requiretls_bounce_carries_headers_only_and_requiretls() {
+    let s = start(QueueConfig::default());
+    let mut env = envelope("alice@sender.test", &[rcpt("secret@remote.test", None)]);
+    env.sender_tls = postern_queue::SenderTls::RequireTls;
+    env.ret = Some(Ret::Full);
+    let m = send(&s, env).await;
+    wait_for("the bounce is delivered", || {
+        !s.agent.to("alice@sender.test").is_empty()
+    })
+    .await;
+    let (from, text) = &s.agent.to("alice@sender.test")[0];
+    assert_eq!(from, "<>");
+    for want in [
+        "Status: 5.7.30\r\n",
+        "Diagnostic-Code: X-Postern; 5.7.30 REQUIRETLS: next hop mx.remote.test[192.0.2.25] did not offer REQUIRETLS",
+        "Content-Type: text/rfc822-headers\r\n",
+        "Subject: lunch on Friday\r\n",
+        "The problem: 5.7.30 REQUIRETLS: next hop mx.remote.test[192.0.2.25] did not offer REQUIRETLS",
+        "Your message was sent with REQUIRETLS (RFC 8689)",
+        "it was sent with REQUIRETLS, so its content is not sent back",
+    ] {
+        assert!(has(text, want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("Shall we?"), "the body came back:\n{text}");
+    assert!(!text.contains("message/rfc822"), "{text}");
+    assert_eq!(
+        *s.agent.requiretls.lock().unwrap(),
+        vec!["alice@sender.test".to_string()],
+        "the bounce itself travels with REQUIRETLS"
+    );
+    wait_for("the original leaves the queue", || !m.path.exists()).await;
+}
+
+/// The same failure without REQUIRETLS: the whole message comes back, no REQUIRETLS.
+#[tokio::test]
+async fn a_bounce_of_an_ordinary_message_is_not_requiretls() {
+    let s = start(QueueConfig::default());
+    let env = envelope("alice@sender.test", &[rcpt("secret@remote.test", None)]);
+    send(&s, env).await;
+    wait_for("the bounce is delivered", || {
+        !s.agent.to("alice@sender.test").is_empty()
+    })
+    .await;
+    let (_, text) = &s.agent.to("alice@sender.test")[0];
+    assert!(has(text, "Shall we?"), "{text}");
+    assert!(!has(text, "REQUIRETLS (RFC 8689)"), "{text}");
+    assert!(s.agent.requiretls.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -60,6 +60,7 @@ fn envelope(sender: &str, to: &str) -> Envelope {
         smtputf8: false,
         ret: None,
         envid: None,
+        sender_tls: Default::default(),
     }
 }
 

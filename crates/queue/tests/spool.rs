@@ -29,6 +29,7 @@ fn envelope(rcpts: &[&str]) -> Envelope {
         smtputf8: false,
         ret: None,
         envid: None,
+        sender_tls: Default::default(),
     }
 }
 

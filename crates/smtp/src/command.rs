@@ -2,7 +2,8 @@
 //!
 //! # Standards
 //! RFC 5321 §4.1 (commands), RFC 1870 (SIZE), RFC 6152 (BODY), RFC 6531 (SMTPUTF8),
-//! RFC 3030 (BDAT), RFC 3461 §4 (DSN parameters: RET, ENVID, NOTIFY, ORCPT, and xtext).
+//! RFC 3030 (BDAT), RFC 3461 §4 (DSN parameters: RET, ENVID, NOTIFY, ORCPT, and xtext),
+//! RFC 8689 §4 (the REQUIRETLS MAIL parameter, which takes no value).
 //!
 //! # Security
 //! DSN parameter values come back to the sender in bounces and go onward to the next
@@ -47,6 +48,9 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// RFC 3461 §4.4 ENVID=: the sender's identifier for this transaction.
     pub envid: Option<Xtext>,
+    /// RFC 8689 REQUIRETLS: the message may only travel over authenticated TLS. The
+    /// parser accepts it anywhere; the session refuses it outside TLS.
+    pub requiretls: bool,
 }
 
 /// RCPT TO parameters.
@@ -299,6 +303,10 @@ fn mail(rest: &str) -> Result<Command, CommandError> {
             }
             ("ENVID", Some(v)) => p.envid = Some(envid(v)?),
             ("ENVID", None) => return Err(CommandError::BadParameter("ENVID needs a value")),
+            ("REQUIRETLS", None) => p.requiretls = true,
+            ("REQUIRETLS", Some(_)) => {
+                return Err(CommandError::BadParameter("REQUIRETLS takes no value"));
+            }
             _ => return Err(CommandError::UnknownParameter(k)),
         }
     }
@@ -474,6 +482,33 @@ mod tests {
                 .code,
             501
         );
+    }
+
+    #[test]
+    fn requiretls_parameter() {
+        let Command::Mail { params, .. } = p("MAIL FROM:<a@b> requiretls SIZE=10").unwrap() else {
+            panic!()
+        };
+        assert!(params.requiretls);
+        let Command::Mail { params, .. } = p("MAIL FROM:<a@b>").unwrap() else {
+            panic!()
+        };
+        assert!(!params.requiretls);
+        let bad = |s: &str| p(s).unwrap_err().reply().to_string();
+        assert_eq!(
+            bad("MAIL FROM:<a@b> REQUIRETLS=yes"),
+            "501 5.5.4 Invalid parameter: REQUIRETLS takes no value"
+        );
+        assert_eq!(
+            bad("MAIL FROM:<a@b> REQUIRETLS="),
+            "501 5.5.4 Invalid parameter: REQUIRETLS takes no value"
+        );
+        assert_eq!(
+            bad("MAIL FROM:<a@b> REQUIRETLS requiretls"),
+            "501 5.5.4 Invalid parameter: parameter given twice"
+        );
+        // Not a RCPT parameter.
+        assert_eq!(p("RCPT TO:<a@b> REQUIRETLS").unwrap_err().reply().code, 555);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The session feeds it the content the DATA or BDAT reader produced (CRLF line endings,
 //! dot-unstuffed), piece by piece as it arrives. It counts header fields, `Received:`
 //! fields (RFC 5321 §6.3: the hop count a mail loop makes grow) and the size of the header
-//! section, and notes whether any `Authentication-Results:` field is present. It keeps
-//! no text: memory is a few bytes of name whatever the input.
+//! section, and notes whether any `Authentication-Results:` field is present and whether a
+//! `TLS-Required: No` field is (RFC 8689 §5). It keeps no text: memory is a few bytes of
+//! name (and of that one field's value) whatever the input.
 //!
 //! # Security
 //! This runs before any other parser sees the message, so a header section of millions of
@@ -13,7 +14,9 @@
 //!
 //! # Standards
 //! RFC 5322 §2.2 (fields, folding) and §3.6.7 (trace fields), RFC 5321 §6.3 (loop
-//! detection by counting Received fields), RFC 3463 (5.4.6 routing loop, 5.3.4 too big).
+//! detection by counting Received fields), RFC 3463 (5.4.6 routing loop, 5.3.4 too big),
+//! RFC 8689 §5 (the `TLS-Required` field: its one defined value is `No`, after optional
+//! folding white space; compared here without regard to case).
 
 use crate::reply::Reply;
 
@@ -84,6 +87,11 @@ pub struct HeaderScan {
     fields: usize,
     hops: usize,
     auth_results: bool,
+    /// Inside the value of a `TLS-Required:` field: the first non-blank octets of it
+    /// (lower case), their count (more than 3 can never be "no"), and whether blank
+    /// space followed them (more text after it makes the value something else).
+    tls_value: Option<([u8; 3], usize, bool)>,
+    tls_required_no: bool,
     error: Option<HeaderError>,
 }
 
@@ -101,6 +109,8 @@ impl HeaderScan {
             fields: 0,
             hops: 0,
             auth_results: false,
+            tls_value: None,
+            tls_required_no: false,
             error: None,
         }
     }
@@ -132,6 +142,7 @@ impl HeaderScan {
             b'\n' => {
                 if self.line_empty {
                     self.in_header = false; // the empty line ends the header section
+                    self.end_value();
                 }
                 self.end_name();
                 self.at_line_start = true;
@@ -139,6 +150,20 @@ impl HeaderScan {
             b'\r' => {}
             _ => {
                 self.line_empty = false;
+                if let Some((v, n, gap)) = self.tls_value.as_mut()
+                    && !self.in_name
+                {
+                    if b == b' ' || b == b'\t' {
+                        *gap = *n > 0;
+                    } else if *gap {
+                        *n = v.len() + 1;
+                    } else {
+                        if let Some(slot) = v.get_mut(*n) {
+                            *slot = b.to_ascii_lowercase();
+                        }
+                        *n = (*n + 1).min(v.len() + 1);
+                    }
+                }
                 if self.in_name {
                     if b == b':' {
                         self.end_name();
@@ -154,6 +179,7 @@ impl HeaderScan {
     }
 
     fn start_field(&mut self) {
+        self.end_value();
         self.fields += 1;
         if self.fields > self.limits.max_fields {
             self.fail(HeaderError::TooManyFields);
@@ -176,6 +202,19 @@ impl HeaderScan {
             }
         } else if self.name_len <= NAME && name == b"authentication-results" {
             self.auth_results = true;
+        } else if self.name_len <= NAME && name == b"tls-required" {
+            self.tls_value = Some(([0; 3], 0, false));
+        }
+    }
+
+    /// The field whose value was being read has ended (a new field, or the end of the
+    /// header section).
+    fn end_value(&mut self) {
+        if let Some((v, n, _)) = self.tls_value.take()
+            && n == 2
+            && &v[..2] == b"no"
+        {
+            self.tls_required_no = true;
         }
     }
 
@@ -208,6 +247,13 @@ impl HeaderScan {
     /// Whether an `Authentication-Results:` field is in the header section.
     pub fn saw_authentication_results(&self) -> bool {
         self.auth_results
+    }
+
+    /// Whether the header section has a `TLS-Required: No` field (RFC 8689 §5): the
+    /// sender asks that recipient-side TLS policies (DANE, MTA-STS) not stop delivery.
+    /// Only meaningful once the header section has ended.
+    pub fn tls_required_no(&self) -> bool {
+        self.tls_required_no
     }
 }
 
@@ -264,6 +310,35 @@ Authentication-Results: mx; none\r\n\r\nReceived: in the body\r\n";
         // The same in the body is fine.
         let body = [b"\r\n".as_slice(), &many, &big].concat();
         assert_eq!(scan(&[&body], LIMITS).error(), None);
+    }
+
+    #[test]
+    fn tls_required_no() {
+        let yes: &[&[u8]] = &[
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody",
+            b"tls-required:no\r\nSubject: x\r\n\r\n",
+            b"TLS-Required:\r\n  NO  \r\nX: y\r\n\r\n",
+            b"TLS-Required : No\r\n\r\n",
+        ];
+        for msg in yes {
+            assert!(scan(&[msg], LIMITS).tls_required_no(), "{msg:?}");
+            assert!(bytewise(msg, LIMITS).tls_required_no(), "{msg:?}");
+        }
+        let no: &[&[u8]] = &[
+            b"TLS-Required: Yes\r\n\r\n",
+            b"TLS-Required: Nope\r\n\r\n",
+            b"TLS-Required: N o\r\n\r\n",
+            b"TLS-Required:\r\n\r\n",
+            b"X-TLS-Required: No\r\n\r\n",
+            b"TLS-Required-X: No\r\n\r\n",
+            b"Subject: TLS-Required: No\r\n\r\n",
+            b"Subject: x\r\n\r\nTLS-Required: No\r\n",
+            b"Subject: x\r\n\r\n",
+        ];
+        for msg in no {
+            assert!(!scan(&[msg], LIMITS).tls_required_no(), "{msg:?}");
+            assert!(!bytewise(msg, LIMITS).tls_required_no(), "{msg:?}");
+        }
     }
 
     #[test]

@@ -639,6 +639,63 @@ postern_bounces_postfix_550() {
     ok "$name"
 }
 
+# ======================================================================================
+# postern_requiretls_refused_by_postfix: a message submitted to Postern (b) with
+# MAIL FROM ... REQUIRETLS (RFC 8689), inside TLS, for partner.test. Postfix does not
+# offer REQUIRETLS, so Postern must not send it (no MAIL reaches Postfix) and must
+# bounce it with 5.7.30, headers only (issue #13). Needs Postern (b), started by
+# postern_relays_to_postfix.
+# ======================================================================================
+postern_requiretls_refused_by_postfix() {
+    local name="(b) REQUIRETLS mail to Postfix (no REQUIRETLS offered): not sent, bounced with 5.7.30, headers only"
+    local tag="requiretls-$RANDOM" out f flat
+    local sender="$tag@bounces.postern.test"
+    out=$(peer python3 - "$PB_PORT" "$sender" "$tag" <<'PY' 2>&1
+import smtplib, ssl, sys
+port, sender, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+msg = ("From: %s\r\nTo: someone@partner.test\r\nSubject: %s\r\n\r\n"
+       "secret body %s\r\n" % (sender, tag, tag))
+with smtplib.SMTP("127.0.0.1", port, local_hostname="client.postern.test", timeout=15) as s:
+    s.ehlo()
+    if s.has_extn("requiretls"):
+        print("FAIL: REQUIRETLS offered before STARTTLS"); sys.exit(1)
+    s.starttls(context=ctx)
+    s.ehlo()
+    if not s.has_extn("requiretls"):
+        print("FAIL: REQUIRETLS not offered after STARTTLS: %r" % s.esmtp_features); sys.exit(1)
+    s.sendmail(sender, ["someone@partner.test"], msg, mail_options=["REQUIRETLS"])
+    print("accepted with REQUIRETLS over %s" % s.sock.version())
+PY
+    ) || { not_ok "$name" "expected: Postern offers REQUIRETLS after STARTTLS and accepts the message" "$out"; return 1; }
+    if ! f=$(wait_for_file "$PB/state/mail/$tag/new" "5.7.30"); then
+        not_ok "$name" "expected: a 5.7.30 bounce for $sender in $PB/state/mail/$tag/new/" \
+            "Postern log:" "$(tail -n 30 "$PB/postern.log")" "Postfix log:" "$(pf_log_tail)"
+        return 1
+    fi
+    flat=$(tr -d '\r' <"$f" | tr -s ' \n\t' ' ')
+    if ! grep -qF "5.7.30 REQUIRETLS: next hop 127.0.0.1[127.0.0.1] did not offer REQUIRETLS" <<<"$flat"; then
+        not_ok "$name" "expected in the bounce: '5.7.30 REQUIRETLS: next hop 127.0.0.1[127.0.0.1] did not offer REQUIRETLS'" "$(head -c 4000 "$f")"
+        return 1
+    fi
+    if ! grep -q '^Content-Type: text/rfc822-headers' <(tr -d '\r' <"$f") || grep -qF "secret body $tag" "$f"; then
+        not_ok "$name" "expected: the original's headers only (text/rfc822-headers, no body)" "$(head -c 4000 "$f")"
+        return 1
+    fi
+    if grep -qF "$sender" "$PF_LOG"; then
+        not_ok "$name" "expected: Postfix never saw the sender (no MAIL FROM); its log names it" "$(pf_log_tail)"
+        return 1
+    fi
+    if ! out=$(python3 "$MAILPY" dsn "$f" 2>&1) || [ "${out#failed 5.7.30}" = "$out" ]; then
+        not_ok "$name" "expected report fields 'failed 5.7.30'; got: $out" "$(head -c 4000 "$f")"
+        return 1
+    fi
+    PROOF_B_REQUIRETLS="bounce: $out"
+    ok "$name"
+}
+
 # --- run -------------------------------------------------------------------------------
 
 # The tests fill these in; they are printed at the end (read by name, hence SC2034).
@@ -646,6 +703,7 @@ postern_bounces_postfix_550() {
 {
     PROOF_A_VERIFIED='' PROOF_A_SENT='' PROOF_A_POSTERN='' PROOF_A_DEFERRED=''
     PROOF_B_TRUSTED='' PROOF_B_RECEIVED='' PROOF_B_ABORT='' PROOF_B_421='' PROOF_B_DSN=''
+    PROOF_B_REQUIRETLS=''
 }
 
 if t_ca; then
@@ -666,12 +724,13 @@ if t_ca; then
         t_postfix_refuses_plaintext || true
         if postern_relays_to_postfix; then
             postern_bounces_postfix_550 || true
+            postern_requiretls_refused_by_postfix || true
         fi
     fi
 fi
 
 # The log lines that show verification, for the record.
-for p in PROOF_A_VERIFIED PROOF_A_SENT PROOF_A_POSTERN PROOF_A_DEFERRED PROOF_B_TRUSTED PROOF_B_RECEIVED PROOF_B_421 PROOF_B_ABORT PROOF_B_DSN; do
+for p in PROOF_A_VERIFIED PROOF_A_SENT PROOF_A_POSTERN PROOF_A_DEFERRED PROOF_B_TRUSTED PROOF_B_RECEIVED PROOF_B_421 PROOF_B_ABORT PROOF_B_DSN PROOF_B_REQUIRETLS; do
     [ -n "${!p}" ] && printf '# %s: %s\n' "$p" "$(tr -d '\r' <<<"${!p}")"
 done
 

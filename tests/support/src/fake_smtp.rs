@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// How the fake server behaves.
@@ -26,6 +26,12 @@ pub struct FakeOpts {
     /// Reply to EHLO with this line instead of the capability list (e.g. "421 4.3.2
     /// shutting down"); the connection stays open, so what the client does next shows.
     pub ehlo_reply: Option<String>,
+    /// Accept STARTTLS with a real handshake under this configuration (with `starttls`,
+    /// to advertise it); the dialog goes on inside TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Advertise REQUIRETLS (RFC 8689) in every EHLO reply, in plaintext too, as a
+    /// broken or hostile server might.
+    pub requiretls: bool,
 }
 
 /// A running fake server; stops when dropped.
@@ -80,19 +86,51 @@ impl FakeSmtp {
     }
 }
 
+/// How a dialog ended: closed, or STARTTLS accepted (the stream is handed back for the
+/// handshake).
+enum End<S> {
+    Done,
+    StartTls(S),
+}
+
 async fn serve(
     sock: tokio::net::TcpStream,
     opts: FakeOpts,
     commands: Arc<Mutex<Vec<String>>>,
     messages: Arc<Mutex<Vec<Vec<u8>>>>,
 ) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
-    w.write_all(b"220 fake.test ESMTP fake\r\n").await?;
+    let mut sock = sock;
+    sock.write_all(b"220 fake.test ESMTP fake\r\n").await?;
+    match dialog(sock, &opts, false, &commands, &messages).await? {
+        End::Done => Ok(()),
+        End::StartTls(tcp) => {
+            let Some(cfg) = opts.tls.clone() else {
+                return Ok(());
+            };
+            let tls = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await?;
+            dialog(tls, &opts, true, &commands, &messages).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn say<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    s.write_all(bytes).await?;
+    s.flush().await
+}
+
+async fn dialog<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    opts: &FakeOpts,
+    in_tls: bool,
+    commands: &Mutex<Vec<String>>,
+    messages: &Mutex<Vec<Vec<u8>>>,
+) -> std::io::Result<End<S>> {
+    let mut r = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(End::Done);
         }
         let line = line.trim_end().to_string();
         commands.lock().unwrap().push(line.clone());
@@ -100,11 +138,11 @@ async fn serve(
         match verb.as_str() {
             "EHLO" if opts.ehlo_reply.is_some() => {
                 let reply = opts.ehlo_reply.clone().unwrap_or_default();
-                w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                say(&mut r, format!("{reply}\r\n").as_bytes()).await?;
             }
             "EHLO" => {
                 let mut reply = String::from("250-fake.test\r\n250-PIPELINING\r\n");
-                if opts.starttls {
+                if opts.starttls && !in_tls {
                     reply.push_str("250-STARTTLS\r\n");
                 }
                 if opts.dsn {
@@ -113,32 +151,39 @@ async fn serve(
                 if opts.smtputf8 {
                     reply.push_str("250-SMTPUTF8\r\n");
                 }
+                if opts.requiretls {
+                    reply.push_str("250-REQUIRETLS\r\n");
+                }
                 reply.push_str("250 8BITMIME\r\n");
-                w.write_all(reply.as_bytes()).await?;
+                say(&mut r, reply.as_bytes()).await?;
             }
             "STARTTLS" if opts.break_tls => {
-                w.write_all(b"220 2.0.0 go ahead\r\n").await?;
+                say(&mut r, b"220 2.0.0 go ahead\r\n").await?;
                 // Wait for the ClientHello, then answer nonsense.
                 let mut buf = [0u8; 512];
                 let _ = r.read(&mut buf).await;
-                w.write_all(b"this is not TLS\r\n").await?;
-                return Ok(());
+                say(&mut r, b"this is not TLS\r\n").await?;
+                return Ok(End::Done);
             }
-            "STARTTLS" => w.write_all(b"454 4.7.0 TLS not available\r\n").await?,
+            "STARTTLS" if opts.tls.is_some() && !in_tls => {
+                say(&mut r, b"220 2.0.0 go ahead\r\n").await?;
+                return Ok(End::StartTls(r.into_inner()));
+            }
+            "STARTTLS" => say(&mut r, b"454 4.7.0 TLS not available\r\n").await?,
             "RCPT" => {
                 let reply = opts
                     .rcpt_reply
                     .clone()
                     .unwrap_or_else(|| "250 2.1.5 ok".into());
-                w.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                say(&mut r, format!("{reply}\r\n").as_bytes()).await?;
             }
             "DATA" => {
-                w.write_all(b"354 go ahead\r\n").await?;
+                say(&mut r, b"354 go ahead\r\n").await?;
                 let mut msg = Vec::new();
                 loop {
                     let mut l = Vec::new();
                     if r.read_until(b'\n', &mut l).await? == 0 {
-                        return Ok(());
+                        return Ok(End::Done);
                     }
                     if l == b".\r\n" {
                         break;
@@ -149,13 +194,13 @@ async fn serve(
                     msg.extend_from_slice(&l);
                 }
                 messages.lock().unwrap().push(msg);
-                w.write_all(b"250 2.0.0 queued by fake\r\n").await?;
+                say(&mut r, b"250 2.0.0 queued by fake\r\n").await?;
             }
             "QUIT" => {
-                w.write_all(b"221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                say(&mut r, b"221 2.0.0 bye\r\n").await?;
+                return Ok(End::Done);
             }
-            _ => w.write_all(b"250 2.0.0 ok\r\n").await?,
+            _ => say(&mut r, b"250 2.0.0 ok\r\n").await?,
         }
     }
 }

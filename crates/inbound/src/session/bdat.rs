@@ -112,6 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.saw_auth_results = state.scan.saw_authentication_results();
+            tx.tls_required_no = state.scan.tls_required_no();
         }
         if let Err(e) = incoming.write(&out).await {
             return self.storage_failed(e);

@@ -77,6 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.saw_auth_results = scan.saw_authentication_results();
+            tx.tls_required_no = scan.tls_required_no();
         }
         if let Some(e) = write_error {
             return self.storage_failed(e);

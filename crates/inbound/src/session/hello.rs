@@ -1,5 +1,6 @@
 //! EHLO and HELO (RFC 5321 §4.1.1.1). The EHLO reply lists the extensions; `DSN` is
-//! RFC 3461 (NOTIFY, ORCPT, RET, ENVID).
+//! RFC 3461 (NOTIFY, ORCPT, RET, ENVID). `REQUIRETLS` (RFC 8689) is offered only inside
+//! TLS: a client that saw it in plaintext could be talking to an attacker who added it.
 
 use postern_smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,6 +28,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         ];
         if self.tls.is_none() && self.starttls_available() {
             lines.push("STARTTLS".into());
+        }
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
         }
         self.reply(Reply::bare(250, lines))
     }

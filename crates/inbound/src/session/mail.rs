@@ -1,5 +1,11 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2, RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8,
-//! RFC 3461 §4.3 RET and §4.4 ENVID, which are stored in the envelope).
+//! RFC 3461 §4.3 RET and §4.4 ENVID, RFC 8689 REQUIRETLS, which are stored in the
+//! envelope).
+//!
+//! # Security
+//! REQUIRETLS is accepted only inside TLS (it is offered only there): a demand for TLS
+//! made over plaintext is refused with `530 5.7.10` rather than silently taken, since
+//! whoever sees or alters the plaintext could have removed it just as well.
 
 use postern_smtp::Reply;
 use postern_smtp::address::ReversePath;
@@ -40,6 +46,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 "5.5.4",
                 "MAIL parameters need EHLO, not HELO",
             ));
+        }
+        if params.requiretls && self.tls.is_none() {
+            let r = Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS session: issue STARTTLS first (RFC 8689)",
+            );
+            self.log_reject_from("MAIL", &r, Some(&from.to_string()), None);
+            return self.reply(r);
         }
         if let ReversePath::Address(a) = &from
             && !a.is_ascii()
@@ -105,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             spf,
             trace_len: 0,
             saw_auth_results: false,
+            tls_required_no: false,
         });
         self.reply(std_replies::sender_ok())
     }

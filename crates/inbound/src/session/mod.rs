@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use postern_queue::{Envelope, Incoming, QueueId, Recipient, unix_now};
+use postern_queue::{Envelope, Incoming, QueueId, Recipient, SenderTls, unix_now};
 use postern_smtp::address::ReversePath;
 use postern_smtp::command::{self, Command, MailParams};
 use postern_smtp::{BdatReader, HeaderLimits, HeaderScan, Reply};
@@ -55,6 +55,8 @@ pub(crate) struct Transaction {
     /// The client's header section has an `Authentication-Results:` field (which may
     /// claim to be ours and must then be removed).
     pub saw_auth_results: bool,
+    /// The header section has `TLS-Required: No` (RFC 8689 §5).
+    pub tls_required_no: bool,
 }
 
 pub(crate) struct BdatState {
@@ -424,6 +426,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             smtputf8: tx.params.smtputf8,
             ret: tx.params.ret,
             envid: tx.params.envid.clone(),
+            // `TLS-Required: No` is known only at the end of the header section; it is
+            // added at commit (`commit_message`).
+            sender_tls: if tx.params.requiretls {
+                SenderTls::RequireTls
+            } else {
+                SenderTls::Default
+            },
         };
         let id = envelope.id.to_string();
         let for_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].to_string());
@@ -462,17 +471,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let id = incoming.id();
         let size = incoming.len();
         let tx = self.tx.take();
+        let sender_tls = tx.as_ref().map(sender_tls).unwrap_or_default();
+        incoming.set_sender_tls(sender_tls);
         match incoming.commit().await {
             Ok(_) => {
                 let (from, n) = tx
+                    .as_ref()
                     .map(|t| (t.from.to_string(), t.rcpts.len()))
                     .unwrap_or_default();
+                if tx
+                    .as_ref()
+                    .is_some_and(|t| t.params.requiretls && t.tls_required_no)
+                {
+                    info!(
+                        queue_id = %id,
+                        "{id}: the message has TLS-Required: No and came with REQUIRETLS: the header field is ignored, REQUIRETLS applies (RFC 8689 §4.1)"
+                    );
+                }
                 info!(
                     queue_id = %id,
-                    "{id}: accepted from={from}, size={size}, nrcpt={n}, client={}, proto={}{}",
+                    "{id}: accepted from={from}, size={size}, nrcpt={n}, client={}, proto={}{}{}",
                     self.client(),
                     self.protocol(),
-                    self.tls.as_ref().map(|t| format!(", tls={t}")).unwrap_or_default()
+                    self.tls.as_ref().map(|t| format!(", tls={t}")).unwrap_or_default(),
+                    match sender_tls {
+                        SenderTls::Default => "",
+                        SenderTls::RequireTls => ", requiretls=yes",
+                        SenderTls::TlsOptional => ", tls-required=no",
+                    }
                 );
                 crate::metrics::accepted(&self.cfg, self.tls.as_ref());
                 self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
@@ -515,5 +541,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             remaining -= n;
         }
         self.reply(reply)
+    }
+}
+
+/// What the sender asked of TLS on the way (RFC 8689): REQUIRETLS wins over a
+/// `TLS-Required: No` field, which is then ignored (§4.1).
+fn sender_tls(tx: &Transaction) -> SenderTls {
+    match (tx.params.requiretls, tx.tls_required_no) {
+        (true, _) => SenderTls::RequireTls,
+        (false, true) => SenderTls::TlsOptional,
+        (false, false) => SenderTls::Default,
     }
 }

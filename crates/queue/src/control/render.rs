@@ -116,6 +116,18 @@ pub fn show_text(d: &MessageDetail) -> String {
         d.body,
         if d.smtputf8 { ", SMTPUTF8" } else { "" }
     );
+    if d.requiretls {
+        let _ = writeln!(
+            out,
+            "REQUIRETLS: yes (RFC 8689: relayed only over authenticated TLS to a server offering REQUIRETLS, or returned with 5.7.30)"
+        );
+    }
+    if d.tls_required_no {
+        let _ = writeln!(
+            out,
+            "TLS-Required: No (RFC 8689 §5: DANE and MTA-STS failures do not stop this message unless [outbound] honour_tls_required_no = false; local [[outbound.policy]] entries still hold)"
+        );
+    }
     if let Some(t) = d.delay_warned {
         let _ = writeln!(out, "Delay warning sent: {}", when(t));
     }

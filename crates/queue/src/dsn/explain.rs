@@ -65,6 +65,14 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
     if let Some(a) = advice {
         para(&mut t, a, "");
     }
+    if r.original.requiretls() {
+        let text = if r.action == Action::Failed {
+            "Your message was sent with REQUIRETLS (RFC 8689): it may only travel over encrypted connections to authenticated mail servers that promise to do the same. A status of 5.7.30 above means that the next server could not meet that demand, so the message was not sent to it. This report is itself sent with REQUIRETLS, and carries only the headers of your message."
+        } else {
+            "Your message was sent with REQUIRETLS (RFC 8689); this report is itself sent with REQUIRETLS."
+        };
+        para(&mut t, text, "");
+    }
     let returned = match r.returned {
         Returned::Full(_) => "Your message is attached below.".to_string(),
         Returned::Headers(_, HeadersOnly::Asked) => {
@@ -76,6 +84,9 @@ pub(super) fn explanation(r: &Report<'_>) -> String {
         ),
         Returned::Headers(_, HeadersOnly::NotAFailure) => {
             "The headers of your message are attached.".to_string()
+        }
+        Returned::Headers(_, HeadersOnly::RequireTls) => {
+            "Only the headers of your message are attached: it was sent with REQUIRETLS, so its content is not sent back.".to_string()
         }
     };
     para(&mut t, &returned, "");

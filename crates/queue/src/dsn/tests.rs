@@ -26,6 +26,7 @@ fn envelope() -> Envelope {
         smtputf8: false,
         ret: None,
         envid: Some(Xtext::parse("QQ+2B314", XtextField::Envid).unwrap()),
+        sender_tls: Default::default(),
     }
 }
 
@@ -248,6 +249,32 @@ fn a_bounce_has_three_parts_with_the_fields_rfc_3464_asks_for() {
     let whole = String::from_utf8_lossy(&bytes);
     assert!(whole.contains(std::str::from_utf8(ORIGINAL).unwrap()));
     assert!(!top.header("content-type").unwrap().contains("D00001_0\""));
+}
+
+#[test]
+fn a_requiretls_message_is_never_returned_whole() {
+    let mut e = envelope();
+    assert_eq!(Returned::choose_for(Action::Failed, &e, 10, 100), None);
+    e.sender_tls = crate::SenderTls::RequireTls;
+    for ret in [None, Some(Ret::Full), Some(Ret::Hdrs)] {
+        e.ret = ret;
+        assert_eq!(
+            Returned::choose_for(Action::Failed, &e, 10, 100),
+            Some(HeadersOnly::RequireTls)
+        );
+        assert_eq!(
+            Returned::choose_for(Action::Failed, &e, 1000, 100),
+            Some(HeadersOnly::RequireTls)
+        );
+    }
+    assert_eq!(
+        Returned::choose_for(Action::Delayed, &e, 10, 100),
+        Some(HeadersOnly::NotAFailure)
+    );
+    // TLS-Required: No changes nothing here.
+    e.sender_tls = crate::SenderTls::TlsOptional;
+    e.ret = None;
+    assert_eq!(Returned::choose_for(Action::Failed, &e, 10, 100), None);
 }
 
 #[test]

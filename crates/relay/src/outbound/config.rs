@@ -114,6 +114,11 @@ pub struct OutboundConfig {
     /// `smtp_mx_address_limit` is the model).
     #[serde(default = "d_max_mx_hosts")]
     pub max_mx_hosts: usize,
+    /// RFC 8689 §5: honour a message's `TLS-Required: No` header field, so that DANE and
+    /// MTA-STS failures fall back to opportunistic TLS for that message (local
+    /// `[[outbound.policy]]` entries always hold). `false`: ignore the field.
+    #[serde(default = "d_true")]
+    pub honour_tls_required_no: bool,
     /// Per-destination TLS policies.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
@@ -171,6 +176,7 @@ impl Default for OutboundConfig {
             resolve_timeout: d_resolve_timeout(),
             attempt_timeout: d_attempt_timeout(),
             max_mx_hosts: d_max_mx_hosts(),
+            honour_tls_required_no: true,
             policy: Vec::new(),
         }
     }

@@ -10,7 +10,7 @@
 //! # Standards
 //! RFC 5321 (§5 MX, §4.5.3.2 timeouts, §4.5.2 dot-stuffing), RFC 7505 (null MX),
 //! RFC 3207 (STARTTLS), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING), RFC 1870 (SIZE),
-//! RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8).
+//! RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 8689 (REQUIRETLS, see [`requiretls`]).
 
 pub mod agent;
 pub mod build;
@@ -19,4 +19,5 @@ pub mod config;
 pub mod engine;
 mod metrics;
 pub mod policy;
+pub mod requiretls;
 pub mod resolve;

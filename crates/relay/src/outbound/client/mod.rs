@@ -274,6 +274,11 @@ impl Client {
         Some(format!("{v} with cipher {suite}"))
     }
 
+    /// Whether the session is inside TLS now.
+    pub fn tls_active(&self) -> bool {
+        self.stream.tls_state().is_some()
+    }
+
     /// RSET before reusing the connection for another message.
     pub async fn reset(&mut self) -> bool {
         matches!(self.command("RSET").await, Ok(r) if r.code == 250)

@@ -3,7 +3,9 @@
 //!
 //! # Standards
 //! RFC 5321 §4.5.2 (dot-stuffing), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING), RFC 1870
-//! (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN parameters).
+//! (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN parameters), RFC 8689
+//! §4.2.1 (a REQUIRETLS message goes only inside TLS to a server that offers REQUIRETLS,
+//! and is passed on with it; otherwise its recipients fail with `5.7.30`).
 
 use postern_queue::{Detail, Outcome, QueuedMessage};
 use postern_smtp::DataEncoder;
@@ -12,6 +14,7 @@ use postern_smtp::command::BodyType;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Client, ClientError, Peer};
+use crate::outbound::requiretls::next_hop_ready;
 
 /// Recipients' fates after one transaction, in the order given.
 pub type TxResult = Vec<Outcome>;
@@ -54,6 +57,14 @@ impl Client {
                 let _ = self.reply(t).await?;
             }
             return Ok(vec![o; rcpts.len()]);
+        }
+        if env.requiretls() {
+            tracing::info!(
+                queue_id = %env.id,
+                "{}: REQUIRETLS passed on to {} (it offered REQUIRETLS inside TLS)",
+                env.id,
+                self.peer
+            );
         }
         let mut out: Vec<Option<Outcome>> = Vec::with_capacity(rcpts.len());
         for k in 0..rcpts.len() {
@@ -121,6 +132,16 @@ impl Client {
     /// message needs, or the message is over its SIZE limit).
     fn refusal(&self, msg: &QueuedMessage, needs_utf8: bool) -> Option<Detail> {
         let env = &msg.envelope;
+        if env.requiretls()
+            && let Err(f) = next_hop_ready(self.tls_active(), self.caps.requiretls)
+        {
+            let domain = env
+                .recipients
+                .first()
+                .map(|r| r.address.domain.to_string())
+                .unwrap_or_default();
+            return Some(f.reason(&domain, &self.peer.host, self.peer.ip));
+        }
         if needs_utf8 && !self.caps.smtputf8 {
             let why = format!(
                 "5.6.7 host {} does not support SMTPUTF8, which this message's non-ASCII addresses need",
@@ -175,6 +196,10 @@ impl Client {
             if let Some(envid) = &env.envid {
                 mail.push_str(&format!(" ENVID={}", envid.as_str()));
             }
+        }
+        // RFC 8689: pass the demand on (`refusal` made sure the server offered it).
+        if env.requiretls() {
+            mail.push_str(" REQUIRETLS");
         }
         let mut cmds = vec![mail];
         cmds.extend(rcpts.iter().map(|&i| {
