@@ -48,6 +48,7 @@ pub fn fill(spool: &Spool, b: &Backlog) -> io::Result<Vec<QueueId>> {
             smtputf8: false,
             ret: None,
             envid: None,
+            sender_tls: crate::SenderTls::Default,
         };
         let mut body = format!(
             "From: <{}>\r\nTo: <{}>\r\nSubject: synthetic backlog message {n}\r\nMessage-ID: <{id}@backlog.invalid>\r\n\r\n",

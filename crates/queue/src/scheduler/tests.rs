@@ -60,6 +60,7 @@ async fn queued(spool: &Arc<Spool>, arrived: u64) -> QueuedMessage {
         smtputf8: false,
         ret: None,
         envid: None,
+        sender_tls: crate::SenderTls::Default,
     };
     let mut inc = spool.begin(env).await.unwrap();
     inc.write(b"Subject: hi\r\n\r\nhello\r\n").await.unwrap();

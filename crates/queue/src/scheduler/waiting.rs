@@ -162,6 +162,7 @@ mod tests {
                 smtputf8: false,
                 ret: None,
                 envid: None,
+                sender_tls: crate::SenderTls::Default,
             },
             path: "x".into(),
             body_offset: 0,

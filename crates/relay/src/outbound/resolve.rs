@@ -107,10 +107,12 @@ fn mx_names(
             domain,
             &format!("host {} does not exist in DNS", hop.host),
         )),
-        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => Err(Outcome::Temporary(crate::detail::local(format!(
-            "4.4.3 DNS lookup of the MX for {} failed: {e}",
-            hop.host
-        )))),
+        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => {
+            Err(Outcome::Temporary(crate::detail::local(format!(
+                "4.4.3 DNS lookup of the MX for {} failed: {e}",
+                hop.host
+            ))))
+        }
     }
 }
 
