@@ -158,6 +158,27 @@ async fn send(a: &TestServer, to: &str) {
     assert_eq!(r.code, 250, "{r:?}");
 }
 
+/// A state file's typed details (`{"status":"4.7.5","text":"..."}`) as the one-line
+/// reason operators read (`4.7.5 ...`), so the assertions below name what the log says.
+fn as_reason(state: &str) -> String {
+    let mut out = String::new();
+    for part in state.split("{\"status\":\"") {
+        if out.is_empty() && !state.starts_with("{\"status") {
+            out.push_str(part);
+            continue;
+        }
+        match part.split_once("\",\"text\":\"") {
+            Some((status, rest)) => {
+                out.push_str(status);
+                out.push(' ');
+                out.push_str(&rest.replace("\\\"", "\""));
+            }
+            None => out.push_str(part),
+        }
+    }
+    out
+}
+
 /// Wait until a `.state` file in A's queue contains `needle`; returns its text.
 async fn deferred_with(a: &TestServer, needle: &str) -> String {
     let active = a.state().join("queue/active");
@@ -165,7 +186,7 @@ async fn deferred_with(a: &TestServer, needle: &str) -> String {
     for _ in 0..400 {
         for e in std::fs::read_dir(&active).into_iter().flatten().flatten() {
             if e.path().extension().is_some_and(|x| x == "state") {
-                seen = std::fs::read_to_string(e.path()).unwrap_or_default();
+                seen = as_reason(&std::fs::read_to_string(e.path()).unwrap_or_default());
                 if seen.contains(needle) {
                     return seen;
                 }
