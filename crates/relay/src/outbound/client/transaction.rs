@@ -140,7 +140,11 @@ impl Client {
                 .first()
                 .map(|r| r.address.domain.to_string())
                 .unwrap_or_default();
-            return Some(f.reason(&domain, &self.peer.host, self.peer.ip).into());
+            return Some(crate::detail::local(f.reason(
+                &domain,
+                &self.peer.host,
+                self.peer.ip,
+            )));
         }
         if needs_utf8 && !self.caps.smtputf8 {
             let why = format!(
