@@ -67,7 +67,10 @@ impl DeliveryAgent for Agent {
                     } else if to.starts_with("slow") {
                         Outcome::Temporary(remote(451, "4.3.0", "try again later", "end of DATA"))
                     } else if to.starts_with("secret") {
-                        Outcome::Permanent(NO_REQUIRETLS.into())
+                        Outcome::Permanent(postern_queue::Detail::local(
+                            "5.7.30",
+                            NO_REQUIRETLS.trim_start_matches("5.7.30 "),
+                        ))
                     } else if to.starts_with("relayed") {
                         Outcome::Relayed(remote(250, "2.0.0", "queued", "end of DATA"))
                     } else {
