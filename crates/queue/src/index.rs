@@ -24,6 +24,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
@@ -180,9 +181,12 @@ impl Index {
     }
 
     fn append(&mut self, key: u64, bytes: &[u8]) -> io::Result<()> {
+        // Never through a link planted in schedule/ (a root `postern queue` may run this).
         let r = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(crate::safefs::FILE_MODE)
+            .custom_flags(crate::safefs::nofollow())
             .open(self.path(key))
             .and_then(|mut f| f.write_all(bytes));
         match r {
@@ -229,7 +233,11 @@ impl Index {
             }
             let path = self.path(key);
             let mut buf = vec![0u8; CHUNK];
-            let got = match File::open(&path) {
+            let got = match OpenOptions::new()
+                .read(true)
+                .custom_flags(crate::safefs::nofollow())
+                .open(&path)
+            {
                 Ok(mut f) => {
                     f.seek(SeekFrom::Start(self.cursor.1))?;
                     read_full(&mut f, &mut buf)?
