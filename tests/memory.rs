@@ -6,20 +6,9 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use postern_test_support::SmtpClient;
+use postern_test_support::{SmtpClient, rss_kib};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")
-                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_clients_do_not_grow_memory_without_bound() {

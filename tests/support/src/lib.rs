@@ -13,3 +13,16 @@ pub mod signed_dns;
 pub mod tls;
 
 pub use client::{ClientReply, SmtpClient};
+
+/// Resident memory of process `pid` in KiB (`VmRSS` in `/proc/PID/status`); 0 when it
+/// cannot be read (the process has gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
