@@ -3,3 +3,8 @@
 //! - Sending: find, fetch, validate and cache other domains' policies, and give the
 //!   outbound policy engine ([`postern_relay`'s `engine::StsLookup`]) what applies.
 //! - Serving: publish our own domains' policies on the `[mta_sts]` HTTPS listener.
+
+pub mod config;
+pub mod serve;
+
+pub use config::MtaStsConfig;

@@ -55,6 +55,20 @@ impl LoadedCert {
         })
     }
 
+    /// Does the leaf certificate name `host` (subjectAltName DNS names, `*.` covering one
+    /// label; the common name only when there are none)? `host` in lower case.
+    pub fn names_host(&self, host: &str) -> bool {
+        let Some(info) = &self.info else {
+            return false;
+        };
+        let matches = |n: &String| crate::client::name_matches(&n.to_ascii_lowercase(), host);
+        if info.sans.is_empty() {
+            info.common_name.iter().any(matches)
+        } else {
+            info.sans.iter().any(matches)
+        }
+    }
+
     /// Every certificate of the chain, parsed (leaf first; unparseable ones left out).
     pub fn chain_info(&self) -> Vec<CertInfo> {
         self.key
@@ -93,7 +107,9 @@ pub fn read_chain(chain: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError
 }
 
 /// Picks the certificate for each handshake: the first (ECDSA before RSA) whose key can
-/// sign with one of the schemes the client offered. The set can be replaced while the
+/// sign with one of the schemes the client offered, among those naming the SNI host name
+/// when the client sent one and some certificate names it (e.g. `mta-sts.DOMAIN` on the
+/// MTA-STS policy listener), else among all. The set can be replaced while the
 /// server runs (certificate reload); handshakes in progress keep the key they chose.
 #[derive(Debug)]
 pub struct CertResolver {
@@ -131,9 +147,11 @@ fn sorted(mut certs: Vec<LoadedCert>) -> Vec<LoadedCert> {
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let offered = hello.signature_schemes();
-        self.certs()
-            .iter()
-            .find(|c| c.key.key.choose_scheme(offered).is_some())
+        let certs = self.certs();
+        let usable = |c: &&LoadedCert| c.key.key.choose_scheme(offered).is_some();
+        let sni = hello.server_name().map(str::to_ascii_lowercase);
+        sni.and_then(|n| certs.iter().filter(|c| c.names_host(&n)).find(usable))
+            .or_else(|| certs.iter().find(usable))
             .map(|c| c.key.clone())
     }
 }
