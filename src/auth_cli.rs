@@ -80,5 +80,6 @@ pub fn dns_records_for(config: &Config) -> String {
             config.listener.iter().map(|l| l.address.ip()),
         ),
         signing: &config.auth.dkim_sign,
+        mta_sts: postern_sts::serve::dns_records(&config.mta_sts, &hostname),
     }) + &postern_tls::dane::dns_records_text(&hostname, certs, &tls_dir)
 }

@@ -171,6 +171,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     print!("{listeners}");
     print!("{}", postern_relay::route_summary(&c.route));
     print!("{}", postern_dns::dnssec_summary(&c.resolver));
+    print!(
+        "{}",
+        postern_sts::serve::summary(&c.mta_sts, &c.tls, &c.server)
+    );
     let client = c.outbound.client_certificate.as_ref();
     let keys = c.tls.certificate.iter().map(|k| k.key.as_path());
     let keys = keys

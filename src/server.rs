@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use postern_inbound::{Listener, RelayPolicy, ServerContext};
 use postern_queue::{Queue, Spool, SpoolLock};
+use postern_relay::outbound::agent::SmtpAgent;
 use postern_tls::{ClientCertPolicy, TlsStore};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -48,6 +49,7 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Spool lock, control socket, metrics (see `operations.rs`).
     pub ops: crate::operations::Operations,
+    pub mta_sts: postern_sts::serve::Bound,
     /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
     smtp: Arc<postern_relay::outbound::agent::SmtpAgent>,
     outbound: postern_relay::OutboundConfig,
@@ -215,6 +217,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             rx.clone(),
         ));
     }
+    let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks);
+    let mta_sts = mta_sts.await.map_err(StartError::Listen)?;
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
@@ -231,36 +235,23 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tasks,
         ops,
+        mta_sts,
         smtp,
         outbound: config.outbound.clone(),
     })
 }
 
+/// The SMTP agent (TLS policies, resolver) and the router over it.
+type Outbound = (Arc<SmtpAgent>, Arc<postern_relay::Router>);
+
 /// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver) and
 /// the router over it. `policy explain` asks these same objects.
-pub fn outbound(
-    config: &Config,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+pub fn outbound(config: &Config) -> Result<Outbound, StartError> {
     outbound_with(config, postern_dns::Resolver::new(&config.resolver)?)
 }
 
 /// [`outbound`] with a resolver already built (the daemon shares one with the checks).
-fn outbound_with(
-    config: &Config,
-    dns: postern_dns::Resolver,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+fn outbound_with(config: &Config, dns: postern_dns::Resolver) -> Result<Outbound, StartError> {
     let listeners: Vec<SocketAddr> = config.listener.iter().map(|l| l.address).collect();
     let setup = postern_relay::outbound::build::Setup {
         outbound: &config.outbound,

@@ -20,6 +20,9 @@ pub struct Site<'a> {
     /// that are neither wildcards nor loopback).
     pub addresses: Vec<IpAddr>,
     pub signing: &'a [DkimSignConfig],
+    /// MTA-STS records (`postern_sts::serve::dns_records`) by domain: they replace the
+    /// placeholder, and their domains are listed too.
+    pub mta_sts: Vec<(String, String)>,
 }
 
 /// The listener addresses worth publishing (SPF `ip4:`/`ip6:`): neither wildcards nor
@@ -39,6 +42,7 @@ pub fn dns_records(site: &Site<'_>) -> String {
         .map(|d| d.to_ascii_lowercase())
         .collect();
     domains.extend(site.signing.iter().map(|s| s.domain.to_ascii_lowercase()));
+    domains.extend(site.mta_sts.iter().map(|(d, _)| d.to_ascii_lowercase()));
     let host = site.hostname.trim_end_matches('.');
     let mut out = String::new();
     let _ = writeln!(
@@ -127,12 +131,20 @@ fn domain_records(out: &mut String, site: &Site<'_>, host: &str, d: &str) {
          ; all legitimate mail passing, move to p=quarantine, then p=reject.\n\
          _dmarc.{d}. IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@{d}; adkim=r; aspf=r\""
     );
+    match site.mta_sts.iter().find(|(m, _)| m.eq_ignore_ascii_case(d)) {
+        Some((_, records)) => out.push_str(records),
+        None => {
+            let _ = writeln!(
+                out,
+                "; MTA-STS (RFC 8461), placeholder: add an [[mta_sts.policy]] for {d} to serve\n\
+                 ; https://mta-sts.{d}/.well-known/mta-sts.txt; this record then carries its id.\n\
+                 ; _mta-sts.{d}. IN TXT \"v=STSv1; id=CHANGE-ME\""
+            );
+        }
+    }
     let _ = writeln!(
         out,
-        "; MTA-STS (RFC 8461), placeholder: publish the policy at\n\
-         ; https://mta-sts.{d}/.well-known/mta-sts.txt first, then this record (new id on each change).\n\
-         ; _mta-sts.{d}. IN TXT \"v=STSv1; id=CHANGE-ME\"\n\
-         ; TLS-RPT (RFC 8460), placeholder: where other servers report TLS failures.\n\
+        "; TLS-RPT (RFC 8460), placeholder: where other servers report TLS failures.\n\
          ; _smtp._tls.{d}. IN TXT \"v=TLSRPTv1; rua=mailto:tls-reports@{d}\""
     );
 }
@@ -148,6 +160,7 @@ mod tests {
             local_domains: &["example.org".to_string()],
             addresses: vec!["192.0.2.25".parse().unwrap()],
             signing: &[],
+            mta_sts: vec![],
         });
         for want in [
             "example.org. IN MX 10 mx.example.org.",
@@ -159,5 +172,39 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn mta_sts_records_replace_the_placeholder() {
+        let text = dns_records(&Site {
+            hostname: "mx.example.org",
+            local_domains: &["example.org".to_string(), "b.test".to_string()],
+            addresses: vec![],
+            signing: &[],
+            mta_sts: vec![
+                (
+                    "example.org".into(),
+                    "_mta-sts.example.org. IN TXT \"v=STSv1; id=abc\"\n".into(),
+                ),
+                (
+                    "policy-only.test".into(),
+                    "_mta-sts.policy-only.test. IN TXT \"x\"\n".into(),
+                ),
+            ],
+        });
+        assert!(
+            text.contains("_mta-sts.example.org. IN TXT \"v=STSv1; id=abc\"\n; TLS-RPT"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("_mta-sts.example.org. IN TXT \"v=STSv1; id=CHANGE-ME"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; _mta-sts.b.test. IN TXT \"v=STSv1; id=CHANGE-ME\""),
+            "{text}"
+        );
+        assert!(text.contains("; ===== policy-only.test ====="), "{text}");
+        assert!(text.contains("_smtp._tls.example.org."), "{text}");
     }
 }

@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 
+use postern_config::server::ServerConfig;
 use postern_config::{KeyPath, Problems, normalize_domain};
 use serde::{Deserialize, Serialize};
 
@@ -140,15 +141,16 @@ pub fn mx_covers(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// Check `[mta_sts]`. `hostname`: our configured `[server] hostname` (`None` when not
-/// configured: then whether the MX list covers us cannot be told); `local_domains`:
+/// Check `[mta_sts]`. `server`: its configured `hostname` is the MX name we answer as
+/// (when not configured, whether the MX lists cover us cannot be told); `local_domains`:
 /// `relay.local_domains`, the domains whose mail comes to this server.
 pub fn validate(
     c: &MtaStsConfig,
-    hostname: Option<&str>,
+    server: &ServerConfig,
     local_domains: &[String],
     p: &mut Problems,
 ) {
+    let hostname = server.hostname.as_deref();
     let at = KeyPath::of("mta_sts");
     if !c.listen.is_empty() && c.policy.is_empty() {
         p.push(
@@ -256,7 +258,11 @@ mod tests {
         let top: Top = toml::from_str(text).expect("parses");
         let mut p = Problems::new();
         let local: Vec<String> = local.iter().map(|s| s.to_string()).collect();
-        validate(&top.mta_sts, hostname, &local, &mut p);
+        let server = ServerConfig {
+            hostname: hostname.map(str::to_string),
+            ..Default::default()
+        };
+        validate(&top.mta_sts, &server, &local, &mut p);
         p.locate_in("t.toml", text)
             .into_iter()
             .map(|e| e.to_string())

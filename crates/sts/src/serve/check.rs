@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use postern_config::server::ServerConfig;
 use postern_tls::TlsConfig;
 use postern_tls::x509::CertInfo;
 
@@ -11,9 +12,10 @@ use crate::config::MtaStsConfig;
 
 /// The `check-config` lines: the listeners, each policy with its id, and a warning for
 /// each policy host no served certificate names (senders verify it, RFC 8461 §3.3).
-/// Nothing when `[mta_sts]` is not used. `hostname`: ours (names the self-signed
-/// certificate generated when `[tls]` has none).
-pub fn summary(c: &MtaStsConfig, tls: &TlsConfig, hostname: &str) -> String {
+/// Nothing when `[mta_sts]` is not used. `server`: its host name names the self-signed
+/// certificate generated when `[tls]` has none.
+pub fn summary(c: &MtaStsConfig, tls: &TlsConfig, server: &ServerConfig) -> String {
+    let hostname = &server.hostname();
     let mut s = String::new();
     if c.policy.is_empty() && c.listen.is_empty() {
         return s;
@@ -146,6 +148,13 @@ mod tests {
     use super::*;
     use crate::config::{Mode, PolicyConfig};
 
+    fn server(h: &str) -> ServerConfig {
+        ServerConfig {
+            hostname: Some(h.into()),
+            ..Default::default()
+        }
+    }
+
     fn cfg(listen: &[&str]) -> MtaStsConfig {
         MtaStsConfig {
             listen: listen.iter().map(|a| a.parse().unwrap()).collect(),
@@ -196,7 +205,7 @@ mod tests {
     #[test]
     fn summary_warns_about_a_missing_certificate_name() {
         let c = cfg(&["0.0.0.0:443"]);
-        let s = summary(&c, &TlsConfig::default(), "mx.example.org");
+        let s = summary(&c, &TlsConfig::default(), &server("mx.example.org"));
         assert!(s.contains("https on 0.0.0.0:443"), "{s}");
         assert!(
             s.contains("mta-sts.example.org: mode enforce, mx mx.example.org"),
@@ -207,10 +216,14 @@ mod tests {
             "{s}"
         );
         // The self-signed certificate names the host name only.
-        let s = summary(&c, &TlsConfig::default(), "mta-sts.example.org");
+        let s = summary(&c, &TlsConfig::default(), &server("mta-sts.example.org"));
         assert!(!s.contains("warning"), "{s}");
         assert_eq!(
-            summary(&MtaStsConfig::default(), &TlsConfig::default(), "h"),
+            summary(
+                &MtaStsConfig::default(),
+                &TlsConfig::default(),
+                &server("h")
+            ),
             ""
         );
     }

@@ -81,14 +81,17 @@ struct Shared {
     http: http1::Builder,
 }
 
-/// Start the `[mta_sts]` listeners (none when `listen` is empty); their tasks end when
-/// `shutdown` turns true, closing the connections they hold.
+/// Start the `[mta_sts]` listeners (none when `listen` is empty), adding their tasks to
+/// `tasks`; they end when `shutdown` turns true, closing the connections they hold.
 pub async fn start(
     c: &MtaStsConfig,
     tls: &TlsStore,
     shutdown: &watch::Receiver<bool>,
-) -> io::Result<(Bound, Vec<JoinHandle<()>>)> {
-    start_with(c, tls, shutdown, Limits::default()).await
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> io::Result<Bound> {
+    let (bound, t) = start_with(c, tls, shutdown, Limits::default()).await?;
+    tasks.extend(t);
+    Ok(bound)
 }
 
 /// [`start`] with chosen limits.
