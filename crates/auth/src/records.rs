@@ -21,7 +21,7 @@ pub struct Site<'a> {
     pub addresses: Vec<IpAddr>,
     pub signing: &'a [DkimSignConfig],
     /// MTA-STS records (`postern_sts::serve::dns_records`) by domain: they replace the
-    /// placeholder, and their domains are listed too.
+    /// placeholder; those of other domains (we serve only their policy) come at the end.
     pub mta_sts: Vec<(String, String)>,
 }
 
@@ -42,7 +42,6 @@ pub fn dns_records(site: &Site<'_>) -> String {
         .map(|d| d.to_ascii_lowercase())
         .collect();
     domains.extend(site.signing.iter().map(|s| s.domain.to_ascii_lowercase()));
-    domains.extend(site.mta_sts.iter().map(|(d, _)| d.to_ascii_lowercase()));
     let host = site.hostname.trim_end_matches('.');
     let mut out = String::new();
     let _ = writeln!(
@@ -58,6 +57,11 @@ pub fn dns_records(site: &Site<'_>) -> String {
     }
     for d in &domains {
         domain_records(&mut out, site, host, d);
+    }
+    for (d, records) in &site.mta_sts {
+        if !domains.contains(&d.to_ascii_lowercase()) {
+            let _ = write!(out, "\n; ===== {d} (MTA-STS policy only) =====\n{records}");
+        }
     }
     out
 }
@@ -204,7 +208,15 @@ mod tests {
             text.contains("; _mta-sts.b.test. IN TXT \"v=STSv1; id=CHANGE-ME\""),
             "{text}"
         );
-        assert!(text.contains("; ===== policy-only.test ====="), "{text}");
+        assert!(
+            text.contains(
+                "; ===== policy-only.test (MTA-STS policy only) =====\n_mta-sts.policy-only.test."
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(
+            "spf1 a:mx.example.org -all\"\n; DKIM: no [[auth.dkim_sign]] key for policy-only"
+        ));
         assert!(text.contains("_smtp._tls.example.org."), "{text}");
     }
 }

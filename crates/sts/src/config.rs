@@ -165,7 +165,7 @@ pub fn validate(
         );
     }
     for (i, a) in c.http_listen.iter().enumerate() {
-        if c.listen.contains(a) {
+        if a.port() != 0 && c.listen.contains(a) {
             p.push(
                 at.key("http_listen").index(i),
                 format!("{a} is also in mta_sts.listen: HTTP and HTTPS need different ports"),
