@@ -547,5 +547,7 @@ tl_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ fail
 au_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); au_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/auth/run.sh" 2>&1 || true); [ -n "$au_sum" ] || { echo "FAILED - dkimpy interop (tests/interop/auth/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 # Exim and OpenSMTPD, both directions, every TLS level (#16): tests/interop/peers/run.sh.
 pe_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); pe_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/peers/run.sh" 2>&1 || true); [ -n "$pe_sum" ] || { echo "FAILED - peer matrix (tests/interop/peers/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
+# The MTA-STS policy listener with curl and openssl s_client (#13): tests/interop/mta-sts/run.sh.
+ms_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); ms_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/mta-sts/run.sh" 2>&1 || true); [ -n "$ms_sum" ] || { echo "FAILED - MTA-STS interop (tests/interop/mta-sts/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
