@@ -395,3 +395,23 @@ mx = ["mx.elsewhere.test"]
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn reloaded_certificates_are_served() {
+    let f = Fixture::start().await;
+    let leaf = |s: &tokio_rustls::client::TlsStream<TcpStream>| {
+        s.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    let before = leaf(&f.tls("mta-sts.example.org").await);
+    // A renewed certificate (new key) at the same paths, then SIGHUP's reload.
+    f.ca.issue_server(&["mta-sts.example.org"], IssueOpts::default())
+        .write(f.server.dir.path(), "sts");
+    let report = f.server.running.as_ref().unwrap().reload_tls();
+    assert!(report.ok(), "{report:?}");
+    let after = leaf(&f.tls("mta-sts.example.org").await);
+    assert_ne!(
+        before, after,
+        "the policy listener still serves the old certificate"
+    );
+    f.server.stop().await;
+}
