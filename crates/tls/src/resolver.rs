@@ -155,3 +155,30 @@ impl ResolvesServerCert for CertResolver {
             .map(|c| c.key.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(names: &[&str]) -> LoadedCert {
+        let d = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        let (c, k) = (d.path().join("c.pem"), d.path().join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        LoadedCert::load(&c, &k, &rustls::crypto::aws_lc_rs::default_provider()).unwrap()
+    }
+
+    #[test]
+    fn names_for_sni() {
+        let c = loaded(&["mx.example.org", "*.example.net"]);
+        assert!(c.names_host("mx.example.org"));
+        assert!(c.names_host("mta-sts.example.net"));
+        assert!(!c.names_host("mta-sts.example.org"));
+        assert!(!c.names_host("a.b.example.net"));
+    }
+}
