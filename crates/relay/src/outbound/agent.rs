@@ -122,6 +122,7 @@ impl SmtpAgent {
             target.security,
             &target.peer.host,
             target.peer.port,
+            target.domain_alias.as_deref(),
         )
         .await;
         let decision = engine::decide(
