@@ -28,7 +28,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Listen(std::io::Error),
+    Listen(#[from] std::io::Error),
     #[error("auth: {0}")]
     Auth(String),
     #[error("outbound: {0}")]
@@ -217,8 +217,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             rx.clone(),
         ));
     }
-    let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks);
-    let mta_sts = mta_sts.await.map_err(StartError::Listen)?;
+    let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks).await?;
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(

@@ -44,6 +44,7 @@ fn records(rs: &[TlsaRecord]) -> DaneStatus {
     DaneStatus::Records {
         base: "mx.example.test".into(),
         records: rs.iter().map(|r| (r.clone(), usability(r).err())).collect(),
+        domain_alias: None,
     }
 }
 
@@ -239,4 +240,25 @@ fn explain_lists_each_record_with_its_usability() {
         out.contains("unusable: usage 1 (PKIX-TA/PKIX-EE) is not usable for SMTP"),
         "{out}"
     );
+}
+
+#[test]
+fn dane_ta_names_include_the_secure_aliases_of_the_domain_and_the_host() {
+    let names = super::reference_names(
+        "Example.test.",
+        Some("mail-domain.example.net"),
+        "mx.example.test",
+        "mx.hosting.example.net",
+    );
+    assert_eq!(
+        names,
+        [
+            "example.test",
+            "mail-domain.example.net",
+            "mx.example.test",
+            "mx.hosting.example.net"
+        ]
+    );
+    let plain = super::reference_names("example.test", None, "example.test", "example.test");
+    assert_eq!(plain, ["example.test"]);
 }
