@@ -215,6 +215,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             rx.clone(),
         ));
     }
+    let refresher = smtp.mta_sts().map(|s| s.refresher(rx.clone()));
+    tasks.extend(refresher.map(tokio::spawn));
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
@@ -236,31 +238,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-/// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver) and
-/// the router over it. `policy explain` asks these same objects.
-pub fn outbound(
-    config: &Config,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+type Outbound = (
+    Arc<postern_relay::outbound::agent::SmtpAgent>,
+    Arc<postern_relay::Router>,
+);
+
+/// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver,
+/// MTA-STS) and the router over it. `policy explain` asks these same objects.
+pub fn outbound(config: &Config) -> Result<Outbound, StartError> {
     outbound_with(config, postern_dns::Resolver::new(&config.resolver)?)
 }
 
+/// `postern mta-sts`.
+pub fn mta_sts(cmd: postern_sts::cli::MtaStsCommand, c: &Config) -> std::process::ExitCode {
+    postern_relay::outbound::mta_sts::cli(cmd, &c.outbound, &c.resolver, &c.server.state_dir)
+}
+
 /// [`outbound`] with a resolver already built (the daemon shares one with the checks).
-fn outbound_with(
-    config: &Config,
-    dns: postern_dns::Resolver,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+fn outbound_with(config: &Config, dns: postern_dns::Resolver) -> Result<Outbound, StartError> {
     let listeners: Vec<SocketAddr> = config.listener.iter().map(|l| l.address).collect();
     let setup = postern_relay::outbound::build::Setup {
         outbound: &config.outbound,
