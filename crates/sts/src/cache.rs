@@ -69,6 +69,8 @@ pub enum CacheError {
 #[derive(Debug)]
 pub struct Cache {
     dir: PathBuf,
+    /// `false`: memory only ([`Cache::memory`]), nothing read or written on disk.
+    persist: bool,
     max: usize,
     /// Domain → entry and the file's modification time when read or written.
     mem: Mutex<HashMap<String, (Entry, Option<SystemTime>)>>,
@@ -106,6 +108,7 @@ impl Cache {
             .map_err(io)?;
         let cache = Cache {
             dir: dir.clone(),
+            persist: true,
             max: max.max(1),
             mem: Mutex::new(HashMap::new()),
         };
@@ -121,6 +124,22 @@ impl Cache {
         }
         *cache.lock() = mem;
         Ok(cache)
+    }
+
+    /// A cache in memory only: for when `<state_dir>/mta-sts` cannot be used (e.g.
+    /// `policy explain` run by another user than the daemon's). Lost at exit.
+    pub fn memory() -> Cache {
+        Cache {
+            dir: PathBuf::new(),
+            persist: false,
+            max: MAX_ENTRIES,
+            mem: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether entries are kept on disk.
+    pub fn persistent(&self) -> bool {
+        self.persist
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Entry, Option<SystemTime>)>> {
@@ -156,6 +175,9 @@ impl Cache {
     /// The entry for `domain` (expired or not), as the file says now.
     pub fn get(&self, domain: &str) -> Option<Entry> {
         let key = key(domain)?;
+        if !self.persist {
+            return self.lock().get(&key).map(|(e, _)| e.clone());
+        }
         let mtime = self.mtime(&key);
         let mut mem = self.lock();
         let Some(mtime) = mtime else {
@@ -179,6 +201,10 @@ impl Cache {
     pub fn put(&self, entry: &Entry) -> Result<(), CacheError> {
         let key = key(&entry.domain).ok_or_else(|| CacheError::BadDomain(entry.domain.clone()))?;
         self.evict_for(&key);
+        if !self.persist {
+            self.lock().insert(key, (entry.clone(), None));
+            return Ok(());
+        }
         let path = self.path(&key);
         let io = |source| CacheError::Io {
             path: path.display().to_string(),
@@ -208,7 +234,10 @@ impl Cache {
     /// Delete `domain`'s entry; `true` if there was one.
     pub fn forget(&self, domain: &str) -> Result<bool, CacheError> {
         let key = key(domain).ok_or_else(|| CacheError::BadDomain(domain.to_string()))?;
-        self.lock().remove(&key);
+        let had = self.lock().remove(&key).is_some();
+        if !self.persist {
+            return Ok(had);
+        }
         let path = self.path(&key);
         match std::fs::remove_file(&path) {
             Ok(()) => {

@@ -99,13 +99,29 @@ impl Sts {
         state_dir: &Path,
         roots: Roots,
     ) -> Result<Sts, CacheError> {
-        Ok(Sts {
+        Ok(Sts::with_cache(dns, port, Cache::open(state_dir)?, roots))
+    }
+
+    /// [`Sts::new`], falling back to a memory-only cache (with a warning) when
+    /// `<state_dir>/mta-sts` cannot be used: policies are still applied, but not kept
+    /// across restarts.
+    pub fn new_or_memory(dns: Resolver, port: u16, state_dir: &Path, roots: Roots) -> Sts {
+        let cache = Cache::open(state_dir).unwrap_or_else(|e| {
+            warn!("MTA-STS policy cache unusable ({e}): policies are kept in memory only");
+            Cache::memory()
+        });
+        Sts::with_cache(dns, port, cache, roots)
+    }
+
+    /// MTA-STS over a given cache.
+    pub fn with_cache(dns: Resolver, port: u16, cache: Cache, roots: Roots) -> Sts {
+        Sts {
             fetcher: Fetcher::new(dns.clone(), port),
             dns,
-            cache: Cache::open(state_dir)?,
+            cache,
             roots,
             port,
-        })
+        }
     }
 
     pub fn cache(&self) -> &Cache {

@@ -254,3 +254,47 @@ async fn several_records_or_none_mean_no_policy_and_mode_none_is_kept() {
     let found = w.sts().lookup("d.test").await.unwrap();
     assert_eq!(found.entry.policy.mode, Mode::None);
 }
+
+#[tokio::test]
+async fn the_refresher_refetches_policies_past_half_their_max_age() {
+    let w = world(Reply::text(ENFORCE)).await;
+    let sts = w.sts();
+    // Fetched long ago: past half of its max_age (86400 s), not expired.
+    let mut e = sts.refresh("d.test").await.unwrap();
+    assert_eq!(w.server.requests(), 1);
+    e.fetched -= 50_000;
+    sts.cache().put(&e).unwrap();
+    assert_eq!(sts.refresh_due().await, 1);
+    assert_eq!(w.server.requests(), 2);
+    let fresh = sts.cache().get("d.test").unwrap();
+    assert!(fresh.fetched > e.fetched, "the refetch restarts max_age");
+    // Nothing due now.
+    assert_eq!(sts.refresh_due().await, 0);
+    assert_eq!(w.server.requests(), 2);
+}
+
+#[tokio::test]
+async fn an_unusable_cache_directory_falls_back_to_memory() {
+    let w = world(Reply::text(ENFORCE)).await;
+    let blocker = w.dir.path().join("state");
+    std::fs::write(&blocker, b"a file, not a directory").unwrap();
+    let roots = Arc::new(w.ca.root_store());
+    let sts = Sts::new_or_memory(
+        resolver(&w.dns),
+        w.server.addr().port(),
+        &blocker,
+        Arc::new(move || roots.clone()),
+    );
+    assert!(!sts.cache().persistent());
+    assert_eq!(
+        sts.lookup("d.test").await.unwrap().entry.policy.mode,
+        Mode::Enforce
+    );
+    assert!(
+        sts.lookup("d.test")
+            .await
+            .unwrap()
+            .about
+            .starts_with("cached")
+    );
+}

@@ -33,8 +33,6 @@ pub struct Setup<'a> {
 pub enum BuildError {
     #[error("the outbound TLS policies could not be loaded (run check-config)")]
     Policies,
-    #[error("MTA-STS policy cache: {0}")]
-    MtaSts(#[from] postern_sts::cache::CacheError),
 }
 
 /// The SMTP agent and the router over it (`[outbound] enabled = false`: the router
@@ -53,7 +51,7 @@ pub fn build(s: Setup<'_>, dns: Resolver) -> Result<(Arc<SmtpAgent>, Arc<Router>
         .unwrap_or_else(|| s.hostname.to_string());
     let smtp = Arc::new(SmtpAgent::new(s.outbound.clone(), helo, dns, policies));
     smtp.own_addresses().set(s.listeners.to_vec());
-    super::mta_sts::install(&smtp, s.outbound, s.state_dir)?;
+    super::mta_sts::install(&smtp, s.outbound, s.state_dir);
     let mut router = Router::new(
         s.routes,
         s.state_dir,

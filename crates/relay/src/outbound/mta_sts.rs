@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use postern_sts::cache::CacheError;
 use postern_sts::lookup::Sts;
 use postern_sts::policy::Mode;
 use rustls::RootCertStore;
@@ -14,19 +13,16 @@ use super::config::OutboundConfig;
 use super::engine::{StsLookup, StsMode, StsPolicy};
 
 /// Plug MTA-STS into `agent` when `[outbound] mta_sts` is on (and SMTP delivery is):
-/// the cache under `<state_dir>/mta-sts`, the agent's resolver, and the trust anchors of
+/// the cache under `<state_dir>/mta-sts` (in memory only, with a warning, when that
+/// directory cannot be used), the agent's resolver, and the trust anchors of
 /// outbound `verify` (read from the agent at each fetch, so a SIGHUP reload applies).
 /// [`build::build`](super::build::build) calls it; the daemon runs [`Sts::refresher`]
 /// on [`SmtpAgent::mta_sts`].
-pub fn install(
-    agent: &Arc<SmtpAgent>,
-    o: &OutboundConfig,
-    state_dir: &Path,
-) -> Result<Option<Arc<Sts>>, CacheError> {
+pub fn install(agent: &Arc<SmtpAgent>, o: &OutboundConfig, state_dir: &Path) -> Option<Arc<Sts>> {
     if !o.mta_sts || !o.enabled {
         agent.set_sts(None);
         agent.set_mta_sts(None);
-        return Ok(None);
+        return None;
     }
     let weak = Arc::downgrade(agent);
     let roots = Arc::new(move || {
@@ -34,15 +30,15 @@ pub fn install(
             .map(|a| a.policies().default_policy().roots.clone())
             .unwrap_or_else(|| Arc::new(RootCertStore::empty()))
     });
-    let sts = Arc::new(Sts::new(
+    let sts = Arc::new(Sts::new_or_memory(
         agent.dns().clone(),
         o.mta_sts_port,
         state_dir,
         roots,
-    )?);
+    ));
     agent.set_sts(Some(Arc::new(Adapter(sts.clone()))));
     agent.set_mta_sts(Some(sts.clone()));
-    Ok(Some(sts))
+    Some(sts)
 }
 
 /// `postern mta-sts show|refresh|forget DOMAIN`, with the cache of `state_dir`, the
