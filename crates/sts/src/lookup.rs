@@ -20,7 +20,6 @@ use tracing::{info, warn};
 
 use crate::cache::{Cache, CacheError, Entry, now};
 use crate::fetch::{FetchError, Fetcher, policy_url};
-use crate::policy::Mode;
 use crate::txt::{TxtError, policy_id};
 
 /// How often the refresher looks for policies to refresh.
@@ -259,11 +258,6 @@ impl Sts {
             self.refresh_due().await;
         }
     }
-}
-
-/// Whether `mode` means a policy applies.
-pub fn applies(mode: Mode) -> bool {
-    mode != Mode::None
 }
 
 #[cfg(test)]
