@@ -176,6 +176,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     print!("{listeners}");
     print!("{}", postern_relay::route_summary(&c.route));
     print!("{}", postern_dns::dnssec_summary(&c.resolver));
+    let dnssec_off = c.resolver.dnssec == postern_dns::DnssecMode::Off;
+    for w in postern_relay::outbound::config::dane_warnings(&c.outbound, dnssec_off) {
+        println!("warning: {w}");
+    }
     let client = c.outbound.client_certificate.as_ref();
     let keys = c.tls.certificate.iter().map(|k| k.key.as_path());
     let keys = keys

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use postern_inbound::{Listener, RelayPolicy, ServerContext};
 use postern_queue::{Queue, Spool, SpoolLock};
+use postern_relay::outbound::agent::SmtpAgent;
 use postern_tls::{ClientCertPolicy, TlsStore};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -49,7 +50,7 @@ pub struct Running {
     /// Spool lock, control socket, metrics (see `operations.rs`).
     pub ops: crate::operations::Operations,
     /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
-    smtp: Arc<postern_relay::outbound::agent::SmtpAgent>,
+    smtp: Arc<SmtpAgent>,
     outbound: postern_relay::OutboundConfig,
 }
 
@@ -238,10 +239,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-type Outbound = (
-    Arc<postern_relay::outbound::agent::SmtpAgent>,
-    Arc<postern_relay::Router>,
-);
+type Outbound = (Arc<SmtpAgent>, Arc<postern_relay::Router>);
 
 /// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver,
 /// MTA-STS) and the router over it. `policy explain` asks these same objects.

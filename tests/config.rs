@@ -474,3 +474,30 @@ fn embedded_default_is_valid() {
     assert_eq!(l.config.listener[0].address.to_string(), "127.0.0.1:2525");
     assert_eq!(l.config.relay.local_domains, vec!["localhost"]);
 }
+
+#[test]
+fn check_config_warns_when_dane_levels_meet_dnssec_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dane.toml");
+    let text = format!(
+        "{BASE}[resolver]\nnameservers = [\"127.0.0.1:53\"]\ndnssec = \"off\"\n[outbound]\ntls = \"dane\"\n[[outbound.policy]]\ndomain = \"partner.example\"\ntls = \"dane-only\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning, not an error: {stdout}");
+    assert!(
+        stdout.contains("warning: outbound.policy[0] (partner.example) is \"dane-only\" but [resolver] dnssec = \"off\"")
+            && stdout.contains("defers with 4.7.5"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: [outbound] tls is \"dane\" but [resolver] dnssec = \"off\"")
+            && stdout.contains("behaves as \"may\""),
+        "{stdout}"
+    );
+}

@@ -98,6 +98,7 @@ async fn case(
          [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
          [resolver]\n{resolver}\
          [queue]\nretry = [\"1h\"]\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n\
          [outbound]\nport = {port}\nconnect_timeout = \"2s\"\ntls = \"{level}\"\n",
         state = adir.path().join("state").display(),
     );
@@ -197,6 +198,22 @@ async fn deferred_with(a: &TestServer, needle: &str) -> String {
     panic!("no deferral containing {needle:?}; last state seen: {seen}");
 }
 
+/// The `postern_outbound_dane_total` sample for `result` on A's metrics endpoint.
+async fn dane_metric(a: &TestServer, result: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = a.running.as_ref().unwrap().ops.metrics_addr.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let want = format!("postern_outbound_dane_total{{result=\"{result}\"}} ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 /// B got the message, over TLS.
 async fn delivered_over_tls(c: &Case) {
     let got = c.b.wait_delivered("bob", 1).await;
@@ -217,6 +234,8 @@ async fn secure_match(mode: Mode, ta: bool) {
     };
     send(&c.a, &format!("bob@{d}")).await;
     delivered_over_tls(&c).await;
+    // The registry is per process and these tests share one: at least this delivery.
+    assert!(dane_metric(&c.a, "verified").await >= 1.0);
 }
 
 #[tokio::test]
@@ -261,6 +280,7 @@ async fn secure_mismatch(mode: Mode) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.all_delivered().is_empty());
     assert_eq!(c.a.queued(), 1);
+    assert!(dane_metric(&c.a, "mismatch").await >= 1.0);
     // explain says what delivery did: a secure MX and host, the record, DANE required.
     let text = explain(&c.a, d);
     for want in [

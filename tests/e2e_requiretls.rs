@@ -115,6 +115,10 @@ fn closed_port() -> u16 {
 const VERIFY: &str =
     "[[outbound.policy]]\ndomain = \"partner.test\"\ntls = \"verify\"\nca = \"CA_FILE\"\n";
 
+/// A `[[route]]` naming partner.test's host (no MX lookup).
+const ROUTE_TO_MX_HOST: &str =
+    "[[route]]\ndomain = \"partner.test\"\nnext_hop = \"smtp:[mx.partner.test]\"\n";
+
 /// Connect, EHLO, STARTTLS, EHLO again: the client inside TLS.
 async fn tls_client(s: &TestServer) -> SmtpClient {
     let mut c = SmtpClient::connect_greeted(s.addr()).await;
@@ -392,8 +396,13 @@ async fn requiretls_offered_in_plaintext_is_not_believed() {
 async fn a_second_postern_offers_requiretls_and_gets_it_passed_on() {
     let w = World::new().await;
     let b = w.next_hop(closed_port()).await;
+    // The host is named by a [[route]], not found in (unsigned) DNS: condition 1 holds;
+    // the verify policy authenticates its certificate: condition 2.
     let a = w
-        .sender(b.addr().port(), &VERIFY.replace("CA_FILE", &w.ca_file()))
+        .sender(
+            b.addr().port(),
+            &(VERIFY.replace("CA_FILE", &w.ca_file()) + ROUTE_TO_MX_HOST),
+        )
         .await;
     let id = send_tls(&a, "bob@partner.test", " REQUIRETLS", "").await;
     // A hands it over (its queue empties) and B holds it with the flag.
@@ -416,4 +425,98 @@ async fn a_second_postern_offers_requiretls_and_gets_it_passed_on() {
     let show = queue_cli(&b, &["show", &b_id]).await;
     assert!(show.contains("\nREQUIRETLS: yes"), "{show}");
     assert!(show.contains("with ESMTPS"), "{show}");
+}
+
+#[tokio::test]
+async fn an_mx_from_unsigned_dns_is_not_enough_for_requiretls() {
+    let w = World::new().await;
+    // B offers REQUIRETLS and A verifies its certificate, but the MX record that named
+    // it is not DNSSEC-signed and partner.test has no MTA-STS policy.
+    let b = w.next_hop(closed_port()).await;
+    let a = w
+        .sender(b.addr().port(), &VERIFY.replace("CA_FILE", &w.ca_file()))
+        .await;
+    send_tls(&a, "bob@partner.test", " REQUIRETLS", "").await;
+    let bounce = bounce_for_alice(&a).await;
+    assert_headers_only_5_7_30(
+        &bounce,
+        "5.7.30 REQUIRETLS: the MX records of partner.test are not DNSSEC-signed and partner.test has no MTA-STS policy in enforce mode",
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.queued(), 0, "B received it");
+}
+
+#[tokio::test]
+async fn an_unauthenticated_certificate_is_not_enough_for_requiretls() {
+    let w = World::new().await;
+    // The host comes from a [[route]], B offers REQUIRETLS, but A's level is the default
+    // `may`: TLS, certificate not checked.
+    let b = w.next_hop(closed_port()).await;
+    let a = w.sender(b.addr().port(), ROUTE_TO_MX_HOST).await;
+    send_tls(&a, "bob@partner.test", " REQUIRETLS", "").await;
+    let bounce = bounce_for_alice(&a).await;
+    assert_headers_only_5_7_30(
+        &bounce,
+        "5.7.30 REQUIRETLS: the certificate of next hop mx.partner.test[127.0.0.1] was not authenticated",
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.queued(), 0, "B received it");
+}
+
+/// Wait until B holds `n` messages.
+async fn b_holds(b: &TestServer, n: usize) {
+    for _ in 0..200 {
+        if b.queued() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("B holds {} messages, not {n}", b.queued());
+}
+
+#[tokio::test]
+async fn tls_required_no_waives_dane_for_that_message_only() {
+    let w = World::new().await;
+    let b = w.next_hop(closed_port()).await;
+    // dane-only as the default level, and partner.test's DNS is not signed: every
+    // message defers with 4.7.5, except one that says TLS-Required: No.
+    let a = w.sender(b.addr().port(), "tls = \"dane-only\"\n").await;
+    send_tls(&a, "bob@partner.test", "", "").await;
+    state_with(&a, "policy dane-only requires DANE").await;
+    send_tls(&a, "carol@partner.test", "", "TLS-Required: No\r\n").await;
+    b_holds(&b, 1).await;
+    let list = queue_cli(&b, &["list", "--json"]).await;
+    assert!(list.contains("carol@partner.test"), "{list}");
+    assert!(!list.contains("bob@partner.test"), "{list}");
+}
+
+#[tokio::test]
+async fn tls_required_no_is_ignored_when_configured_so() {
+    let w = World::new().await;
+    let b = w.next_hop(closed_port()).await;
+    let a = w
+        .sender(
+            b.addr().port(),
+            "tls = \"dane-only\"\nhonour_tls_required_no = false\n",
+        )
+        .await;
+    send_tls(&a, "carol@partner.test", "", "TLS-Required: No\r\n").await;
+    state_with(&a, "policy dane-only requires DANE").await;
+    assert_eq!(b.queued(), 0);
+}
+
+#[tokio::test]
+async fn tls_required_no_never_waives_a_local_policy_entry() {
+    let w = World::new().await;
+    let b = w.next_hop(closed_port()).await;
+    let a = w
+        .sender(
+            b.addr().port(),
+            "[[outbound.policy]]\ndomain = \"partner.test\"\ntls = \"dane-only\"\n",
+        )
+        .await;
+    send_tls(&a, "carol@partner.test", "", "TLS-Required: No\r\n").await;
+    state_with(&a, "policy dane-only requires DANE").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.queued(), 0);
 }

@@ -80,6 +80,8 @@ impl Index {
     /// clean. Returns the index and, when rebuilt, how many messages were filed.
     pub(crate) fn open(active: &Path) -> io::Result<(Index, Option<usize>)> {
         let dir = dir_for(active);
+        // A queue that never had a schedule (first start) is rebuilt quietly.
+        let first_start = !dir.exists();
         crate::safefs::create_dir(&dir)?;
         let clean = dir.join(CLEAN);
         let was_clean = clean.exists();
@@ -132,9 +134,13 @@ impl Index {
             }
             ix.append(WIDTH, text.as_bytes())?;
         }
-        info!(
-            "queue schedule rebuilt from the spool: {n} message(s) in active/ will be looked at in arrival order (the queue was not stopped cleanly, or was changed while stopped)"
-        );
+        if first_start && n == 0 {
+            info!("queue schedule created (new queue)");
+        } else {
+            info!(
+                "queue schedule rebuilt from the spool: {n} message(s) in active/ will be looked at in arrival order (the queue was not stopped cleanly, or was changed while stopped)"
+            );
+        }
         Ok((ix, Some(n)))
     }
 

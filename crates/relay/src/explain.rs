@@ -132,8 +132,17 @@ async fn hosts(
     out: &mut String,
 ) {
     let dns = agent.dns();
+    let mut alias = None;
     let (names, mx_security): (Vec<(u16, String)>, Security) = if hop.mx {
-        match dns.mx(&hop.host).await {
+        let mx = dns.mx(&hop.host).await;
+        if let Ok(a) = &mx {
+            alias = crate::outbound::resolve::secure_alias(
+                &hop.host,
+                a.security,
+                a.canonical.as_deref(),
+            );
+        }
+        match mx {
             Ok(a) => match a.records {
                 MxAnswer::Hosts(h) => {
                     let _ = writeln!(
@@ -236,6 +245,7 @@ async fn hosts(
                 port,
             },
             security: mx_security.min(security),
+            domain_alias: alias.clone(),
         };
         let (dane, decision) = agent.host_tls(policy, sts.as_ref(), hop, &target).await;
         describe_dane(&dane, out);

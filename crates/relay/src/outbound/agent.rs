@@ -13,9 +13,10 @@ use super::client::{Client, ClientError, Peer, Timeouts};
 use super::config::{OutboundConfig, TlsLevel};
 use super::engine::{self, DaneStatus, HostDecision, HostTls, Source, StsLookup};
 use super::policy::{Policies, Policy};
+use super::requiretls::VerifiedBy;
 use super::resolve::{Limits, Target};
 use postern_dns::Resolver;
-use postern_tls::client::{Expect, PeerVerifier, client_config};
+use postern_tls::client::{Expect, PeerTrust, PeerVerifier, client_config};
 
 /// Where an SMTP delivery goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -138,6 +139,7 @@ impl SmtpAgent {
             target.security,
             &target.peer.host,
             target.peer.port,
+            target.domain_alias.as_deref(),
         )
         .await;
         let decision = engine::decide(
@@ -301,11 +303,17 @@ impl SmtpAgent {
             Err(o) => return wrap("none", vec![o; rcpts.len()]),
         };
         let mut last = String::from("4.4.1 no host could be reached");
+        // RFC 8689 §5: `TLS-Required: No` waives the recipient domain's DANE and MTA-STS
+        // policies for this message, never a local `[[outbound.policy]]` entry.
+        let relaxed = msg.envelope.sender_tls == postern_queue::SenderTls::TlsOptional
+            && self.cfg.honour_tls_required_no
+            && !policy.explicit;
         // MTA-STS is about the MX hosts of the recipient domain: not for a route to a
         // configured host.
-        let sts = match hop.mx && hop.host.eq_ignore_ascii_case(domain) {
-            true => self.sts_policy(domain, &policy).await,
-            false => None,
+        let sts = if relaxed || !(hop.mx && hop.host.eq_ignore_ascii_case(domain)) {
+            None
+        } else {
+            self.sts_policy(domain, &policy).await
         };
         let mut decided: HashMap<String, (DaneStatus, HostDecision)> = HashMap::new();
         for target in peers {
@@ -317,6 +325,11 @@ impl SmtpAgent {
                     decided.insert(peer.host.clone(), d.clone());
                     d
                 }
+            };
+            let decision = if relaxed {
+                tls_required_no(decision, &policy, &peer, &id.to_string())
+            } else {
+                decision
             };
             let host = match decision {
                 HostDecision::Connect(h) => h,
@@ -334,15 +347,24 @@ impl SmtpAgent {
                     continue;
                 }
             };
+            // RFC 8689 §4.2.1 condition 1: a DNSSEC-secure MX answer named this host (a
+            // host named in the configuration did not come from DNS at all).
+            let mx_secure = !hop.mx || target.security == postern_dns::Security::Secure;
             match self
-                .session(&peer, &nexthop, &host, &dane, &id.to_string())
+                .session(&peer, &nexthop, &host, &dane, mx_secure, &id.to_string())
                 .await
             {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
                     Ok(outcomes) => {
                         super::metrics::delivered(&c, &outcomes);
                         let relay = c.peer.to_string();
-                        self.put_pooled(key, c);
+                        if relaxed {
+                            // Set up without the domain's DANE/MTA-STS requirements: never
+                            // reused for other mail.
+                            c.quit().await;
+                        } else {
+                            self.put_pooled(key, c);
+                        }
                         return wrap(&relay, outcomes);
                     }
                     Err(e) => {
@@ -400,9 +422,12 @@ impl SmtpAgent {
         nexthop: &str,
         host: &HostTls,
         dane: &DaneStatus,
+        mx_secure: bool,
         id: &str,
     ) -> Result<Client, SessionError> {
         let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
+        c.hop_auth.mx_secure = mx_secure;
+        c.hop_auth.sts_enforced = host.source == Source::MtaSts;
         c.hello(&self.helo).await?;
         let dane_auth = matches!(host.expect, Expect::Dane(_));
         if !dane_auth && host.policy.level.is_dane() {
@@ -463,6 +488,11 @@ impl SmtpAgent {
                 };
                 let summary = c.tls_summary().unwrap_or_default();
                 info!(queue_id = %id, "{trust} TLS connection established to {peer}: {summary}");
+                let verified = matches!(verifier.outcome(), Some(Ok(PeerTrust::Verified)));
+                c.hop_auth.verified_by = match host.source {
+                    Source::MtaSts if verified => Some(VerifiedBy::MtaSts),
+                    _ => VerifiedBy::from_level(host.level, verified),
+                };
                 if let Some(m) = verifier.dane_match() {
                     super::metrics::dane("verified");
                     info!(queue_id = %id, "{peer}: DANE: {m}");
@@ -508,6 +538,7 @@ impl SmtpAgent {
                 warn!(queue_id = %id, "TLS with {peer} failed ({why}); policy may: retrying in plaintext");
                 sts_testing(host, peer, id, Some(&format!("TLS failed: {why}")));
                 let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
+                c.hop_auth.mx_secure = mx_secure;
                 c.hello(&self.helo).await?;
                 Ok(c)
             }
@@ -619,6 +650,35 @@ fn expired(pool: &Pool, key: &PoolKey, reuse: Duration) -> Vec<Client> {
         pool.remove(key);
     }
     old.into_iter().map(|(_, c)| c).collect()
+}
+
+/// A message with `TLS-Required: No` (RFC 8689 §5, `[outbound] honour_tls_required_no`)
+/// and no `[[outbound.policy]]` entry for its domain: a DANE or MTA-STS requirement, or a
+/// host skipped for DANE's sake, becomes opportunistic TLS (`may`) for this message.
+fn tls_required_no(
+    decision: HostDecision,
+    policy: &Arc<Policy>,
+    peer: &Peer,
+    id: &str,
+) -> HostDecision {
+    let waived = match &decision {
+        HostDecision::Skip { reason, .. } => reason.clone(),
+        HostDecision::Connect(h) if matches!(h.source, Source::Dane | Source::MtaSts) => {
+            h.why.clone()
+        }
+        HostDecision::Connect(_) => return decision,
+    };
+    info!(queue_id = %id, "{id}: TLS-Required: No applied for {peer}: the recipient domain's requirement is waived for this message ({waived}); opportunistic TLS");
+    HostDecision::Connect(HostTls {
+        level: TlsLevel::May,
+        mandatory: false,
+        source: Source::Default,
+        expect: Expect::Anything,
+        sni: peer.host.clone(),
+        policy: policy.clone(),
+        why: format!("TLS-Required: No (RFC 8689 §5) waived: {waived}"),
+        sts_testing: None,
+    })
 }
 
 fn wrap(relay: &str, outcomes: Vec<Outcome>) -> Vec<DeliveryOutcome> {

@@ -49,6 +49,12 @@ pub fn build(s: Setup<'_>, dns: Resolver) -> Result<(Arc<SmtpAgent>, Arc<Router>
         .helo_name
         .clone()
         .unwrap_or_else(|| s.hostname.to_string());
+    let dnssec_off = dns.mode() == postern_dns::DnssecMode::Off;
+    if s.outbound.enabled {
+        for w in super::config::dane_warnings(s.outbound, dnssec_off) {
+            tracing::warn!("{w}");
+        }
+    }
     let smtp = Arc::new(SmtpAgent::new(s.outbound.clone(), helo, dns, policies));
     smtp.own_addresses().set(s.listeners.to_vec());
     super::mta_sts::install(&smtp, s.outbound, s.state_dir);

@@ -228,6 +228,33 @@ pub struct PolicyConfig {
     pub profile: Option<Profile>,
 }
 
+/// Warnings (not errors) about DANE levels that cannot work as configured: with
+/// `[resolver] dnssec = "off"` no answer is ever DNSSEC-secure, so `dane` is plain `may`
+/// and `dane-only` defers every message with `4.7.5`. `check-config` prints these and the
+/// daemon logs them at start.
+pub fn dane_warnings(o: &OutboundConfig, dnssec_off: bool) -> Vec<String> {
+    if !dnssec_off {
+        return Vec::new();
+    }
+    let mut levels: Vec<(String, TlsLevel)> = vec![("[outbound] tls".to_string(), o.tls)];
+    for (i, pol) in o.policy.iter().enumerate() {
+        levels.push((format!("outbound.policy[{i}] ({})", pol.domain), pol.tls));
+    }
+    let mut out = Vec::new();
+    for (where_, level) in levels {
+        match level {
+            TlsLevel::DaneOnly => out.push(format!(
+                "{where_} is \"dane-only\" but [resolver] dnssec = \"off\": no DNS answer can be DNSSEC-secure, so every delivery under it defers with 4.7.5 (DNSSEC validation unavailable); set [resolver] dnssec = \"trust-ad\" (with a validating resolver on loopback) or \"validate\""
+            )),
+            TlsLevel::Dane => out.push(format!(
+                "{where_} is \"dane\" but [resolver] dnssec = \"off\": DANE never applies, so it behaves as \"may\" (opportunistic TLS); set [resolver] dnssec = \"trust-ad\" or \"validate\""
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Check `[outbound]` and its policies (files are checked when the policies are loaded).
 pub fn validate(o: &OutboundConfig, p: &mut Problems) {
     let at = KeyPath::of("outbound");

@@ -148,6 +148,9 @@ pub enum DaneStatus {
     Records {
         base: String,
         records: Vec<(TlsaRecord, Option<Unusable>)>,
+        /// The next-hop domain's secure CNAME expansion, if any: a further DANE-TA
+        /// reference identifier (RFC 7672 §3.2.2).
+        domain_alias: Option<String>,
     },
 }
 
@@ -254,13 +257,17 @@ pub fn decide(
                     "bogus",
                 );
             }
-            DaneStatus::Records { base, records } => {
+            DaneStatus::Records {
+                base,
+                records,
+                domain_alias,
+            } => {
                 let usable: Vec<TlsaRecord> = records
                     .iter()
                     .filter(|(_, u)| u.is_none())
                     .map(|(r, _)| r.clone())
                     .collect();
-                let names = reference_names(nexthop, mx_host, base);
+                let names = reference_names(nexthop, domain_alias.as_deref(), mx_host, base);
                 if let Some(expect) = DaneExpect::new(&usable, &names) {
                     return HostDecision::Connect(HostTls {
                         level: TlsLevel::Dane,
@@ -435,11 +442,20 @@ fn decide_default(
     )
 }
 
-/// DANE-TA reference identifiers: the next-hop domain, the MX host name and the TLSA
-/// base name (its secure CNAME expansion), without duplicates.
-fn reference_names(nexthop: &str, mx_host: &str, base: &str) -> Vec<String> {
+/// DANE-TA reference identifiers (RFC 7672 §3.2.2): the next-hop domain and its secure
+/// CNAME expansion, the MX host name and the TLSA base name (its secure CNAME
+/// expansion), without duplicates.
+fn reference_names(
+    nexthop: &str,
+    domain_alias: Option<&str>,
+    mx_host: &str,
+    base: &str,
+) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
-    for n in [nexthop, mx_host, base] {
+    for n in [Some(nexthop), domain_alias, Some(mx_host), Some(base)]
+        .into_iter()
+        .flatten()
+    {
         let n = n.trim_end_matches('.').to_ascii_lowercase();
         if !v.contains(&n) {
             v.push(n);
@@ -458,6 +474,7 @@ pub async fn dane_status(
     chain: Security,
     mx_host: &str,
     port: u16,
+    domain_alias: Option<&str>,
 ) -> DaneStatus {
     if !matches!(level, TlsLevel::Dane | TlsLevel::DaneOnly) {
         return DaneStatus::NotWanted;
@@ -492,6 +509,7 @@ pub async fn dane_status(
                 Security::Secure => DaneStatus::Records {
                     base,
                     records: classify(&a.records),
+                    domain_alias: domain_alias.map(str::to_string),
                 },
                 Security::Insecure => DaneStatus::NoTlsa,
                 Security::Bogus => DaneStatus::BogusTlsa,
@@ -542,8 +560,18 @@ pub fn describe_dane(dane: &DaneStatus, out: &mut String) {
         DaneStatus::NoTlsa => "TLSA: none (or not DNSSEC-secure)".into(),
         DaneStatus::BogusTlsa => "TLSA: the answer failed DNSSEC validation (bogus)".into(),
         DaneStatus::LookupFailed(e) => format!("TLSA: lookup error: {e}"),
-        DaneStatus::Records { base, records } => {
+        DaneStatus::Records {
+            base,
+            records,
+            domain_alias,
+        } => {
             let _ = writeln!(out, "        TLSA (base name {base}, DNSSEC-secure):");
+            if let Some(alias) = domain_alias {
+                let _ = writeln!(
+                    out,
+                    "          (the destination is a secure alias of {alias}: DANE-TA accepts that name too)"
+                );
+            }
             for (r, u) in records {
                 let _ = match u {
                     None => writeln!(out, "          {r}  usable ({})", r.usage_name()),

@@ -107,6 +107,27 @@ impl RequireTlsFailure {
     }
 }
 
+/// What is known about a connection's next hop for conditions 1 and 2, recorded when the
+/// session is set up ([`super::agent`]) and checked before `MAIL FROM` of a REQUIRETLS
+/// message. The default knows nothing, and so fails closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HopAuth {
+    /// The MX answer (and address answer) that named this host was DNSSEC-secure, or the
+    /// host came from the configuration rather than from DNS.
+    pub mx_secure: bool,
+    /// The recipient domain's MTA-STS policy in `enforce` mode decided this host.
+    pub sts_enforced: bool,
+    /// How the certificate was authenticated, if it was.
+    pub verified_by: Option<VerifiedBy>,
+}
+
+impl HopAuth {
+    /// [`requiretls_allows`] for this hop.
+    pub fn check(&self) -> Result<(), RequireTlsFailure> {
+        requiretls_allows(self.mx_secure, self.sts_enforced, self.verified_by)
+    }
+}
+
 /// Conditions 1 and 2 (see the module docs) for a REQUIRETLS message, once the TLS
 /// handshake with the next hop is done.
 ///

@@ -6,7 +6,8 @@
 //! or broken one must not hold a delivery slot: at most `[outbound] max_mx_hosts` names
 //! are used, their addresses are looked up concurrently, and the whole resolution ends at
 //! `[outbound] resolve_timeout`. What was found by then is used; if nothing was, the mail
-//! is deferred (`4.4.3`). At most [`MAX_ADDRESSES`] addresses are tried per attempt.
+//! is deferred (`4.4.3`; `4.7.5` when the MX or address answer failed DNSSEC
+//! validation, which is never treated as "no record"). At most [`MAX_ADDRESSES`] addresses are tried per attempt.
 //!
 //! # Standards
 //! RFC 5321 §5.1 (MX order, implicit MX), RFC 7505 (null MX).
@@ -32,6 +33,9 @@ pub const MAX_ADDRESSES: usize = 10;
 pub struct Target {
     pub peer: Peer,
     pub security: Security,
+    /// The next-hop domain's CNAME-expanded name, when its MX answer came through a
+    /// DNSSEC-secure alias: one more DANE-TA reference identifier (RFC 7672 §3.2.2).
+    pub domain_alias: Option<String>,
 }
 
 /// A host name and its address answer; `None`: no answer by the deadline.
@@ -60,7 +64,7 @@ pub async fn targets(
 ) -> Result<Vec<Target>, Outcome> {
     let deadline = Instant::now() + limits.timeout;
     let own_mx = hop.mx && hop.host.eq_ignore_ascii_case(domain);
-    let (names, implicit, mx_security) = if hop.mx {
+    let (names, implicit, mx_security, alias) = if hop.mx {
         let mx = tokio::time::timeout_at(deadline, dns.mx(&hop.host))
             .await
             .map_err(|_| {
@@ -74,11 +78,22 @@ pub async fn targets(
     } else {
         // A host named in the configuration ([[route]]) did not come from DNS: as secure
         // as its address answer (RFC 7672 §2.2.1: the name is not attacker-supplied).
-        (vec![hop.host.clone()], false, Security::Secure)
+        (vec![hop.host.clone()], false, Security::Secure, None)
     };
     let names: Vec<String> = names.into_iter().take(limits.max_mx_hosts.max(1)).collect();
     let found = addresses(dns, &names, deadline).await;
-    collect(found, hop, domain, own_mx, implicit, mx_security, limits)
+    let mut peers = collect(found, hop, domain, own_mx, implicit, mx_security, limits)?;
+    for t in &mut peers {
+        t.domain_alias.clone_from(&alias);
+    }
+    Ok(peers)
+}
+
+/// The secure CNAME expansion of `queried`, if the answer came through one.
+pub fn secure_alias(queried: &str, security: Security, canonical: Option<&str>) -> Option<String> {
+    let c = canonical?.trim_end_matches('.').to_ascii_lowercase();
+    (security == Security::Secure && !c.eq_ignore_ascii_case(queried.trim_end_matches('.')))
+        .then_some(c)
 }
 
 /// The MX host names in order, whether they are the implicit MX, and the MX status.
@@ -89,17 +104,25 @@ fn mx_names(
     hop: &SmtpHop,
     own_mx: bool,
     domain: &str,
-) -> Result<(Vec<String>, bool, Security), Outcome> {
+) -> Result<(Vec<String>, bool, Security, Option<String>), Outcome> {
     match mx {
-        Ok(a) => match a.records {
-            MxAnswer::Hosts(h) => Ok((h.into_iter().map(|(_, n)| n).collect(), false, a.security)),
-            MxAnswer::NoMx => Ok((vec![hop.host.clone()], true, a.security)),
-            MxAnswer::NullMx => Err(Outcome::Permanent(crate::detail::local(format!(
-                "5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
-                hop.host
-            )))),
-        },
-        Err(LookupError::NoRecords) => Ok((vec![hop.host.clone()], true, Security::Insecure)),
+        Ok(a) => {
+            let alias = secure_alias(&hop.host, a.security, a.canonical.as_deref());
+            match a.records {
+                MxAnswer::Hosts(h) => Ok((
+                    h.into_iter().map(|(_, n)| n).collect(),
+                    false,
+                    a.security,
+                    alias,
+                )),
+                MxAnswer::NoMx => Ok((vec![hop.host.clone()], true, a.security, alias)),
+                MxAnswer::NullMx => Err(Outcome::Permanent(crate::detail::local(format!(
+                    "5.1.10 domain {} does not accept mail (null MX, RFC 7505)",
+                    hop.host
+                )))),
+            }
+        }
+        Err(LookupError::NoRecords) => Ok((vec![hop.host.clone()], true, Security::Insecure, None)),
         Err(LookupError::NotFound) if own_mx => Err(Outcome::Permanent(crate::detail::local(
             format!("5.1.2 domain {} does not exist (DNS: NXDOMAIN)", hop.host),
         ))),
@@ -107,12 +130,15 @@ fn mx_names(
             domain,
             &format!("host {} does not exist in DNS", hop.host),
         )),
-        Err(LookupError::Temporary(e) | LookupError::Bogus(e)) => {
-            Err(Outcome::Temporary(crate::detail::local(format!(
-                "4.4.3 DNS lookup of the MX for {} failed: {e}",
-                hop.host
-            ))))
-        }
+        Err(LookupError::Temporary(e)) => Err(Outcome::Temporary(crate::detail::local(format!(
+            "4.4.3 DNS lookup of the MX for {} failed: {e}",
+            hop.host
+        )))),
+        // RFC 7672 §2.1: a bogus answer is never used, and never treated as "no MX".
+        Err(LookupError::Bogus(e)) => Err(Outcome::Temporary(crate::detail::local(format!(
+            "4.7.5 DNSSEC validation of the MX records of {} failed (bogus): {e}; the mail waits in the queue",
+            hop.host
+        )))),
     }
 }
 
@@ -162,10 +188,17 @@ fn collect(
                     port: limits.port,
                 },
                 security: mx_security.min(a.security),
+                domain_alias: None,
             })),
-            Some(Err(LookupError::Temporary(e) | LookupError::Bogus(e))) => {
+            Some(Err(LookupError::Temporary(e))) => {
                 all_missing = false;
                 last = format!("4.4.3 DNS lookup of {name} failed: {e}");
+            }
+            Some(Err(LookupError::Bogus(e))) => {
+                all_missing = false;
+                last = format!(
+                    "4.7.5 DNSSEC validation of the address records of {name} failed (bogus): {e}"
+                );
             }
             Some(Err(_)) => last = format!("4.4.3 host {name} has no address in DNS"),
             None => {
@@ -295,6 +328,42 @@ mod tests {
                 assert_eq!(why.status_for(b'4'), "4.4.3", "{why}");
                 assert!(why.text.contains("2 of 2"), "{why}");
                 assert!(why.text.contains("resolve_timeout (3s)"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bogus_mx_or_address_answer_defers_with_4_7_5_never_as_no_record() {
+        let got = mx_names(
+            Err(LookupError::Bogus("RRSIG does not verify".into())),
+            &hop(),
+            true,
+            "example.test",
+        );
+        match got {
+            Err(Outcome::Temporary(why)) => {
+                assert_eq!(why.status_for(b'4'), "4.7.5", "{why}");
+                assert!(why.text.contains("bogus"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let got = collect(
+            vec![(
+                "mx1.example.test".to_string(),
+                Some(Err(LookupError::Bogus("expired signature".into()))),
+            )],
+            &hop(),
+            "example.test",
+            true,
+            false,
+            Security::Secure,
+            limits(),
+        );
+        match got {
+            Err(Outcome::Temporary(why)) => {
+                assert_eq!(why.status_for(b'4'), "4.7.5", "{why}");
+                assert!(why.text.contains("mx1.example.test"), "{why}");
             }
             other => panic!("{other:?}"),
         }

@@ -68,6 +68,9 @@ pub struct Client {
     pub caps: Capabilities,
     /// `Verified`/`Trusted`/`Untrusted` and `TLSv1.3 with cipher ...` once TLS is up.
     pub tls: Option<(String, String)>,
+    /// How the next hop was authenticated, for REQUIRETLS (RFC 8689 §4.2.1): set by the
+    /// agent when it sets the session up; the default fails closed.
+    pub hop_auth: crate::outbound::requiretls::HopAuth,
     t: Timeouts,
 }
 
@@ -98,6 +101,7 @@ impl Client {
             peer,
             caps: Capabilities::default(),
             tls: None,
+            hop_auth: Default::default(),
             t,
         };
         let greeting = c

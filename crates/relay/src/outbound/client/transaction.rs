@@ -134,6 +134,7 @@ impl Client {
         let env = &msg.envelope;
         if env.requiretls()
             && let Err(f) = next_hop_ready(self.tls_active(), self.caps.requiretls)
+                .and_then(|()| self.hop_auth.check())
         {
             let domain = env
                 .recipients

@@ -44,6 +44,7 @@ fn records(rs: &[TlsaRecord]) -> DaneStatus {
     DaneStatus::Records {
         base: "mx.example.test".into(),
         records: rs.iter().map(|r| (r.clone(), usability(r).err())).collect(),
+        domain_alias: None,
     }
 }
 
@@ -330,4 +331,25 @@ fn a_dane_decision_never_falls_back_to_sts() {
     // Secure TLSA records, none usable: DANE's encrypt, not MTA-STS.
     let d = with_sts(TlsLevel::Dane, &records(&[pkix()]), &p, "mx.example.test");
     assert_eq!(summary(&d), Ok((TlsLevel::Encrypt, true, Source::Dane)));
+}
+
+#[test]
+fn dane_ta_names_include_the_secure_aliases_of_the_domain_and_the_host() {
+    let names = super::reference_names(
+        "Example.test.",
+        Some("mail-domain.example.net"),
+        "mx.example.test",
+        "mx.hosting.example.net",
+    );
+    assert_eq!(
+        names,
+        [
+            "example.test",
+            "mail-domain.example.net",
+            "mx.example.test",
+            "mx.hosting.example.net"
+        ]
+    );
+    let plain = super::reference_names("example.test", None, "example.test", "example.test");
+    assert_eq!(plain, ["example.test"]);
 }
