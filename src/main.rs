@@ -59,6 +59,9 @@ enum Command {
     /// [[listener]]), as /usr/sbin/sendmail does; the binary invoked as `sendmail` behaves
     /// the same. Without --config, /etc/postern/postern.toml is used when it exists.
     Sendmail(postern::sendmail::SendmailArgs),
+    /// MTA-STS policies cached for sending (RFC 8461): show, fetch now, or forget one.
+    #[command(subcommand)]
+    MtaSts(postern_sts::cli::MtaStsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +108,8 @@ fn main() -> ExitCode {
         Command::Dkim(cmd) => postern::auth_cli::dkim(cmd),
         Command::TlsCheck(args) => postern_scan::cli::run(args),
         Command::Sendmail(args) => postern::sendmail::run(cli.config, args),
+        Command::MtaSts(cmd) => load_or_report(cli.config)
+            .map_or_else(|code| code, |l| postern::server::mta_sts(cmd, &l.config)),
         Command::DnsRecords => load_or_report(cli.config).map_or_else(
             |code| code,
             |l| {

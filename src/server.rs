@@ -51,7 +51,7 @@ pub struct Running {
     pub ops: crate::operations::Operations,
     pub mta_sts: postern_sts::serve::Bound,
     /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
-    smtp: Arc<postern_relay::outbound::agent::SmtpAgent>,
+    smtp: Arc<SmtpAgent>,
     outbound: postern_relay::OutboundConfig,
 }
 
@@ -218,6 +218,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ));
     }
     let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks).await?;
+    let refresher = smtp.mta_sts().map(|s| s.refresher(rx.clone()));
+    tasks.extend(refresher.map(tokio::spawn));
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
@@ -247,6 +249,11 @@ type Outbound = (Arc<SmtpAgent>, Arc<postern_relay::Router>);
 /// the router over it. `policy explain` asks these same objects.
 pub fn outbound(config: &Config) -> Result<Outbound, StartError> {
     outbound_with(config, postern_dns::Resolver::new(&config.resolver)?)
+}
+
+/// `postern mta-sts`.
+pub fn mta_sts(cmd: postern_sts::cli::MtaStsCommand, c: &Config) -> std::process::ExitCode {
+    postern_relay::outbound::mta_sts::cli(cmd, &c.outbound, &c.resolver, &c.server.state_dir)
 }
 
 /// [`outbound`] with a resolver already built (the daemon shares one with the checks).

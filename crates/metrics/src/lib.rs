@@ -70,6 +70,11 @@ pub const METRICS: &[Metric] = &[
         help: "DANE outcomes per MX host under the dane/dane-only levels: verified, mismatch, no-tlsa (fell back to may, or skipped under dane-only), unusable (secure TLSA, none usable), bogus (bogus or failed DNSSEC lookup: host skipped).",
     },
     Metric {
+        name: "postern_outbound_mta_sts_total",
+        kind: Kind::Counter,
+        help: "MTA-STS outcomes per MX host: enforce-verified, enforce-mx-mismatch (host skipped), enforce-tls-failed (host deferred), testing-ok, testing-mx-mismatch and testing-tls-failed (testing mode: delivered anyway, logged).",
+    },
+    Metric {
         name: "postern_outbound_tls_policy_failures_total",
         kind: Kind::Counter,
         help: "Outbound connections abandoned because the TLS policy could not be met, by recipient domain and policy level.",

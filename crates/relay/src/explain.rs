@@ -195,7 +195,30 @@ async fn hosts(
             "DNSSEC:     validation unavailable ([resolver] dnssec = \"off\"): DANE cannot apply"
         );
     }
-    let sts = agent.sts_policy(domain, policy).await;
+    let sts = match hop.mx && hop.host.eq_ignore_ascii_case(domain) {
+        true => agent.sts_policy(domain, policy).await,
+        false => None,
+    };
+    match &sts {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "MTA-STS:    mode {}, mx {}; {}",
+                if s.enforced() { "enforce" } else { "testing" },
+                s.mx.join(", "),
+                s.about
+            );
+        }
+        None if policy.explicit => {
+            let _ = writeln!(out, "MTA-STS:    not consulted ([[outbound.policy]] entry)");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "MTA-STS:    no policy applies (none published, mode none, not enabled, or not an MX delivery)"
+            );
+        }
+    }
     let _ = writeln!(out, "hosts, in the order they would be tried:");
     for (pref, name) in names {
         let (addrs, security, first) = match dns.addresses(&name).await {

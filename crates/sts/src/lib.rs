@@ -4,7 +4,13 @@
 //!   outbound policy engine ([`postern_relay`'s `engine::StsLookup`]) what applies.
 //! - Serving: publish our own domains' policies on the `[mta_sts]` HTTPS listener.
 
+pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod fetch;
+pub mod lookup;
+pub mod policy;
 pub mod serve;
+pub mod txt;
 
 pub use config::MtaStsConfig;

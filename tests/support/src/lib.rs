@@ -9,6 +9,7 @@ pub mod client;
 pub mod dialog;
 pub mod dns;
 pub mod fake_smtp;
+pub mod https;
 pub mod signed_dns;
 pub mod tls;
 

@@ -59,8 +59,10 @@ pub struct SmtpAgent {
     limits: Mutex<HashMap<SmtpHop, Arc<Semaphore>>>,
     /// Our listeners: a delivery there would be a loop (`crate::loops`).
     own: crate::loops::OwnAddresses,
-    /// Where MTA-STS policies come from; none in this release ([`engine::StsLookup`]).
+    /// Where MTA-STS policies come from ([`super::mta_sts::install`]).
     sts: std::sync::RwLock<Option<Arc<dyn StsLookup>>>,
+    /// The MTA-STS cache behind `sts`, whose refresher the daemon runs.
+    mta_sts: std::sync::RwLock<Option<Arc<postern_sts::lookup::Sts>>>,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -83,6 +85,7 @@ impl SmtpAgent {
             limits: Mutex::new(HashMap::new()),
             own: crate::loops::OwnAddresses::default(),
             sts: std::sync::RwLock::new(None),
+            mta_sts: std::sync::RwLock::new(None),
         }
     }
 
@@ -97,10 +100,23 @@ impl SmtpAgent {
         *self.sts.write().unwrap_or_else(|p| p.into_inner()) = sts;
     }
 
+    /// The MTA-STS lookup and cache installed by [`super::mta_sts::install`] (the daemon
+    /// runs its refresher).
+    pub fn mta_sts(&self) -> Option<Arc<postern_sts::lookup::Sts>> {
+        self.mta_sts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_mta_sts(&self, sts: Option<Arc<postern_sts::lookup::Sts>>) {
+        *self.mta_sts.write().unwrap_or_else(|p| p.into_inner()) = sts;
+    }
+
     /// The MTA-STS policy for `domain`, when a source is plugged in and no explicit
     /// `[[outbound.policy]]` entry makes it irrelevant.
     pub async fn sts_policy(&self, domain: &str, policy: &Policy) -> Option<engine::StsPolicy> {
-        if policy.explicit {
+        if policy.explicit || domain.parse::<std::net::IpAddr>().is_ok() {
             return None;
         }
         let sts = self.sts.read().unwrap_or_else(|p| p.into_inner()).clone()?;
@@ -292,7 +308,9 @@ impl SmtpAgent {
         let relaxed = msg.envelope.sender_tls == postern_queue::SenderTls::TlsOptional
             && self.cfg.honour_tls_required_no
             && !policy.explicit;
-        let sts = if relaxed {
+        // MTA-STS is about the MX hosts of the recipient domain: not for a route to a
+        // configured host.
+        let sts = if relaxed || !(hop.mx && hop.host.eq_ignore_ascii_case(domain)) {
             None
         } else {
             self.sts_policy(domain, &policy).await
@@ -315,8 +333,15 @@ impl SmtpAgent {
             };
             let host = match decision {
                 HostDecision::Connect(h) => h,
-                HostDecision::Skip { reason, metric } => {
-                    super::metrics::dane(metric);
+                HostDecision::Skip {
+                    reason,
+                    metric,
+                    source,
+                } => {
+                    match source {
+                        Source::MtaSts => super::metrics::mta_sts(&format!("enforce-{metric}")),
+                        _ => super::metrics::dane(metric),
+                    }
                     warn!(queue_id = %id, "{id}: not connecting to {peer}: {reason}; trying the next host if any");
                     last = reason;
                     continue;
@@ -413,6 +438,7 @@ impl SmtpAgent {
             });
         }
         if host.level == TlsLevel::None {
+            sts_testing(host, peer, id, Some("TLS is not used (level none)"));
             return Ok(c);
         }
         if !c.caps.starttls {
@@ -421,11 +447,15 @@ impl SmtpAgent {
                 super::metrics::policy_failure(nexthop, host.level.as_str());
                 return Err(SessionError::NoStartTls {
                     nexthop: nexthop.to_string(),
-                    level: host.level.as_str(),
+                    level: match host.source {
+                        Source::MtaSts => "MTA-STS enforce",
+                        _ => host.level.as_str(),
+                    },
                     peer: peer.clone(),
                 });
             }
             info!(queue_id = %id, "no TLS to {peer}: STARTTLS not offered (policy may: continuing in plaintext)");
+            sts_testing(host, peer, id, Some("STARTTLS not offered"));
             return Ok(c);
         }
         // The policy's TLS profile decides suites, groups and signature schemes.
@@ -467,6 +497,16 @@ impl SmtpAgent {
                     super::metrics::dane("verified");
                     info!(queue_id = %id, "{peer}: DANE: {m}");
                 }
+                if host.source == Source::MtaSts {
+                    super::metrics::mta_sts("enforce-verified");
+                }
+                let unverified = format!("certificate not verified for {} ({trust})", peer.host);
+                sts_testing(
+                    host,
+                    peer,
+                    id,
+                    (trust != "Verified").then_some(unverified.as_str()),
+                );
                 c.tls = Some((trust.to_string(), summary));
                 Ok(c)
             }
@@ -478,10 +518,14 @@ impl SmtpAgent {
                 if dane_auth {
                     super::metrics::dane("mismatch");
                 }
+                if host.source == Source::MtaSts {
+                    super::metrics::mta_sts("enforce-tls-failed");
+                }
                 if host.mandatory {
                     super::metrics::policy_failure(nexthop, host.level.as_str());
                     let level = match host.source {
                         Source::Dane => host.level.as_str(),
+                        Source::MtaSts => "MTA-STS enforce",
                         _ => host.policy.level.as_str(),
                     };
                     return Err(SessionError::TlsFailed {
@@ -492,6 +536,7 @@ impl SmtpAgent {
                     });
                 }
                 warn!(queue_id = %id, "TLS with {peer} failed ({why}); policy may: retrying in plaintext");
+                sts_testing(host, peer, id, Some(&format!("TLS failed: {why}")));
                 let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
                 c.hop_auth.mx_secure = mx_secure;
                 c.hello(&self.helo).await?;
@@ -568,6 +613,31 @@ pub enum SessionError {
     },
 }
 
+/// Under an MTA-STS policy in `testing` mode: log and count what `enforce` would have
+/// refused (`failure`: the TLS problem, if any), and deliver anyway (RFC 8461 §5).
+fn sts_testing(host: &HostTls, peer: &Peer, id: &str, failure: Option<&str>) {
+    let Some(t) = &host.sts_testing else {
+        return;
+    };
+    let (result, why) = match (t.mx_matches, failure) {
+        (false, _) => (
+            "testing-mx-mismatch",
+            format!(
+                "MX host {} matches none of {}",
+                peer.host,
+                t.patterns.join(", ")
+            ),
+        ),
+        (true, Some(f)) => ("testing-tls-failed", f.to_string()),
+        (true, None) => {
+            super::metrics::mta_sts("testing-ok");
+            return;
+        }
+    };
+    super::metrics::mta_sts(result);
+    warn!(queue_id = %id, "{id}: MTA-STS policy (testing) for {} would have refused {peer}: {why}; delivering anyway (testing mode)", t.domain);
+}
+
 /// Take the idle connections of `key` older than `reuse` out of the pool.
 fn expired(pool: &Pool, key: &PoolKey, reuse: Duration) -> Vec<Client> {
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -607,6 +677,7 @@ fn tls_required_no(
         sni: peer.host.clone(),
         policy: policy.clone(),
         why: format!("TLS-Required: No (RFC 8689 §5) waived: {waived}"),
+        sts_testing: None,
     })
 }
 

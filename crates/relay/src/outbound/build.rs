@@ -57,6 +57,7 @@ pub fn build(s: Setup<'_>, dns: Resolver) -> Result<(Arc<SmtpAgent>, Arc<Router>
     }
     let smtp = Arc::new(SmtpAgent::new(s.outbound.clone(), helo, dns, policies));
     smtp.own_addresses().set(s.listeners.to_vec());
+    super::mta_sts::install(&smtp, s.outbound, s.state_dir);
     let mut router = Router::new(
         s.routes,
         s.state_dir,

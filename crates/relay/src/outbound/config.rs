@@ -119,6 +119,14 @@ pub struct OutboundConfig {
     /// `[[outbound.policy]]` entries always hold). `false`: ignore the field.
     #[serde(default = "d_true")]
     pub honour_tls_required_no: bool,
+    /// MTA-STS (RFC 8461): look up recipient domains' policies (`_mta-sts` TXT, then
+    /// HTTPS), cache them under `state_dir/mta-sts`, and apply them below DANE and any
+    /// `[[outbound.policy]]` entry (docs/mta-sts.md).
+    #[serde(default = "d_true")]
+    pub mta_sts: bool,
+    /// Port of the MTA-STS policy fetch. For tests; leave at 443.
+    #[serde(default = "d_mta_sts_port")]
+    pub mta_sts_port: u16,
     /// Per-destination TLS policies.
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
@@ -126,6 +134,9 @@ pub struct OutboundConfig {
 
 fn d_true() -> bool {
     true
+}
+fn d_mta_sts_port() -> u16 {
+    443
 }
 fn d_tls() -> TlsLevel {
     TlsLevel::May
@@ -177,6 +188,8 @@ impl Default for OutboundConfig {
             attempt_timeout: d_attempt_timeout(),
             max_mx_hosts: d_max_mx_hosts(),
             honour_tls_required_no: true,
+            mta_sts: true,
+            mta_sts_port: d_mta_sts_port(),
             policy: Vec::new(),
         }
     }
@@ -355,6 +368,12 @@ fn check_deadlines(o: &OutboundConfig, at: &KeyPath, p: &mut Problems) {
                 "must be at least 1s and at least resolve_timeout ({}): the attempt includes the resolution",
                 o.resolve_timeout
             ),
+        );
+    }
+    if o.mta_sts_port == 0 {
+        p.push(
+            at.key("mta_sts_port"),
+            "must be a port number (1 to 65535); leave at 443",
         );
     }
     if !(1..=MAX_MX_HOSTS).contains(&o.max_mx_hosts) {

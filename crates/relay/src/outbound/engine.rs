@@ -9,8 +9,12 @@
 //!    written and neither DANE nor MTA-STS is consulted.
 //! 2. DANE, when the level in force is `dane` or `dane-only` (from the entry, or from
 //!    `[outbound] tls`): secure usable TLSA records authenticate the host by TLSA.
-//! 3. MTA-STS (the next issue; [`StsPolicy`] is the extension point, and no source
-//!    supplies one today): only without an explicit entry and without usable TLSA.
+//! 3. MTA-STS (RFC 8461; policies from `postern_sts` through [`StsLookup`]): only
+//!    without an explicit entry and without a DANE decision. `enforce`: only MX hosts
+//!    matching an `mx` pattern are tried (others are skipped, `4.7.5`), the certificate
+//!    must chain to the `verify` trust anchors and carry the MX host name, never
+//!    plaintext. `testing`: the level below applies; what enforce would have refused is
+//!    logged and counted ([`StsCheck`]).
 //! 4. `[outbound] tls`.
 //!
 //! # The DANE levels (Postfix semantics, RFC 7672)
@@ -64,14 +68,43 @@ impl Source {
     }
 }
 
-/// An MTA-STS policy (RFC 8461) for a recipient domain: the extension point for the
-/// MTA-STS source. The engine consults it below DANE and above `[outbound] tls`; no
-/// source supplies one in this release ([`StsLookup`], [`super::agent::SmtpAgent::set_sts`]).
+/// An MTA-STS policy (RFC 8461) for a recipient domain, as [`StsLookup`] supplies it
+/// (`postern_sts` through [`super::mta_sts`]). The engine consults it below DANE and
+/// above `[outbound] tls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StsPolicy {
     pub mode: StsMode,
     /// The `mx:` patterns (`mx.example.org`, `*.example.org`).
     pub mx: Vec<String>,
+    /// For operators: where the policy came from and its age, e.g. `fetched from
+    /// https://mta-sts.example.org/.well-known/mta-sts.txt (id 2024a), 3m ago, expires
+    /// in 6d 23h`; `cached ...; HTTPS fetch failed: ...`.
+    pub about: String,
+}
+
+impl StsPolicy {
+    /// Whether MX host `host` matches one of the `mx` patterns (RFC 8461 §4.1).
+    pub fn allows(&self, host: &str) -> bool {
+        self.mx
+            .iter()
+            .any(|p| postern_sts::policy::mx_matches(p, host))
+    }
+
+    /// Whether the policy is in `enforce` mode (REQUIRETLS asks this, RFC 8689 §4.1).
+    pub fn enforced(&self) -> bool {
+        self.mode == StsMode::Enforce
+    }
+}
+
+/// What an MTA-STS policy in `testing` mode would have said about a host; the agent logs
+/// and counts the would-be failure after the session (RFC 8461 §5: report only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsCheck {
+    /// The recipient domain whose policy this is.
+    pub domain: String,
+    /// Whether the MX host matches an `mx` pattern.
+    pub mx_matches: bool,
+    pub patterns: Vec<String>,
 }
 
 /// MTA-STS modes that matter for delivery (`none` is no policy at all).
@@ -83,7 +116,7 @@ pub enum StsMode {
     Testing,
 }
 
-/// Where MTA-STS policies come from (the fetch-and-cache crate of the next issue).
+/// Where MTA-STS policies come from (`postern_sts`, plugged in by [`super::mta_sts`]).
 pub trait StsLookup: Send + Sync + std::fmt::Debug {
     /// The policy for `domain`, if it has a usable one.
     fn policy<'a>(
@@ -137,22 +170,26 @@ pub struct HostTls {
     pub policy: Arc<Policy>,
     /// For `policy explain` and the log: why this requirement.
     pub why: String,
+    /// Under an MTA-STS policy in `testing` mode: what to check and report.
+    pub sts_testing: Option<StsCheck>,
 }
 
 /// What to do with one host.
 #[derive(Debug, Clone)]
 pub enum HostDecision {
     Connect(HostTls),
-    /// Skip this host; `reason` is the `4.7.5` deferral text, `metric` the DANE outcome.
+    /// Skip this host; `reason` is the `4.7.5` deferral text, `metric` the outcome for
+    /// the DANE or MTA-STS counter (`source` says which).
     Skip {
         reason: String,
         metric: &'static str,
+        source: Source,
     },
 }
 
 /// The one precedence function: the TLS requirement for MX host `mx_host` of `nexthop`,
 /// from the configured `policy` (explicit entry or default), what DANE found, and the
-/// MTA-STS policy (none today). See the module documentation for the order.
+/// MTA-STS policy. See the module documentation for the order.
 pub fn decide(
     policy: &Arc<Policy>,
     dane: &DaneStatus,
@@ -176,6 +213,7 @@ pub fn decide(
             sni: mx_host.to_string(),
             policy: policy.clone(),
             why,
+            sts_testing: None,
         })
     };
     // 1. An explicit entry at a non-DANE level wins outright.
@@ -190,7 +228,11 @@ pub fn decide(
     }
     // 2. DANE.
     if dane_level {
-        let skip = |reason: String, metric| HostDecision::Skip { reason, metric };
+        let skip = |reason: String, metric| HostDecision::Skip {
+            reason,
+            metric,
+            source: Source::Dane,
+        };
         let only = policy.level == TlsLevel::DaneOnly;
         match dane {
             DaneStatus::BogusHost => {
@@ -234,6 +276,7 @@ pub fn decide(
                         expect: Expect::Dane(expect),
                         sni: base.clone(),
                         policy: policy.clone(),
+                        sts_testing: None,
                         why: format!(
                             "{} DNSSEC-secure usable TLSA record(s) at _{port}._tcp.{base}: the certificate must match one (DANE-EE: key or certificate; DANE-TA: chain to it and carry {}); SNI {base}",
                             usable.len(),
@@ -289,18 +332,89 @@ pub fn decide(
         && let Some(sts) = sts
         && sts.mode == StsMode::Enforce
     {
+        if !sts.allows(mx_host) {
+            return HostDecision::Skip {
+                reason: format!(
+                    "4.7.5 MX host {mx_host} matches no mx pattern of the MTA-STS policy (enforce) of {nexthop} ({}): host skipped (RFC 8461 §4.1)",
+                    sts.mx.join(", ")
+                ),
+                metric: "mx-mismatch",
+                source: Source::MtaSts,
+            };
+        }
+        let name = mx_host.trim_end_matches('.').to_ascii_lowercase();
         return connect(
             TlsLevel::Verify,
             true,
             Source::MtaSts,
-            Expect::Names(sts.mx.iter().map(|p| p.replacen("*.", ".", 1)).collect()),
+            Expect::Names(vec![name.clone()]),
             format!(
-                "MTA-STS policy (enforce) for {nexthop}: certificate must chain to a trusted CA and carry a name among {}",
-                sts.mx.join(", ")
+                "MTA-STS policy (enforce) for {nexthop}, {}: {mx_host} matches {}; certificate must chain to {} and carry {name}, never plaintext",
+                sts.about,
+                sts.mx.join(", "),
+                policy.roots_source
             ),
         );
     }
-    // 4. The configured level; under `dane` without usable TLSA: `may`.
+    let testing = if !policy.explicit
+        && let Some(sts) = sts
+        && sts.mode == StsMode::Testing
+    {
+        Some(StsCheck {
+            domain: nexthop.to_string(),
+            mx_matches: sts.allows(mx_host),
+            patterns: sts.mx.clone(),
+        })
+    } else {
+        None
+    };
+    let decision = decide_default(policy, dane, nexthop, mx_host, port, dane_level, configured);
+    match (decision, testing) {
+        (HostDecision::Connect(mut h), Some(t)) => {
+            let _ = write!(
+                h.why,
+                "; MTA-STS policy (testing) for {nexthop}: {}",
+                if t.mx_matches {
+                    format!(
+                        "{mx_host} matches {}; a certificate not verified for it is logged, not refused",
+                        t.patterns.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{mx_host} matches none of {}: logged, not refused",
+                        t.patterns.join(", ")
+                    )
+                }
+            );
+            h.sts_testing = Some(t);
+            HostDecision::Connect(h)
+        }
+        (d, _) => d,
+    }
+}
+
+/// Step 4 of [`decide`]: the configured level; under `dane` without usable TLSA: `may`.
+fn decide_default(
+    policy: &Arc<Policy>,
+    dane: &DaneStatus,
+    nexthop: &str,
+    mx_host: &str,
+    port: u16,
+    dane_level: bool,
+    configured: Source,
+) -> HostDecision {
+    let connect = |level: TlsLevel, mandatory: bool, source: Source, expect, why: String| {
+        HostDecision::Connect(HostTls {
+            level,
+            mandatory,
+            source,
+            expect,
+            sni: mx_host.to_string(),
+            policy: policy.clone(),
+            why,
+            sts_testing: None,
+        })
+    };
     if dane_level {
         let why = match dane {
             DaneStatus::ValidationOff => {

@@ -42,3 +42,12 @@ pub(crate) fn policy_failure(domain: &str, level: &str) {
 pub(crate) fn dane(result: &str) {
     postern_metrics::inc("postern_outbound_dane_total", &[("result", result)]);
 }
+
+/// An MTA-STS outcome for one MX host (RFC 8461): `enforce-verified` delivered under an
+/// enforce policy; `enforce-mx-mismatch` host skipped (matches no `mx` pattern);
+/// `enforce-tls-failed` no STARTTLS or certificate not verified (host deferred);
+/// `testing-ok`; `testing-mx-mismatch` and `testing-tls-failed` what enforce would have
+/// refused, delivered anyway (testing mode).
+pub(crate) fn mta_sts(result: &str) {
+    postern_metrics::inc("postern_outbound_mta_sts_total", &[("result", result)]);
+}

@@ -120,7 +120,9 @@ impl Policies {
         // their own CA); it is large, and under may/encrypt an empty store just means
         // peers are logged as Untrusted, as Postfix does without a CAfile.
         let verifying = |l: TlsLevel| matches!(l, TlsLevel::Verify | TlsLevel::Secure);
+        // MTA-STS (on by default) verifies policy hosts and, under `enforce`, MX hosts.
         let needs_default = o.ca.is_some()
+            || (o.mta_sts && o.enabled)
             || verifying(o.tls)
             || o.policy
                 .iter()
@@ -179,6 +181,12 @@ impl Policies {
             };
         }
         out
+    }
+
+    /// The `[outbound] tls` default: its trust anchors are `verify`'s (`[outbound] ca` or
+    /// the system store), which MTA-STS uses too.
+    pub fn default_policy(&self) -> &Arc<Policy> {
+        &self.default
     }
 
     /// The policy for a recipient domain: exact entry, then `.parent` entries from the

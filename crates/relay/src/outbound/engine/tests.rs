@@ -153,6 +153,7 @@ fn an_explicit_non_dane_entry_wins_over_dane_and_sts() {
     let sts = StsPolicy {
         mode: StsMode::Enforce,
         mx: vec!["*.example.test".into()],
+        about: "test".into(),
     };
     let d = decide(
         &policy(TlsLevel::Encrypt, true),
@@ -172,6 +173,7 @@ fn sts_sits_between_dane_and_the_default() {
     let sts = StsPolicy {
         mode: StsMode::Enforce,
         mx: vec!["*.example.test".into()],
+        about: "test".into(),
     };
     let with = |level, dane: &DaneStatus, sts: Option<&StsPolicy>| {
         summary(&decide(
@@ -240,6 +242,95 @@ fn explain_lists_each_record_with_its_usability() {
         out.contains("unusable: usage 1 (PKIX-TA/PKIX-EE) is not usable for SMTP"),
         "{out}"
     );
+}
+
+fn sts(mode: StsMode, mx: &[&str]) -> StsPolicy {
+    StsPolicy {
+        mode,
+        mx: mx.iter().map(|s| s.to_string()).collect(),
+        about: "fetched just now".into(),
+    }
+}
+
+fn with_sts(level: TlsLevel, dane: &DaneStatus, sts: &StsPolicy, mx_host: &str) -> HostDecision {
+    decide(
+        &policy(level, false),
+        dane,
+        Some(sts),
+        "example.test",
+        mx_host,
+        25,
+    )
+}
+
+#[test]
+fn sts_enforce_verifies_the_mx_name_and_skips_hosts_outside_the_policy() {
+    let p = sts(StsMode::Enforce, &["*.example.test", "mail.other.test"]);
+    let HostDecision::Connect(h) = with_sts(
+        TlsLevel::May,
+        &DaneStatus::NotWanted,
+        &p,
+        "MX1.example.test.",
+    ) else {
+        panic!("a matching host is tried");
+    };
+    assert_eq!(
+        (h.level, h.mandatory, h.source),
+        (TlsLevel::Verify, true, Source::MtaSts)
+    );
+    // The certificate must carry the MX host name itself, not any pattern.
+    assert_eq!(h.expect, Expect::Names(vec!["mx1.example.test".into()]));
+    for host in ["a.b.example.test", "mx.evil.test", "example.test"] {
+        match with_sts(TlsLevel::May, &DaneStatus::NotWanted, &p, host) {
+            HostDecision::Skip {
+                reason,
+                metric,
+                source,
+            } => {
+                assert!(reason.starts_with("4.7.5 MX host"), "{reason}");
+                assert_eq!((metric, source), ("mx-mismatch", Source::MtaSts));
+            }
+            HostDecision::Connect(_) => panic!("{host} is not in the policy"),
+        }
+    }
+}
+
+#[test]
+fn sts_testing_delivers_as_before_and_carries_the_check() {
+    let p = sts(StsMode::Testing, &["mx.example.test"]);
+    for (host, matches) in [("mx.example.test", true), ("other.example.test", false)] {
+        let HostDecision::Connect(h) = with_sts(TlsLevel::May, &DaneStatus::NotWanted, &p, host)
+        else {
+            panic!("testing never skips");
+        };
+        assert_eq!(
+            (h.level, h.mandatory, h.source),
+            (TlsLevel::May, false, Source::Default)
+        );
+        assert_eq!(h.sts_testing.map(|t| t.mx_matches), Some(matches));
+    }
+}
+
+#[test]
+fn a_dane_decision_never_falls_back_to_sts() {
+    let p = sts(StsMode::Enforce, &["*.example.test"]);
+    // Usable TLSA: DANE authenticates.
+    let d = with_sts(TlsLevel::Dane, &records(&[ee()]), &p, "mx.example.test");
+    assert_eq!(summary(&d), Ok((TlsLevel::Dane, true, Source::Dane)));
+    // Bogus or failed TLSA lookups skip the host; MTA-STS does not rescue it.
+    for dane in [
+        DaneStatus::BogusTlsa,
+        DaneStatus::BogusHost,
+        DaneStatus::LookupFailed("timeout".into()),
+    ] {
+        match with_sts(TlsLevel::Dane, &dane, &p, "mx.example.test") {
+            HostDecision::Skip { source, .. } => assert_eq!(source, Source::Dane),
+            HostDecision::Connect(h) => panic!("{dane:?} fell back to {:?}", h.source),
+        }
+    }
+    // Secure TLSA records, none usable: DANE's encrypt, not MTA-STS.
+    let d = with_sts(TlsLevel::Dane, &records(&[pkix()]), &p, "mx.example.test");
+    assert_eq!(summary(&d), Ok((TlsLevel::Encrypt, true, Source::Dane)));
 }
 
 #[test]

@@ -1,0 +1,274 @@
+//! Which MTA-STS policy applies to a recipient domain (RFC 8461 §3.3, §5.1), with the
+//! cache in front, and the proactive refresher.
+//!
+//! 1. `_mta-sts.<domain>` TXT (through [`postern_dns::Resolver`], whose cache keeps the
+//!    answer for its TTL: TXT checks are rate-limited by it).
+//! 2. The `id` equals the cached policy's and the policy is unexpired: the cached policy.
+//! 3. Otherwise (new `id`, or nothing cached): fetch. A failed fetch leaves an unexpired
+//!    cached policy in force; without one there is no policy.
+//! 4. No usable TXT record (none, several, malformed) or a DNS failure: an unexpired
+//!    cached policy is still used (§5.1: only a successful fetch replaces it).
+//! 5. Mode `none` is stored like any policy (it replaces an older one) but means no policy.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_dns::{LookupError, Resolver};
+use rustls::RootCertStore;
+use tracing::{info, warn};
+
+use crate::cache::{Cache, CacheError, Entry, now};
+use crate::fetch::{FetchError, Fetcher, policy_url};
+use crate::txt::{TxtError, policy_id};
+
+/// How often the refresher looks for policies to refresh.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Where the trust anchors for policy fetches come from (outbound `verify`'s, which a
+/// SIGHUP may reload).
+pub type Roots = Arc<dyn Fn() -> Arc<RootCertStore> + Send + Sync>;
+
+/// MTA-STS for sending: lookup, fetch and cache.
+pub struct Sts {
+    dns: Resolver,
+    fetcher: Fetcher,
+    cache: Cache,
+    roots: Roots,
+    port: u16,
+}
+
+impl std::fmt::Debug for Sts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sts")
+            .field("port", &self.port)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy that applies, with the words for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub entry: Entry,
+    /// `fetched ...` or `cached ...`, with id, age and expiry (and why the cache was used).
+    pub about: String,
+}
+
+/// Why `refresh` stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("_mta-sts.{domain}: {why}")]
+    Txt { domain: String, why: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
+}
+
+/// `3d 4h`, `5m`, `12s`.
+pub fn human(secs: u64) -> String {
+    let (d, h, m) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// `id X, fetched 5m ago, expires in 6d 23h` (or `expired 2h ago`).
+pub fn age(e: &Entry, now: u64) -> String {
+    let ago = human(now.saturating_sub(e.fetched));
+    let exp = e.expires();
+    let expiry = if exp > now {
+        format!("expires in {}", human(exp - now))
+    } else {
+        format!("expired {} ago", human(now - exp))
+    };
+    format!("id {}, fetched {ago} ago from {}, {expiry}", e.id, e.url)
+}
+
+impl Sts {
+    /// MTA-STS with its cache under `<state_dir>/mta-sts`; policies fetched from port
+    /// `port` (443 outside tests).
+    pub fn new(
+        dns: Resolver,
+        port: u16,
+        state_dir: &Path,
+        roots: Roots,
+    ) -> Result<Sts, CacheError> {
+        Ok(Sts::with_cache(dns, port, Cache::open(state_dir)?, roots))
+    }
+
+    /// [`Sts::new`], falling back to a memory-only cache (with a warning) when
+    /// `<state_dir>/mta-sts` cannot be used: policies are still applied, but not kept
+    /// across restarts.
+    pub fn new_or_memory(dns: Resolver, port: u16, state_dir: &Path, roots: Roots) -> Sts {
+        let cache = Cache::open(state_dir).unwrap_or_else(|e| {
+            warn!("MTA-STS policy cache unusable ({e}): policies are kept in memory only");
+            Cache::memory()
+        });
+        Sts::with_cache(dns, port, cache, roots)
+    }
+
+    /// MTA-STS over a given cache.
+    pub fn with_cache(dns: Resolver, port: u16, cache: Cache, roots: Roots) -> Sts {
+        Sts {
+            fetcher: Fetcher::new(dns.clone(), port),
+            dns,
+            cache,
+            roots,
+            port,
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The policy id published for `domain`.
+    async fn txt_id(&self, domain: &str) -> Result<String, String> {
+        let name = format!("_mta-sts.{}", domain.trim_end_matches('.'));
+        match self.dns.txt(&name).await {
+            Ok(a) => policy_id(&a.records).map_err(|e| e.to_string()),
+            Err(LookupError::NotFound | LookupError::NoRecords) => Err(TxtError::None.to_string()),
+            Err(e) => Err(format!("DNS lookup failed: {e}")),
+        }
+    }
+
+    /// The policy for `domain` (mode `none` included: callers treat it as no policy).
+    pub async fn lookup(&self, domain: &str) -> Option<Found> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let now = now();
+        let cached = self.cache.get(&domain).filter(|e| !e.expired(now));
+        let id = match self.txt_id(&domain).await {
+            Ok(id) => id,
+            Err(why) => {
+                let e = cached?;
+                let about = format!(
+                    "cached ({}); no usable _mta-sts TXT record now: {why}",
+                    age(&e, now)
+                );
+                return Some(Found { entry: e, about });
+            }
+        };
+        if let Some(e) = &cached
+            && e.id == id
+        {
+            let about = format!("cached ({}); TXT id unchanged", age(e, now));
+            return Some(Found {
+                entry: e.clone(),
+                about,
+            });
+        }
+        match self.fetch_store(&domain, &id).await {
+            Ok(e) => {
+                let about = format!("fetched just now ({})", age(&e, now));
+                Some(Found { entry: e, about })
+            }
+            Err(err) => {
+                warn!("MTA-STS: policy for {domain} (TXT id {id}) not fetched: {err}");
+                let e = cached?;
+                let about = format!(
+                    "cached ({}); fetching TXT id {id} failed: {err}",
+                    age(&e, now)
+                );
+                Some(Found { entry: e, about })
+            }
+        }
+    }
+
+    async fn fetch_store(&self, domain: &str, id: &str) -> Result<Entry, RefreshError> {
+        let policy = self.fetcher.fetch(domain, (self.roots)()).await?;
+        let e = Entry {
+            domain: domain.to_string(),
+            id: id.to_string(),
+            policy,
+            url: policy_url(domain, self.port),
+            fetched: now(),
+        };
+        self.cache.put(&e)?;
+        info!(
+            "MTA-STS: policy for {domain} fetched from {} (id {id}): mode {}, mx {}, max_age {}",
+            e.url,
+            e.policy.mode.as_str(),
+            e.policy.mx.join(" "),
+            e.policy.max_age
+        );
+        Ok(e)
+    }
+
+    /// Fetch `domain`'s policy now (the TXT record must name an id) and store it.
+    pub async fn refresh(&self, domain: &str) -> Result<Entry, RefreshError> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let id = self
+            .txt_id(&domain)
+            .await
+            .map_err(|why| RefreshError::Txt {
+                domain: domain.clone(),
+                why,
+            })?;
+        self.fetch_store(&domain, &id).await
+    }
+
+    /// Refresh every cached policy that has used half its `max_age` or whose TXT id
+    /// changed (RFC 8461 §10.2: refresh before expiry); expired ones are dropped. The
+    /// number refreshed.
+    pub async fn refresh_due(&self) -> usize {
+        let now = now();
+        let mut n = 0;
+        for e in self.cache.entries() {
+            let half = e.fetched.saturating_add(e.policy.max_age / 2);
+            let id = self.txt_id(&e.domain).await.ok();
+            let changed = id.as_ref().is_some_and(|i| *i != e.id);
+            if now < half && !changed {
+                continue;
+            }
+            let id = id.unwrap_or_else(|| e.id.clone());
+            match self.fetch_store(&e.domain, &id).await {
+                Ok(_) => n += 1,
+                Err(err) if e.expired(now) => {
+                    warn!(
+                        "MTA-STS: expired policy for {} dropped; refreshing failed: {err}",
+                        e.domain
+                    );
+                    let _ = self.cache.forget(&e.domain);
+                }
+                Err(err) => warn!(
+                    "MTA-STS: policy for {} not refreshed (the cached one stays, {}): {err}",
+                    e.domain,
+                    age(&e, now)
+                ),
+            }
+        }
+        n
+    }
+
+    /// Refresh every [`REFRESH_INTERVAL`] until `stop` turns true.
+    pub async fn refresher(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            self.refresh_due().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_times() {
+        assert_eq!(human(5), "5s");
+        assert_eq!(human(300), "5m");
+        assert_eq!(human(3900), "1h 5m");
+        assert_eq!(human(90000), "1d 1h");
+    }
+}
