@@ -373,3 +373,87 @@ async fn a_dane_decision_wins_over_mta_sts() {
         "{out}"
     );
 }
+
+/// Both halves of MTA-STS between two Postern instances: B publishes D's policy on its
+/// `[mta_sts]` listener, A fetches it from there (its `[outbound] ca` trusts B's
+/// certificate) and enforces it. D's MX records are not DNSSEC-signed, so a REQUIRETLS
+/// message may go to B only because the MTA-STS policy in enforce mode names B's host
+/// and B's certificate was verified for it (RFC 8689 §4.2.1).
+#[tokio::test]
+async fn a_policy_served_by_one_postern_is_enforced_by_another_and_carries_requiretls() {
+    let ca = TestCa::new("MTA-STS pair CA");
+    let dns = TestDns::start().await;
+    dns.add_mx(D, 10, &format!("mx.{D}"));
+    dns.add_a(&format!("mx.{D}"), "127.0.0.1".parse().unwrap());
+    dns.add_a(&format!("mta-sts.{D}"), "127.0.0.1".parse().unwrap());
+    dns.add_txt(&format!("_mta-sts.{D}"), "v=STSv1; id=pair1;");
+    // B: receives D's mail and serves D's policy, one certificate for both names.
+    let bdir = tempfile::tempdir().unwrap();
+    let mx = format!("mx.{D}");
+    let policy_host = format!("mta-sts.{D}");
+    let issued = ca.issue_server(&[mx.as_str(), policy_host.as_str()], IssueOpts::default());
+    let (chain, key) = issued.write(bdir.path(), "b");
+    let text = format!(
+        "[server]\nhostname = \"mx.{D}\"\nstate_dir = \"{state}\"\n\
+         [[tls.certificate]]\nchain = \"{chain}\"\nkey = \"{key}\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         [relay]\nlocal_domains = [\"{D}\"]\n\
+         [[route]]\ndomain = \"{D}\"\nnext_hop = \"maildir:mail\"\n\
+         [mta_sts]\nlisten = [\"127.0.0.1:0\"]\n\
+         [[mta_sts.policy]]\ndomain = \"{D}\"\nmode = \"enforce\"\nmx = [\"mx.{D}\"]\nmax_age = 86400\n",
+        state = bdir.path().join("state").display(),
+        chain = chain.display(),
+        key = key.display(),
+    );
+    let b = TestServer::start_with(bdir, &text).await;
+    let https = b.running.as_ref().unwrap().mta_sts.https[0];
+    // A: a STARTTLS listener (REQUIRETLS needs TLS on the way in), D's MX on B's port.
+    let adir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_ca(adir.path(), "ca");
+    let (achain, akey) = ca
+        .issue_server(&["mx.sender.test"], IssueOpts::default())
+        .write(adir.path(), "a");
+    let text = format!(
+        "[server]\nhostname = \"mx.sender.test\"\nstate_dir = \"{state}\"\n\
+         [[tls.certificate]]\nchain = \"{achain}\"\nkey = \"{akey}\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         [relay]\nlocal_domains = [\"sender.test\"]\ntrusted_networks = [\"127.0.0.0/8\"]\n\
+         [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
+         [resolver]\nnameservers = [\"{dns}\"]\n\
+         [queue]\nretry = [\"1h\"]\n\
+         [outbound]\nport = {port}\nconnect_timeout = \"2s\"\nca = \"{ca}\"\nmta_sts_port = {sts}\n",
+        state = adir.path().join("state").display(),
+        achain = achain.display(),
+        akey = akey.display(),
+        dns = dns.addr(),
+        port = b.addr().port(),
+        ca = ca_file.display(),
+        sts = https.port(),
+    );
+    let a = TestServer::start_with(adir, &text).await;
+    let mut c = SmtpClient::connect_greeted(a.addr()).await;
+    assert_eq!(c.cmd("EHLO client.test").await.code, 250);
+    let (cfg, _) = common::tls::client_config(None);
+    c.starttls(cfg).await;
+    assert_eq!(c.cmd("EHLO client.test").await.code, 250);
+    let to = format!("bob@{D}");
+    let r = c.cmd("MAIL FROM:<alice@sender.test> REQUIRETLS").await;
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).await.code, 250);
+    assert_eq!(c.cmd("DATA").await.code, 354);
+    c.send(
+        format!("From: alice@sender.test\r\nTo: {to}\r\nSubject: pair\r\n\r\nHello.\r\n.\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(c.reply().await.code, 250);
+    let got = b.wait_delivered("bob", 1).await;
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("(using TLSv1."), "{text}");
+    assert!(a.delivered("alice").is_empty(), "A bounced it");
+    // A's cache holds the policy B serves, fetched from B's listener.
+    let (ok, out) = postern(&a, &["mta-sts", "show", D]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("mode:     enforce"), "{out}");
+    assert!(out.contains(&format!("mx:       mx.{D}")), "{out}");
+}
