@@ -45,6 +45,8 @@ pub struct Config {
     pub metrics: postern_metrics::MetricsConfig,
     #[serde(default)]
     pub auth: postern_auth::AuthConfig,
+    #[serde(default)]
+    pub reports: postern_reports::ReportsConfig,
 }
 
 impl Config {
@@ -164,6 +166,7 @@ fn validate(c: &Config, p: &mut Problems) {
     postern_relay::outbound::config::validate(&c.outbound, p);
     postern_dns::validate(&c.resolver, p);
     c.auth.validate(&KeyPath::of("auth"), p);
+    c.reports.validate(&KeyPath::of("reports"), p);
     // Loading the policies checks their CA, certificate and key files.
     let _ = postern_relay::outbound::policy::Policies::load(&c.outbound, &provider, p);
     c.static_router()

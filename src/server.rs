@@ -51,6 +51,7 @@ pub struct Running {
     /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
     smtp: Arc<postern_relay::outbound::agent::SmtpAgent>,
     outbound: postern_relay::OutboundConfig,
+    reports: postern_reports::Reports,
 }
 
 impl Running {
@@ -88,6 +89,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.reports.flush();
         if !self
             .queue
             .shutdown(crate::operations::QUEUE_STOP_TIMEOUT)
@@ -151,6 +153,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // One resolver (and cache) for delivery and for the SPF/DKIM/DMARC checks.
     let dns = postern_dns::Resolver::started(&config.resolver)?;
     let (smtp, router) = outbound_with(config, dns.clone())?;
+    let reports =
+        postern_reports::Reports::start(&config.reports, state).map_err(StartError::Listen)?;
+    smtp.set_observer(Some(reports.tls_observer()));
     let auth = Some(Arc::new(
         postern_auth::Auth::new(&config.auth, &hostname, &dns)
             .map_err(|e| StartError::Auth(e.to_string()))?,
@@ -181,6 +186,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             client_certs,
             partners: partners.clone(),
             auth: auth.clone(),
+            observer: Some(reports.inbound_observer()),
         })
     };
     let ctx = make_ctx(tls, None);
@@ -233,34 +239,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ops,
         smtp,
         outbound: config.outbound.clone(),
+        reports,
     })
 }
 
+/// The SMTP agent and the router over it.
+type Outbound = (
+    Arc<postern_relay::outbound::agent::SmtpAgent>,
+    Arc<postern_relay::Router>,
+);
+
 /// Outbound delivery as the daemon runs it: the SMTP agent (TLS policies, resolver) and
 /// the router over it. `policy explain` asks these same objects.
-pub fn outbound(
-    config: &Config,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+pub fn outbound(config: &Config) -> Result<Outbound, StartError> {
     outbound_with(config, postern_dns::Resolver::new(&config.resolver)?)
 }
 
 /// [`outbound`] with a resolver already built (the daemon shares one with the checks).
-fn outbound_with(
-    config: &Config,
-    dns: postern_dns::Resolver,
-) -> Result<
-    (
-        Arc<postern_relay::outbound::agent::SmtpAgent>,
-        Arc<postern_relay::Router>,
-    ),
-    StartError,
-> {
+fn outbound_with(config: &Config, dns: postern_dns::Resolver) -> Result<Outbound, StartError> {
     let listeners: Vec<SocketAddr> = config.listener.iter().map(|l| l.address).collect();
     let setup = postern_relay::outbound::build::Setup {
         outbound: &config.outbound,

@@ -1,3 +1,56 @@
 //! Reports: one durable store of TLS session outcomes and DMARC evaluations, the daily
 //! TLS-RPT (RFC 8460) and DMARC aggregate reports built from it, inbound reports turned
 //! into metrics, and `postern tls-report`.
+//!
+//! The producing crates define the observer traits
+//! ([`postern_relay::outbound::observe::TlsObserver`],
+//! [`postern_inbound::observe::InboundObserver`]); [`hooks::Recorder`] implements them
+//! and writes [`event::Event`]s to the [`store::Store`] under `STATE_DIR/reports/`.
+
+pub mod config;
+pub mod event;
+pub mod hooks;
+pub mod store;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use config::ReportsConfig;
+
+/// The running report machinery of the daemon.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    recorder: hooks::Recorder,
+}
+
+impl Reports {
+    /// Open the store under `state_dir`; the error names the directory.
+    pub fn start(cfg: &ReportsConfig, state_dir: &Path) -> io::Result<Reports> {
+        let dir = store::events_dir(state_dir);
+        let store = store::Store::open(&dir, cfg.max_store_bytes()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open the report store in {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(Reports {
+            recorder: hooks::Recorder::new(store),
+        })
+    }
+
+    /// The observer delivery calls for each outbound TLS session.
+    pub fn tls_observer(&self) -> Arc<dyn postern_relay::outbound::observe::TlsObserver> {
+        Arc::new(self.recorder.clone())
+    }
+
+    /// The observer the listeners call for each accepted message.
+    pub fn inbound_observer(&self) -> Arc<dyn postern_inbound::observe::InboundObserver> {
+        Arc::new(self.recorder.clone())
+    }
+
+    /// Write and fsync everything recorded so far (at shutdown).
+    pub fn flush(&self) {
+        self.recorder.store().flush();
+    }
+}

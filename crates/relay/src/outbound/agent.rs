@@ -60,6 +60,8 @@ pub struct SmtpAgent {
     own: crate::loops::OwnAddresses,
     /// Where MTA-STS policies come from; none in this release ([`engine::StsLookup`]).
     sts: std::sync::RwLock<Option<Arc<dyn StsLookup>>>,
+    /// Who hears each session's TLS outcome (the report store; [`super::observe`]).
+    observer: super::observe::Slot,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -82,7 +84,13 @@ impl SmtpAgent {
             limits: Mutex::new(HashMap::new()),
             own: crate::loops::OwnAddresses::default(),
             sts: std::sync::RwLock::new(None),
+            observer: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Plug in the observer of TLS session outcomes ([`super::observe::TlsObserver`]).
+    pub fn set_observer(&self, o: Option<Arc<dyn super::observe::TlsObserver>>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = o;
     }
 
     /// Whether DNSSEC answers can be secure (`[resolver] dnssec` is not `off`): without
@@ -297,19 +305,28 @@ impl SmtpAgent {
                     d
                 }
             };
+            let seen = super::observe::Attempt {
+                domain,
+                peer: &target.peer,
+                dane: &dane,
+                sts: sts.as_ref(),
+                own_report: msg.envelope.helo == super::observe::REPORT_MAIL_HELO,
+            };
             let host = match decision {
                 HostDecision::Connect(h) => h,
                 HostDecision::Skip { reason, metric } => {
+                    super::observe::skipped(&self.observer, &seen, metric, &reason);
                     super::metrics::dane(metric);
                     warn!(queue_id = %id, "{id}: not connecting to {peer}: {reason}; trying the next host if any");
                     last = reason;
                     continue;
                 }
             };
-            match self
+            let session = self
                 .session(&peer, &nexthop, &host, &dane, &id.to_string())
-                .await
-            {
+                .await;
+            super::observe::session(&self.observer, &seen, host.source, &session);
+            match session {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
                     Ok(outcomes) => {
                         super::metrics::delivered(&c, &outcomes);

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 mod metrics;
+pub mod observe;
 pub mod policy;
 pub mod requiretls;
 pub mod resolve;

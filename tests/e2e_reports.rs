@@ -1,0 +1,148 @@
+//! Reports (#14) end to end: deliveries between two Posterns on loopback land in the
+//! report stores of both (the sender's outbound TLS session, the receiver's inbound
+//! message), and survive a restart.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SmtpClient, TestServer};
+use postern_reports::event::Event;
+use postern_reports::store::{events_dir, read};
+use postern_test_support::ca::{IssueOpts, TestCa};
+use postern_test_support::dns::TestDns;
+
+struct World {
+    dns: TestDns,
+    ca: TestCa,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let dns = TestDns::start().await;
+        dns.add_mx("partner.test", 10, "mx.partner.test");
+        dns.add_a("mx.partner.test", "127.0.0.1".parse().unwrap());
+        World {
+            dns,
+            ca: TestCa::new("Postern Test CA"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn receiver(&self) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, key) = self
+            .ca
+            .issue_server(&["mx.partner.test"], IssueOpts::default())
+            .write(self.dir.path(), "b");
+        let text = format!(
+            "[server]\nhostname = \"mx.partner.test\"\nstate_dir = \"{state}\"\n\
+             [[tls.certificate]]\nchain = \"{chain}\"\nkey = \"{key}\"\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\n\
+             [relay]\nlocal_domains = [\"partner.test\"]\n\
+             [[route]]\ndomain = \"partner.test\"\nnext_hop = \"maildir:mail\"\n",
+            state = dir.path().join("state").display(),
+            chain = chain.display(),
+            key = key.display(),
+        );
+        TestServer::start_with(dir, &text).await
+    }
+
+    fn sender_text(&self, state: &std::path::Path, port: u16) -> String {
+        format!(
+            "[server]\nhostname = \"mx.sender.test\"\nstate_dir = \"{state}\"\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\nmode = \"plain\"\n\
+             [relay]\nlocal_domains = [\"sender.test\"]\ntrusted_networks = [\"127.0.0.0/8\"]\n\
+             [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
+             [resolver]\nnameservers = [\"{dns}\"]\n\
+             [queue]\nretry = [\"1h\"]\n\
+             [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n",
+            state = state.display(),
+            dns = self.dns.addr(),
+        )
+    }
+}
+
+async fn send(a: &TestServer, to: &str, subject: &str) {
+    let mut c = SmtpClient::connect_greeted(a.addr()).await;
+    c.cmd("EHLO client.test").await;
+    let msg =
+        format!("From: alice@sender.test\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nHello.\r\n");
+    let r = c
+        .send_mail("alice@sender.test", &[to], msg.as_bytes())
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+}
+
+fn events(state: &std::path::Path) -> Vec<Event> {
+    read(&events_dir(state), 0, u64::MAX).unwrap().events
+}
+
+async fn wait_events(state: &std::path::Path, n: usize, f: impl Fn(&Event) -> bool) -> Vec<Event> {
+    for _ in 0..100 {
+        let e: Vec<Event> = events(state).into_iter().filter(|e| f(e)).collect();
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} matching records in {}", state.display());
+}
+
+#[tokio::test]
+async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
+    let w = World::new().await;
+    let b = w.receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let text = w.sender_text(&state, b.addr().port());
+    let mut a = TestServer::start_with(dir, &text).await;
+    send(&a, "bob@partner.test", "one").await;
+    b.wait_delivered("bob", 1).await;
+
+    // Sender: one outbound session, no policy, TLS 1.3 (the certificate is not checked
+    // under `may`), recorded within the store's fsync interval.
+    let out = wait_events(&state, 1, |e| matches!(e, Event::Outbound(_))).await;
+    let Event::Outbound(o) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(o.policy_type, "no-policy-found");
+    assert_eq!(o.policy_domain, "partner.test");
+    assert_eq!(o.mx_host, "mx.partner.test");
+    assert_eq!(o.ip.to_string(), "127.0.0.1");
+    assert_eq!(o.result, None);
+    assert_eq!(o.tls_version.as_deref(), Some("TLSv1.3"));
+    assert!(!o.own_report);
+
+    // Receiver: one inbound message over TLS from the sender.
+    let inb = wait_events(&b.state(), 1, |e| matches!(e, Event::Inbound(_))).await;
+    let Event::Inbound(i) = &inb[0] else {
+        unreachable!()
+    };
+    assert_eq!(i.helo, "mx.sender.test");
+    assert_eq!(i.sender_domain.as_deref(), Some("sender.test"));
+    assert_eq!(i.tls_version.as_deref(), Some("TLSv1.3"));
+
+    // Restart the sender: the record is still there, and new ones add to it.
+    a.running.take().unwrap().stop().await;
+    let mut a = TestServer::start_with(a.dir, &text).await;
+    assert_eq!(
+        events(&state)
+            .iter()
+            .filter(|e| matches!(e, Event::Outbound(_)))
+            .count(),
+        1
+    );
+    send(&a, "carol@partner.test", "two").await;
+    b.wait_delivered("carol", 1).await;
+    // Stopping flushes the store (the TempDir stays with `a`).
+    a.running.take().unwrap().stop().await;
+    let n = events(&state)
+        .iter()
+        .filter(|e| matches!(e, Event::Outbound(_)))
+        .count();
+    assert_eq!(n, 2);
+}
