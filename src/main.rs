@@ -59,6 +59,9 @@ enum Command {
     /// [[listener]]), as /usr/sbin/sendmail does; the binary invoked as `sendmail` behaves
     /// the same. Without --config, /etc/postern/postern.toml is used when it exists.
     Sendmail(postern::sendmail::SendmailArgs),
+    /// TLS-RPT reports and the report store: list, show, send-now.
+    #[command(subcommand)]
+    Reports(postern_reports::cli::ReportsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +93,7 @@ Documentation: README.md and docs/ (getting started, configuration reference, me
 The annotated reference configuration is config/postern.toml.";
 
 fn main() -> ExitCode {
-    quiet_on_closed_stdout();
+    postern_config::cli::quiet_on_closed_stdout();
     if postern::sendmail::invoked_as_sendmail() {
         return postern::sendmail::main_classic();
     }
@@ -105,6 +108,10 @@ fn main() -> ExitCode {
         Command::Dkim(cmd) => postern::auth_cli::dkim(cmd),
         Command::TlsCheck(args) => postern_scan::cli::run(args),
         Command::Sendmail(args) => postern::sendmail::run(cli.config, args),
+        Command::Reports(cmd) => load_or_report(cli.config).map_or_else(
+            |code| code,
+            |l| postern_reports::cli::reports(&l.config.reports, &l.config.server, cmd),
+        ),
         Command::DnsRecords => load_or_report(cli.config).map_or_else(
             |code| code,
             |l| {
@@ -113,27 +120,6 @@ fn main() -> ExitCode {
             },
         ),
     }
-}
-
-/// A reader that stops early (`postern check-config | head -1`) closes our standard
-/// output; the next `print!` then fails with EPIPE, which the standard library turns into a
-/// panic ("failed printing to stdout: Broken pipe", exit 101). Rust ignores SIGPIPE, so
-/// this is where it surfaces: treat it as the normal end it is for a command-line tool
-/// (exit 0, nothing on stderr). Every other panic keeps the default report.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
-            std::process::exit(0);
-        }
-        default(info);
-    }));
 }
 
 /// The configuration a Debian package installs.

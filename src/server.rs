@@ -160,12 +160,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         postern_auth::Auth::new(&config.auth, &hostname, &dns)
             .map_err(|e| StartError::Auth(e.to_string()))?,
     ));
+    let sign = auth.clone().and_then(postern_auth::Auth::report_hook);
     let queue = Queue::start_signed(
         Arc::new(spool),
         config.queue.clone(),
         router.clone(),
         &hostname,
-        auth.clone().and_then(postern_auth::Auth::report_hook),
+        sign.clone(),
     )
     .map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
@@ -221,6 +222,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             rx.clone(),
         ));
     }
+    tasks.push(reports.spawn_sender(&hostname, queue.clone(), dns, sign, rx.clone()));
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(

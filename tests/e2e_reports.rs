@@ -25,6 +25,15 @@ impl World {
         let dns = TestDns::start().await;
         dns.add_mx("partner.test", 10, "mx.partner.test");
         dns.add_a("mx.partner.test", "127.0.0.1".parse().unwrap());
+        dns.add_txt(
+            "_smtp._tls.partner.test",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@partner.test",
+        );
+        // A domain that asks for reports but gets no mail from us: no report.
+        dns.add_txt(
+            "_smtp._tls.quiet.test",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@partner.test",
+        );
         World {
             dns,
             ca: TestCa::new("Postern Test CA"),
@@ -59,7 +68,8 @@ impl World {
              [[route]]\ndomain = \"sender.test\"\nnext_hop = \"maildir:mail\"\n\
              [resolver]\nnameservers = [\"{dns}\"]\n\
              [queue]\nretry = [\"1h\"]\n\
-             [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n",
+             [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n\
+             [reports]\ntls_rpt = true\norganization = \"Sender Org\"\nfrom = \"tlsrpt@sender.test\"\n",
             state = state.display(),
             dns = self.dns.addr(),
         )
@@ -145,4 +155,62 @@ async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
         .filter(|e| matches!(e, Event::Outbound(_)))
         .count();
     assert_eq!(n, 2);
+
+    // `postern reports send-now`: one report, for partner.test, with both sessions.
+    let mut a = TestServer::start_with(a.dir, &text).await;
+    let st = state.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        postern_reports::cli::send_now(&st, "today", Duration::from_secs(20))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        answer.contains("partner.test: queued to tlsrpt@partner.test")
+            && answer.contains("(2 successful, 0 failed sessions)"),
+        "{answer}"
+    );
+    assert!(!answer.contains("quiet.test"), "{answer}");
+    let got = b.wait_delivered("tlsrpt", 1).await;
+    let mail = String::from_utf8_lossy(&got[0]).to_string();
+    for h in [
+        "TLS-Report-Domain: partner.test\r\n",
+        "TLS-Report-Submitter: sender.test\r\n",
+        "TLS-Required: No\r\n",
+        "Subject: Report Domain: partner.test Submitter: sender.test Report-ID: <",
+        "report-type=\"tlsrpt\"",
+        "application/tlsrpt+gzip",
+        "filename=\"sender.test!partner.test!",
+    ] {
+        assert!(mail.contains(h), "{h} missing in {mail}");
+    }
+    // Read back by mail-auth's parser.
+    let r = postern_reports::receive::tls_report_mail(&got[0]).unwrap();
+    assert_eq!(r.organization_name.as_deref(), Some("Sender Org"));
+    assert_eq!(r.policies.len(), 1);
+    assert_eq!(r.policies[0].policy.policy_domain, "partner.test");
+    assert_eq!(r.policies[0].summary.total_success, 2);
+    assert_eq!(r.policies[0].summary.total_failure, 0);
+
+    // The report's own delivery was recorded as such, and is not counted: sending
+    // again finds the same two sessions (the report id differs: the day goes on).
+    let own = wait_events(
+        &state,
+        1,
+        |e| matches!(e, Event::Outbound(o) if o.own_report),
+    )
+    .await;
+    assert_eq!(own.len(), 1);
+    let st = state.clone();
+    let again = tokio::task::spawn_blocking(move || {
+        postern_reports::cli::send_now(&st, "today", Duration::from_secs(20))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        again.contains("(2 successful, 0 failed sessions)"),
+        "{again}"
+    );
+    a.running.take().unwrap().stop().await;
 }

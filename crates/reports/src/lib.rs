@@ -7,10 +7,15 @@
 //! [`postern_inbound::observe::InboundObserver`]); [`hooks::Recorder`] implements them
 //! and writes [`event::Event`]s to the [`store::Store`] under `STATE_DIR/reports/`.
 
+pub mod cli;
 pub mod config;
 pub mod event;
 pub mod hooks;
+pub mod mail;
+pub mod receive;
+pub mod send;
 pub mod store;
+pub mod tlsrpt;
 
 use std::io;
 use std::path::Path;
@@ -22,6 +27,8 @@ pub use config::ReportsConfig;
 #[derive(Debug, Clone)]
 pub struct Reports {
     recorder: hooks::Recorder,
+    cfg: ReportsConfig,
+    state_dir: std::path::PathBuf,
 }
 
 impl Reports {
@@ -36,6 +43,8 @@ impl Reports {
         })?;
         Ok(Reports {
             recorder: hooks::Recorder::new(store),
+            cfg: cfg.clone(),
+            state_dir: state_dir.to_path_buf(),
         })
     }
 
@@ -47,6 +56,26 @@ impl Reports {
     /// The observer the listeners call for each accepted message.
     pub fn inbound_observer(&self) -> Arc<dyn postern_inbound::observe::InboundObserver> {
         Arc::new(self.recorder.clone())
+    }
+
+    /// Start the daily sending (and `send-now`) task; it ends when `shutdown` turns true.
+    pub fn spawn_sender(
+        &self,
+        hostname: &str,
+        queue: postern_queue::Queue,
+        dns: postern_dns::Resolver,
+        sign: send::Sign,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let s = send::Sender {
+            cfg: self.cfg.clone(),
+            state_dir: self.state_dir.clone(),
+            hostname: hostname.to_string(),
+            queue,
+            dns,
+            sign,
+        };
+        tokio::spawn(s.run(shutdown))
     }
 
     /// Write and fsync everything recorded so far (at shutdown).
