@@ -62,6 +62,9 @@ enum Command {
     /// TLS-RPT reports and the report store: list, show, send-now.
     #[command(subcommand)]
     Reports(postern_reports::cli::ReportsCommand),
+    /// Per peer domain and direction: share of mail over TLS, versions, suites, verified
+    /// certificates, and a verdict against [tls] profile (docs/operations.md).
+    TlsReport(postern_reports::cli::TlsReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +114,16 @@ fn main() -> ExitCode {
         Command::Reports(cmd) => load_or_report(cli.config).map_or_else(
             |code| code,
             |l| postern_reports::cli::reports(&l.config.reports, &l.config.server, cmd),
+        ),
+        Command::TlsReport(a) => load_or_report(cli.config).map_or_else(
+            |code| code,
+            |l| {
+                postern_reports::cli::tls_report(
+                    &l.config.server.state_dir,
+                    l.config.tls.profile,
+                    &a,
+                )
+            },
         ),
         Command::DnsRecords => load_or_report(cli.config).map_or_else(
             |code| code,

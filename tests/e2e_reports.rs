@@ -213,4 +213,28 @@ async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
         "{again}"
     );
     a.running.take().unwrap().stop().await;
+
+    // The commands, as the operator runs them.
+    let cli = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+            .arg("-c")
+            .arg(dir.join("config.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let peers = cli(a.dir.path(), &["tls-report", "--since", "1d"]);
+    assert!(
+        peers.contains("partner.test (outbound): 2 session(s), 100% over TLS, 0 plaintext"),
+        "{peers}"
+    );
+    let peers = cli(b.dir.path(), &["tls-report", "--json"]);
+    assert!(peers.contains("\"direction\": \"inbound\""), "{peers}");
+    assert!(peers.contains("\"domain\": \"sender.test\""), "{peers}");
+    let list = cli(a.dir.path(), &["reports", "list"]);
+    assert!(list.contains("partner.test: 2 successful, 0 failed"), "{list}");
+    let show = cli(a.dir.path(), &["reports", "show", "today"]);
+    assert!(show.contains("\"policy-domain\": \"partner.test\""), "{show}");
 }

@@ -207,3 +207,47 @@ pub fn send_now(state_dir: &Path, day: &str, wait: Duration) -> Result<String, S
         state_dir.display()
     ))
 }
+
+/// `postern tls-report`
+#[derive(Debug, clap::Args)]
+pub struct TlsReportArgs {
+    /// How far back to look: 7d, 24h, 30m.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `postern tls-report`.
+pub fn tls_report(
+    state_dir: &Path,
+    profile: postern_tls::Profile,
+    args: &TlsReportArgs,
+) -> ExitCode {
+    let secs = match crate::peers::parse_since(&args.since) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("postern: --since {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = postern_queue::unix_now();
+    let events = match read(&events_dir(state_dir), now.saturating_sub(secs), now + 1) {
+        Ok(r) => r.events,
+        Err(e) => {
+            eprintln!("postern: cannot read the report store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let peers = crate::peers::peers(&events, profile);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&peers).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::peers::text(&peers, &args.since));
+    }
+    ExitCode::SUCCESS
+}

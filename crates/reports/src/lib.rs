@@ -12,6 +12,7 @@ pub mod config;
 pub mod event;
 pub mod hooks;
 pub mod mail;
+pub mod peers;
 pub mod receive;
 pub mod send;
 pub mod store;
