@@ -234,7 +234,97 @@ async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
     assert!(peers.contains("\"direction\": \"inbound\""), "{peers}");
     assert!(peers.contains("\"domain\": \"sender.test\""), "{peers}");
     let list = cli(a.dir.path(), &["reports", "list"]);
-    assert!(list.contains("partner.test: 2 successful, 0 failed"), "{list}");
+    assert!(
+        list.contains("partner.test: 2 successful, 0 failed"),
+        "{list}"
+    );
     let show = cli(a.dir.path(), &["reports", "show", "today"]);
-    assert!(show.contains("\"policy-domain\": \"partner.test\""), "{show}");
+    assert!(
+        show.contains("\"policy-domain\": \"partner.test\""),
+        "{show}"
+    );
+}
+
+#[tokio::test]
+async fn dmarc_evaluations_become_an_aggregate_report() {
+    let w = World::new().await;
+    w.dns.add_txt(
+        "_dmarc.sender.test",
+        "v=DMARC1; p=none; rua=mailto:dmarc@sender.test",
+    );
+    w.dns.add_mx("sender.test", 10, "mx.sender.test");
+    w.dns.add_a("mx.sender.test", "127.0.0.1".parse().unwrap());
+    // The report sink: B's only outbound destination.
+    let sink = postern_test_support::fake_smtp::FakeSmtp::start(
+        postern_test_support::fake_smtp::FakeOpts::default(),
+    )
+    .await;
+    let bdir = tempfile::tempdir().unwrap();
+    let (chain, key) =
+        w.ca.issue_server(&["mx.partner.test"], IssueOpts::default())
+            .write(w.dir.path(), "b2");
+    let btext = format!(
+        "[server]\nhostname = \"mx.partner.test\"\nstate_dir = \"{state}\"\n\
+         [[tls.certificate]]\nchain = \"{chain}\"\nkey = \"{key}\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         [relay]\nlocal_domains = [\"partner.test\"]\n\
+         [[route]]\ndomain = \"partner.test\"\nnext_hop = \"maildir:mail\"\n\
+         [resolver]\nnameservers = [\"{dns}\"]\n\
+         [outbound]\nport = {port}\nconnect_timeout = \"2s\"\n\
+         [auth]\nspf = \"tag\"\ndkim = \"verify\"\ndmarc = \"tag\"\n\
+         [reports]\ndmarc = true\nfrom = \"dmarc-reports@partner.test\"\n",
+        state = bdir.path().join("state").display(),
+        chain = chain.display(),
+        key = key.display(),
+        dns = w.dns.addr(),
+        port = sink.addr.port(),
+    );
+    let mut b = TestServer::start_with(bdir, &btext).await;
+    let adir = tempfile::tempdir().unwrap();
+    let atext = w.sender_text(&adir.path().join("state"), b.addr().port());
+    let a = TestServer::start_with(adir, &atext).await;
+    send(&a, "bob@partner.test", "dmarc").await;
+    b.wait_delivered("bob", 1).await;
+    let ev = wait_events(&b.state(), 1, |e| matches!(e, Event::Dmarc(_))).await;
+    let Event::Dmarc(d) = &ev[0] else {
+        unreachable!()
+    };
+    assert_eq!(d.header_from, "sender.test");
+    assert_eq!(d.p, "none");
+    assert_eq!(d.disposition, "none");
+    assert_eq!(d.rua, vec!["dmarc@sender.test".to_string()]);
+
+    let st = b.state();
+    let answer = tokio::task::spawn_blocking(move || {
+        postern_reports::cli::send_now(&st, "today", Duration::from_secs(20))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        answer.contains("sender.test: DMARC report queued to dmarc@sender.test"),
+        "{answer}"
+    );
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got = sink.messages();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(got.len(), 1, "the report reaches the sink");
+    let mail = String::from_utf8_lossy(&got[0]).to_string();
+    assert!(
+        mail.contains("Subject: Report Domain: sender.test Submitter: partner.test Report-ID: <"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("filename=\"partner.test!sender.test!"),
+        "{mail}"
+    );
+    let r = postern_reports::receive::dmarc_report_mail(&got[0]).unwrap();
+    assert_eq!(r.domain(), "sender.test");
+    assert_eq!(r.records().iter().map(|r| r.count()).sum::<u32>(), 1);
+    b.running.take().unwrap().stop().await;
 }

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dmarc;
 pub mod event;
 pub mod hooks;
 pub mod mail;

@@ -14,7 +14,8 @@ pub struct ReportMail<'a> {
     pub subject: String,
     /// Extra header fields, each `Name: value` without CRLF.
     pub headers: Vec<String>,
-    /// `tlsrpt` or `dmarc` (RFC 6522 report-type, RFC 7489: none, a plain multipart).
+    /// RFC 6522 report-type (`tlsrpt`): `multipart/report`; empty: `multipart/mixed`
+    /// (DMARC aggregate reports, RFC 7489 §7.2.1.1).
     pub report_type: &'a str,
     /// The human-readable first part.
     pub text: String,
@@ -85,9 +86,13 @@ pub fn compose(m: &ReportMail<'_>) -> std::io::Result<Vec<u8>> {
     }
     s.push_str("Auto-Submitted: auto-generated\r\n");
     s.push_str("MIME-Version: 1.0\r\n");
+    let ctype = if m.report_type.is_empty() {
+        "multipart/mixed".to_string()
+    } else {
+        format!("multipart/report; report-type=\"{}\"", m.report_type)
+    };
     s.push_str(&format!(
-        "Content-Type: multipart/report; report-type=\"{}\";\r\n\tboundary=\"{boundary}\"\r\n\r\n",
-        m.report_type
+        "Content-Type: {ctype};\r\n\tboundary=\"{boundary}\"\r\n\r\n"
     ));
     s.push_str("This is a multi-part message in MIME format.\r\n\r\n");
     s.push_str(&format!("--{boundary}\r\n"));

@@ -112,32 +112,13 @@ impl Sender {
             }
             let json = report.json.to_string();
             for to in rua {
-                let sent_today = ledger.lines().filter(|l| l.starts_with(&today)).count();
-                let to_dest = ledger
-                    .lines()
-                    .filter(|l| l.starts_with(&today) && l.ends_with(&format!(" {to}")))
-                    .count();
-                let key = format!(" {} {to}", report.report_id);
-                let why_not = if !self.cfg.destination_allowed(&to) {
-                    Some("destination not allowed ([reports] allow/deny)")
-                } else if ledger.lines().any(|l| l.ends_with(&key)) {
-                    Some("already sent")
-                } else if sent_today >= self.cfg.max_reports_per_day as usize {
-                    Some("[reports] max_reports_per_day reached")
-                } else if to_dest >= self.cfg.max_reports_per_destination as usize {
-                    Some("[reports] max_reports_per_destination reached")
-                } else {
-                    None
-                };
-                if let Some(why) = why_not {
+                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
                     lines.push(format!("{domain}: not sent to {to}: {why}"));
                     continue;
                 }
                 match self.queue_one(&report, &json, &from, &to, &who, now).await {
                     Ok(id) => {
-                        let line = format!("{today}{key}\n");
-                        append(&ledger_path(&self.state_dir), &line);
-                        ledger.push_str(&line);
+                        self.record_sent(&mut ledger, &today, &report.report_id, &to);
                         postern_metrics::inc("postern_reports_sent_total", &[("kind", "tlsrpt")]);
                         info!(
                             "TLS-RPT report {} for {domain} ({} successful, {} failed sessions) queued to {to} as {id}",
@@ -157,6 +138,122 @@ impl Sender {
         }
         if lines.is_empty() {
             lines.push("no sessions in the period: no report".into());
+        }
+        lines
+    }
+
+    /// Why a report may not go to `to` now, if it may not.
+    fn gate(&self, ledger: &str, today: &str, report_id: &str, to: &str) -> Option<&'static str> {
+        let sent_today = ledger.lines().filter(|l| l.starts_with(today)).count();
+        let to_dest = ledger
+            .lines()
+            .filter(|l| l.starts_with(today) && l.ends_with(&format!(" {to}")))
+            .count();
+        if !self.cfg.destination_allowed(to) {
+            Some("destination not allowed ([reports] allow/deny)")
+        } else if ledger
+            .lines()
+            .any(|l| l.ends_with(&format!(" {report_id} {to}")))
+        {
+            Some("already sent")
+        } else if sent_today >= self.cfg.max_reports_per_day as usize {
+            Some("[reports] max_reports_per_day reached")
+        } else if to_dest >= self.cfg.max_reports_per_destination as usize {
+            Some("[reports] max_reports_per_destination reached")
+        } else {
+            None
+        }
+    }
+
+    fn record_sent(&self, ledger: &mut String, today: &str, report_id: &str, to: &str) {
+        let line = format!("{today} {report_id} {to}\n");
+        append(&ledger_path(&self.state_dir), &line);
+        ledger.push_str(&line);
+    }
+
+    /// Build and queue the DMARC aggregate reports for `[begin, end)`.
+    pub async fn send_dmarc(&self, begin: u64, end: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        let events = match read(&events_dir(&self.state_dir), begin, end) {
+            Ok(r) => r.events,
+            Err(e) => return vec![format!("cannot read the store: {e}")],
+        };
+        let who = self.submitter();
+        let from = self.cfg.from_address(&self.hostname);
+        let now = postern_queue::unix_now();
+        let today = day_of(now);
+        let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
+        for report in crate::dmarc::build(&events, begin, end, &who) {
+            let domain = &report.domain;
+            let rua = crate::dmarc::mailto(&report.rua);
+            if rua.is_empty() {
+                lines.push(format!(
+                    "{domain}: DMARC record without rua=mailto:, no report"
+                ));
+                continue;
+            }
+            for to in rua {
+                if let Some(name) = crate::dmarc::needs_verification(domain, &to) {
+                    let ok = self.dns.txt(&name).await.is_ok_and(|a| {
+                        a.records.iter().any(|r| {
+                            String::from_utf8_lossy(r)
+                                .trim_start()
+                                .to_ascii_lowercase()
+                                .starts_with("v=dmarc1")
+                        })
+                    });
+                    if !ok {
+                        lines.push(format!(
+                            "{domain}: not sent to {to}: external destination not verified (no v=DMARC1 at {name})"
+                        ));
+                        continue;
+                    }
+                }
+                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
+                    lines.push(format!("{domain}: not sent to {to}: {why}"));
+                    continue;
+                }
+                let unique = format!("{:016x}", fnv(report.report_id.as_bytes()));
+                let mail = ReportMail {
+                    from: &from,
+                    to: &to,
+                    subject: format!(
+                        "Report Domain: {domain} Submitter: {} Report-ID: <{}>",
+                        who.domain, report.report_id
+                    ),
+                    headers: Vec::new(),
+                    report_type: "",
+                    text: format!(
+                        "This is a DMARC aggregate report from {}.\nReport Domain: {domain}\nSubmitter: {}\nReport-ID: <{}>\n",
+                        who.organization, who.domain, report.report_id
+                    ),
+                    content_type: "application/gzip",
+                    file_name: format!(
+                        "{}!{domain}!{}!{}!{unique}.xml.gz",
+                        who.domain,
+                        report.begin,
+                        report.end.saturating_sub(1)
+                    ),
+                    report: report.xml.as_bytes(),
+                    now,
+                    message_id: format!("dmarc.{unique}.{now}"),
+                };
+                match self.enqueue(&mail, &from, &to, now).await {
+                    Ok(id) => {
+                        self.record_sent(&mut ledger, &today, &report.report_id, &to);
+                        postern_metrics::inc("postern_reports_sent_total", &[("kind", "dmarc")]);
+                        info!(
+                            "DMARC aggregate report {} for {domain} ({} messages) queued to {to} as {id}",
+                            report.report_id, report.messages
+                        );
+                        lines.push(format!(
+                            "{domain}: DMARC report queued to {to} as {id} ({} messages)",
+                            report.messages
+                        ));
+                    }
+                    Err(e) => lines.push(format!("{domain}: DMARC report not queued to {to}: {e}")),
+                }
+            }
         }
         lines
     }
@@ -200,7 +297,18 @@ impl Sender {
             now,
             message_id: format!("tlsrpt.{unique}.{now}"),
         };
-        let mut bytes = compose(&mail).map_err(|e| e.to_string())?;
+        self.enqueue(&mail, from, to, now).await
+    }
+
+    /// Compose, sign and queue one report message as our own report mail.
+    async fn enqueue(
+        &self,
+        mail: &ReportMail<'_>,
+        from: &str,
+        to: &str,
+        now: u64,
+    ) -> Result<QueueId, String> {
+        let mut bytes = compose(mail).map_err(|e| e.to_string())?;
         if let Some(sign) = &self.sign
             && let Some(mut headers) = sign(&bytes)
         {
@@ -246,11 +354,14 @@ impl Sender {
                 let _ = std::fs::remove_file(&trigger);
                 let now = postern_queue::unix_now();
                 let (begin, end) = window(req.trim(), now);
-                let lines = if self.cfg.tls_rpt {
+                let mut lines = if self.cfg.tls_rpt {
                     self.send_tlsrpt(begin, end).await
                 } else {
                     vec!["[reports] tls_rpt = false: no TLS-RPT reports are sent".into()]
                 };
+                if self.cfg.dmarc {
+                    lines.extend(self.send_dmarc(begin, end).await);
+                }
                 let _ = postern_queue::safefs::replace_file(
                     &answer_path(&self.state_dir).with_extension("tmp"),
                     &answer_path(&self.state_dir),
@@ -263,6 +374,11 @@ impl Sender {
                 if self.cfg.tls_rpt {
                     for l in self.send_tlsrpt(today - DAY, today).await {
                         info!("TLS-RPT: {l}");
+                    }
+                }
+                if self.cfg.dmarc {
+                    for l in self.send_dmarc(today - DAY, today).await {
+                        info!("DMARC: {l}");
                     }
                 }
                 next = next_run(now + 1, self.cfg.send_hour, jitter);
