@@ -171,6 +171,13 @@ async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
         "{answer}"
     );
     assert!(!answer.contains("quiet.test"), "{answer}");
+    let metrics = postern_metrics::render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("postern_reports_sent_total{") && l.contains("tlsrpt")),
+        "{metrics}"
+    );
     let got = b.wait_delivered("tlsrpt", 1).await;
     let mail = String::from_utf8_lossy(&got[0]).to_string();
     for h in [

@@ -75,6 +75,16 @@ pub const METRICS: &[Metric] = &[
         help: "Outbound connections abandoned because the TLS policy could not be met, by recipient domain and policy level.",
     },
     Metric {
+        name: "postern_reports_sent_total",
+        kind: Kind::Counter,
+        help: "Reports queued by Postern, by kind (tlsrpt: RFC 8460 TLS-RPT; dmarc: DMARC aggregate).",
+    },
+    Metric {
+        name: "postern_reports_store_dropped_total",
+        kind: Kind::Counter,
+        help: "Records the report store could not keep, by reason (backlog: the writer was behind; full: today alone reached [reports] max_store_mb; io: a disk error; closed: after shutdown).",
+    },
+    Metric {
         name: "postern_queue_messages",
         kind: Kind::Gauge,
         help: "Messages in the queue, by state (active, hold, failed, corrupt).",
