@@ -52,7 +52,8 @@ impl World {
              [[tls.certificate]]\nchain = \"{chain}\"\nkey = \"{key}\"\n\
              [[listener]]\naddress = \"127.0.0.1:0\"\n\
              [relay]\nlocal_domains = [\"partner.test\"]\n\
-             [[route]]\ndomain = \"partner.test\"\nnext_hop = \"maildir:mail\"\n",
+             [[route]]\ndomain = \"partner.test\"\nnext_hop = \"maildir:mail\"\n\
+             [reports]\ninbound_addresses = [\"tlsrpt@partner.test\"]\n",
             state = dir.path().join("state").display(),
             chain = chain.display(),
             key = key.display(),
@@ -191,6 +192,52 @@ async fn sessions_are_recorded_on_both_sides_and_survive_a_restart() {
     ] {
         assert!(mail.contains(h), "{h} missing in {mail}");
     }
+    // B takes it as an incoming report: counted and kept; a bad one is kept too.
+    let received = b.state().join("reports/received");
+    let kept = |suffix: &str| {
+        std::fs::read_dir(&received)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for _ in 0..100 {
+        if kept(".tlsrpt.eml") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept(".tlsrpt.eml"), 1);
+    let metrics = postern_metrics::render();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("postern_reports_received_tls_sessions_total{")
+                && l.contains("Sender Org")
+                && l.contains("success")
+                && l.ends_with(" 2")
+        ),
+        "{metrics}"
+    );
+    let mut c = SmtpClient::connect_greeted(b.addr()).await;
+    c.cmd("EHLO junk.test").await;
+    let r = c
+        .send_mail(
+            "x@junk.test",
+            &["tlsrpt@partner.test"],
+            b"Subject: not a report\r\n\r\nhello\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    for _ in 0..100 {
+        if kept(".bad.eml") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept(".bad.eml"), 1);
+
     // Read back by mail-auth's parser.
     let r = postern_reports::receive::tls_report_mail(&got[0]).unwrap();
     assert_eq!(r.organization_name.as_deref(), Some("Sender Org"));

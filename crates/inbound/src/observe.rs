@@ -21,9 +21,16 @@ pub struct InboundMessage {
     pub client_cert_verified: bool,
     /// The DMARC evaluation, when the From domain has a record and checks ran.
     pub dmarc: Option<postern_auth::DmarcFacts>,
+    /// The message as stored, only when [`InboundObserver::wants_content`] asked for it.
+    pub content: Option<Vec<u8>>,
 }
 
 /// Receives [`InboundMessage`]s. Must not block: called on the session's path.
 pub trait InboundObserver: Send + Sync + std::fmt::Debug {
     fn accepted(&self, message: InboundMessage);
+
+    /// Whether [`InboundMessage::content`] should be filled for these recipients.
+    fn wants_content(&self, _recipients: &[String]) -> bool {
+        false
+    }
 }

@@ -12,11 +12,26 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct Recorder {
     store: Arc<Store>,
+    /// `[reports] inbound_addresses`, lower case.
+    inbound: Arc<Vec<String>>,
+    /// Where received reports are kept.
+    received: std::path::PathBuf,
 }
 
 impl Recorder {
     pub fn new(store: Arc<Store>) -> Recorder {
-        Recorder { store }
+        Recorder {
+            store,
+            inbound: Arc::new(Vec::new()),
+            received: std::path::PathBuf::new(),
+        }
+    }
+
+    /// Also take mail to `addresses` as incoming reports, kept in `dir`.
+    pub fn receiving(mut self, addresses: &[String], dir: std::path::PathBuf) -> Recorder {
+        self.inbound = Arc::new(addresses.iter().map(|a| a.to_ascii_lowercase()).collect());
+        self.received = dir;
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -46,7 +61,25 @@ impl TlsObserver for Recorder {
 }
 
 impl InboundObserver for Recorder {
-    fn accepted(&self, m: InboundMessage) {
+    fn wants_content(&self, recipients: &[String]) -> bool {
+        recipients
+            .iter()
+            .any(|r| self.inbound.contains(&r.to_ascii_lowercase()))
+    }
+
+    fn accepted(&self, mut m: InboundMessage) {
+        if let Some(content) = m.content.take() {
+            // Parsing is CPU work on outside input: off the async workers when possible.
+            let dir = self.received.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(move || crate::receive::keep(&dir, &content));
+                }
+                Err(_) => {
+                    crate::receive::keep(&dir, &content);
+                }
+            }
+        }
         let t = postern_queue::unix_now();
         self.store.record(Event::Inbound(Inbound {
             t,

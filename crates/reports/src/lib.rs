@@ -44,7 +44,10 @@ impl Reports {
             )
         })?;
         Ok(Reports {
-            recorder: hooks::Recorder::new(store),
+            recorder: hooks::Recorder::new(store).receiving(
+                &cfg.inbound_addresses,
+                state_dir.join("reports").join("received"),
+            ),
             cfg: cfg.clone(),
             state_dir: state_dir.to_path_buf(),
         })
