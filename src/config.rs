@@ -47,6 +47,8 @@ pub struct Config {
     pub auth: postern_auth::AuthConfig,
     #[serde(default)]
     pub mta_sts: postern_sts::MtaStsConfig,
+    #[serde(default)]
+    pub reports: postern_reports::ReportsConfig,
 }
 
 impl Config {
@@ -167,6 +169,7 @@ fn validate(c: &Config, p: &mut Problems) {
     postern_dns::validate(&c.resolver, p);
     c.auth.validate(&KeyPath::of("auth"), p);
     postern_sts::config::validate(&c.mta_sts, &c.server, &c.relay.local_domains, p);
+    c.reports.validate(&KeyPath::of("reports"), p);
     // Loading the policies checks their CA, certificate and key files.
     let _ = postern_relay::outbound::policy::Policies::load(&c.outbound, &provider, p);
     c.static_router()

@@ -9,9 +9,9 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod operations;
-pub mod queue_cli;
 pub mod sendmail;
 pub mod server;
 
 pub use config::{Config, Loaded};
+pub use operations::queue_admin;
 pub use server::{Running, StartError, start};

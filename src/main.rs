@@ -43,7 +43,7 @@ enum Command {
     /// Look at and act on the mail queue (works whether the daemon runs or not).
     /// Without --config, /etc/postern/postern.toml is used when it exists.
     #[command(subcommand)]
-    Queue(postern::queue_cli::QueueCommand),
+    Queue(postern_queue::control::cli::QueueCommand),
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(postern::auth_cli::DkimCommand),
@@ -62,6 +62,12 @@ enum Command {
     /// MTA-STS policies cached for sending (RFC 8461): show, fetch now, or forget one.
     #[command(subcommand)]
     MtaSts(postern_sts::cli::MtaStsCommand),
+    /// TLS-RPT reports and the report store: list, show, send-now.
+    #[command(subcommand)]
+    Reports(postern_reports::cli::ReportsCommand),
+    /// Per peer domain and direction: share of mail over TLS, versions, suites, verified
+    /// certificates, and a verdict against [tls] profile (docs/operations.md).
+    TlsReport(postern_reports::cli::TlsReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +99,7 @@ Documentation: README.md and docs/ (getting started, configuration reference, me
 The annotated reference configuration is config/postern.toml.";
 
 fn main() -> ExitCode {
-    quiet_on_closed_stdout();
+    postern_config::cli::quiet_on_closed_stdout();
     if postern::sendmail::invoked_as_sendmail() {
         return postern::sendmail::main_classic();
     }
@@ -110,6 +116,20 @@ fn main() -> ExitCode {
         Command::Sendmail(args) => postern::sendmail::run(cli.config, args),
         Command::MtaSts(cmd) => load_or_report(cli.config)
             .map_or_else(|code| code, |l| postern::server::mta_sts(cmd, &l.config)),
+        Command::Reports(cmd) => load_or_report(cli.config).map_or_else(
+            |code| code,
+            |l| postern_reports::cli::reports(&l.config.reports, &l.config.server, cmd),
+        ),
+        Command::TlsReport(a) => load_or_report(cli.config).map_or_else(
+            |code| code,
+            |l| {
+                postern_reports::cli::tls_report(
+                    &l.config.server.state_dir,
+                    l.config.tls.profile,
+                    &a,
+                )
+            },
+        ),
         Command::DnsRecords => load_or_report(cli.config).map_or_else(
             |code| code,
             |l| {
@@ -120,36 +140,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// A reader that stops early (`postern check-config | head -1`) closes our standard
-/// output; the next `print!` then fails with EPIPE, which the standard library turns into a
-/// panic ("failed printing to stdout: Broken pipe", exit 101). Rust ignores SIGPIPE, so
-/// this is where it surfaces: treat it as the normal end it is for a command-line tool
-/// (exit 0, nothing on stderr). Every other panic keeps the default report.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
-            std::process::exit(0);
-        }
-        default(info);
-    }));
-}
-
 /// The configuration a Debian package installs.
 const SYSTEM_CONFIG: &str = "/etc/postern/postern.toml";
 
-fn queue(path: Option<PathBuf>, cmd: postern::queue_cli::QueueCommand) -> ExitCode {
+fn queue(path: Option<PathBuf>, cmd: postern_queue::control::cli::QueueCommand) -> ExitCode {
     let path = path.or_else(|| {
         let p = PathBuf::from(SYSTEM_CONFIG);
         p.exists().then_some(p)
     });
-    load_or_report(path).map_or_else(|code| code, |l| postern::queue_cli::run(&l.config, cmd))
+    load_or_report(path).map_or_else(|code| code, |l| postern::queue_admin(&l.config, cmd))
 }
 
 fn load_or_report(path: Option<PathBuf>) -> Result<postern::Loaded, ExitCode> {

@@ -57,3 +57,25 @@ pub async fn start(
         _lock: lock,
     })
 }
+
+/// `postern queue ...` against the queue `config` describes (`postern_queue::control::cli`).
+pub fn queue_admin(
+    config: &crate::Config,
+    cmd: postern_queue::control::cli::QueueCommand,
+) -> std::process::ExitCode {
+    type SignResult = Result<Option<postern_queue::Sign>, Box<dyn std::error::Error + Send + Sync>>;
+    let sign = || -> SignResult {
+        Ok(postern_auth::Signer::load(&config.auth.dkim_sign)?.into_report_hook())
+    };
+    let (queue_dir, hostname) = (config.queue_dir(), config.hostname());
+    let target = postern_queue::control::cli::Target {
+        queue_dir: &queue_dir,
+        state_dir: &config.server.state_dir,
+        offline: postern_queue::control::command::Offline {
+            config: &config.queue,
+            hostname: &hostname,
+            sign: &sign,
+        },
+    };
+    postern_queue::control::cli::run(&target, cmd)
+}

@@ -53,6 +53,7 @@ pub struct Running {
     /// Outbound delivery, whose TLS policies (CAs, client certificates) SIGHUP reloads.
     smtp: Arc<SmtpAgent>,
     outbound: postern_relay::OutboundConfig,
+    reports: postern_reports::Reports,
 }
 
 impl Running {
@@ -90,6 +91,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.reports.flush();
         if !self
             .queue
             .shutdown(crate::operations::QUEUE_STOP_TIMEOUT)
@@ -153,16 +155,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // One resolver (and cache) for delivery and for the SPF/DKIM/DMARC checks.
     let dns = postern_dns::Resolver::started(&config.resolver)?;
     let (smtp, router) = outbound_with(config, dns.clone())?;
+    let reports =
+        postern_reports::Reports::start(&config.reports, state).map_err(StartError::Listen)?;
+    smtp.set_observer(Some(reports.tls_observer()));
     let auth = Some(Arc::new(
         postern_auth::Auth::new(&config.auth, &hostname, &dns)
             .map_err(|e| StartError::Auth(e.to_string()))?,
     ));
+    let sign = auth.clone().and_then(postern_auth::Auth::report_hook);
     let queue = Queue::start_signed(
         Arc::new(spool),
         config.queue.clone(),
         router.clone(),
         &hostname,
-        auth.clone().and_then(postern_auth::Auth::report_hook),
+        sign.clone(),
     )
     .map_err(|source| StartError::Queue {
         path: queue_dir.display().to_string(),
@@ -183,6 +189,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             client_certs,
             partners: partners.clone(),
             auth: auth.clone(),
+            observer: Some(reports.inbound_observer()),
         })
     };
     let ctx = make_ctx(tls, None);
@@ -220,6 +227,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks).await?;
     let refresher = smtp.mta_sts().map(|s| s.refresher(rx.clone()));
     tasks.extend(refresher.map(tokio::spawn));
+    tasks.push(reports.spawn_sender(&hostname, queue.clone(), dns, sign, rx.clone()));
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(
@@ -239,6 +247,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         mta_sts,
         smtp,
         outbound: config.outbound.clone(),
+        reports,
     })
 }
 

@@ -34,6 +34,7 @@
 mod b64;
 pub mod config;
 pub mod dns;
+pub mod facts;
 pub mod headers;
 pub mod keygen;
 pub mod records;
@@ -49,6 +50,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use config::{
     AuthConfig, DkimMode, DkimSignConfig, DmarcPolicy, QuarantineAction, SignAlgorithm, SpfPolicy,
 };
+pub use facts::DmarcFacts;
 pub use mail_auth::SpfResult;
 pub use sign::{Signed, Signer};
 pub use sources::{SignSource, SignSourceRule};

@@ -78,6 +78,8 @@ pub struct Verdict {
     pub quarantined: bool,
     /// `spf=pass dkim=pass dmarc=pass`, for the log line.
     pub summary: String,
+    /// The DMARC evaluation, when the From domain has a record (for aggregate reports).
+    pub dmarc: Option<crate::facts::DmarcFacts>,
 }
 
 /// The checks, with their DNS caches.
@@ -308,12 +310,22 @@ impl Verifier {
                     .to_header(),
             );
         }
+        let disposition = match (&refuse, quarantined) {
+            (Some(_), _) => "reject",
+            (None, true) => "quarantine",
+            _ => "none",
+        };
+        let facts = dmarc.as_ref().and_then(|d| {
+            let s = spf.map(|s| (&s.from_out, lower(s.from_out.result())));
+            crate::facts::dmarc(d, &dkim, s.map(|s| s.0), s.map(|s| s.1), disposition)
+        });
         Verdict {
             prepend,
             strip,
             refuse,
             quarantined,
             summary: summary.join(" "),
+            dmarc: facts,
         }
     }
 
@@ -382,6 +394,10 @@ fn lower(r: SpfResult) -> &'static str {
         SpfResult::PermError => "permerror",
         SpfResult::None => "none",
     }
+}
+
+pub(crate) fn dkim_result_word(r: &DkimResult) -> &'static str {
+    dkim_word(r)
 }
 
 fn dkim_word(r: &DkimResult) -> &'static str {

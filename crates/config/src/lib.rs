@@ -10,6 +10,7 @@
 //! Nothing here touches the network or the file system; parsing is total (no panics on
 //! any input), which the config fuzz target relies on.
 
+pub mod cli;
 mod diag;
 pub mod domain;
 pub mod server;

@@ -36,6 +36,7 @@ mod listener;
 mod literal;
 mod local;
 mod metrics;
+pub mod observe;
 pub mod partner;
 mod received;
 mod relay_control;

@@ -39,6 +39,8 @@ pub struct ServerContext {
     pub partners: Arc<crate::Partners>,
     /// SPF / DKIM / DMARC checks and DKIM signing (`[auth]`); `None`: all off.
     pub auth: Option<Arc<postern_auth::Auth>>,
+    /// Hears every accepted message (the report store; [`crate::observe`]).
+    pub observer: Option<Arc<dyn crate::observe::InboundObserver>>,
 }
 
 mod rustls_server {

@@ -80,6 +80,31 @@ pub const METRICS: &[Metric] = &[
         help: "Outbound connections abandoned because the TLS policy could not be met, by recipient domain and policy level.",
     },
     Metric {
+        name: "postern_reports_sent_total",
+        kind: Kind::Counter,
+        help: "Reports queued by Postern, by kind (tlsrpt: RFC 8460 TLS-RPT; dmarc: DMARC aggregate).",
+    },
+    Metric {
+        name: "postern_reports_received_total",
+        kind: Kind::Counter,
+        help: "Messages to [reports] inbound_addresses, by kind (tlsrpt, dmarc, unknown) and status (ok, bad: kept but not readable).",
+    },
+    Metric {
+        name: "postern_reports_received_tls_sessions_total",
+        kind: Kind::Counter,
+        help: "Sessions counted in TLS-RPT reports received, by reporting organisation and result (success, or the RFC 8460 result type).",
+    },
+    Metric {
+        name: "postern_reports_received_dmarc_messages_total",
+        kind: Kind::Counter,
+        help: "Messages counted in DMARC aggregate reports received, by reporting organisation and DMARC result (pass, fail).",
+    },
+    Metric {
+        name: "postern_reports_store_dropped_total",
+        kind: Kind::Counter,
+        help: "Records the report store could not keep, by reason (backlog: the writer was behind; full: today alone reached [reports] max_store_mb; io: a disk error; closed: after shutdown).",
+    },
+    Metric {
         name: "postern_queue_messages",
         kind: Kind::Gauge,
         help: "Messages in the queue, by state (active, hold, failed, corrupt).",

@@ -86,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// End of message: verify and/or sign, remove forged Authentication-Results, and
     /// arrange the new top of the stored message. `Err` is the reply refusing the message.
     pub(crate) async fn auth_message(&mut self, incoming: &mut Incoming) -> Result<(), Reply> {
+        self.dmarc = None;
         let Some(tx) = self.tx.as_ref() else {
             return Ok(());
         };
@@ -176,6 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if done.hold {
             incoming.hold_on_commit();
         }
+        self.dmarc = done.dmarc;
         if let Some((replaced, head)) = done.new_head {
             incoming.replace_head(trace_len + replaced as u64, head);
         }
@@ -209,6 +211,8 @@ struct Done {
     hold: bool,
     /// Replace this many bytes of the message (after our Received field) with this head.
     new_head: Option<(usize, Vec<u8>)>,
+    /// The DMARC evaluation, for the observer.
+    dmarc: Option<postern_auth::DmarcFacts>,
 }
 
 impl Job {
@@ -218,6 +222,7 @@ impl Job {
             .split_at(self.trace_len.min(self.content.len()));
         let mut prepend = String::new();
         let mut hold = false;
+        let mut dmarc = None;
         // Forged fields go whatever else happens (RFC 8601 §5): also for exempt clients
         // and with every check off.
         let mut strip = forged_results(message, &self.authserv_id);
@@ -252,6 +257,7 @@ impl Job {
                     }
                 );
             }
+            dmarc = verdict.dmarc;
             prepend = verdict.prepend;
             strip = verdict.strip;
         }
@@ -289,6 +295,10 @@ impl Job {
             }
         }
         let new_head = (replaced > 0 || head.len() > trace.len()).then_some((replaced, head));
-        Ok(Done { hold, new_head })
+        Ok(Done {
+            hold,
+            new_head,
+            dmarc,
+        })
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct Session<S> {
     shutdown: watch::Receiver<bool>,
     /// A local submission: the client's uid, from the kernel (`SO_PEERCRED`).
     uid: Option<u32>,
+    /// The DMARC evaluation of the message being committed, for the observer.
+    dmarc: Option<postern_auth::DmarcFacts>,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
@@ -120,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             errors: 0,
             shutdown,
             uid: None,
+            dmarc: None,
         }
     }
 
@@ -474,7 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let sender_tls = tx.as_ref().map(sender_tls).unwrap_or_default();
         incoming.set_sender_tls(sender_tls);
         match incoming.commit().await {
-            Ok(_) => {
+            Ok(stored) => {
                 let (from, n) = tx
                     .as_ref()
                     .map(|t| (t.from.to_string(), t.rcpts.len()))
@@ -501,10 +504,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     }
                 );
                 crate::metrics::accepted(&self.cfg, self.tls.as_ref());
+                self.observe(tx.as_ref(), &stored);
                 self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")))
             }
             Err(e) => self.storage_failed(e),
         }
+    }
+
+    /// Tell the observer (if any) about a message just accepted from a peer.
+    fn observe(&mut self, tx: Option<&Transaction>, stored: &postern_queue::QueuedMessage) {
+        let dmarc = self.dmarc.take();
+        let (Some(obs), Some(tx), None) = (self.ctx.observer.as_ref(), tx, self.uid) else {
+            return;
+        };
+        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.to_string()).collect();
+        // Only small messages to the report addresses are read back (a report is small).
+        let content = obs
+            .wants_content(&recipients)
+            .then(|| stored.read_body().ok())
+            .flatten();
+        obs.accepted(crate::observe::InboundMessage {
+            client_ip: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            sender_domain: match &tx.from {
+                ReversePath::Null => None,
+                ReversePath::Address(a) => Some(a.domain.to_string()),
+            },
+            recipients,
+            tls: self.tls.clone(),
+            client_cert_verified: self.client_cert.as_ref().is_some_and(|c| c.verified()),
+            dmarc,
+            content,
+        });
     }
 
     pub(crate) fn storage_failed(&mut self, e: std::io::Error) -> Flow {

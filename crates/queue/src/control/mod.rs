@@ -14,6 +14,7 @@
 //! (`STATE_DIR/control.sock`, mode 0660) belong to the `postern` user and group. Anyone
 //! who can connect can delete mail: keep the group `postern` for mail administrators.
 
+pub mod cli;
 pub mod client;
 pub mod command;
 pub mod protocol;

@@ -63,6 +63,8 @@ pub struct SmtpAgent {
     sts: std::sync::RwLock<Option<Arc<dyn StsLookup>>>,
     /// The MTA-STS cache behind `sts`, whose refresher the daemon runs.
     mta_sts: std::sync::RwLock<Option<Arc<postern_sts::lookup::Sts>>>,
+    /// Who hears each session's TLS outcome (the report store; [`super::observe`]).
+    observer: super::observe::Slot,
 }
 
 impl std::fmt::Debug for SmtpAgent {
@@ -86,7 +88,13 @@ impl SmtpAgent {
             own: crate::loops::OwnAddresses::default(),
             sts: std::sync::RwLock::new(None),
             mta_sts: std::sync::RwLock::new(None),
+            observer: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Plug in the observer of TLS session outcomes ([`super::observe::TlsObserver`]).
+    pub fn set_observer(&self, o: Option<Arc<dyn super::observe::TlsObserver>>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = o;
     }
 
     /// Whether DNSSEC answers can be secure (`[resolver] dnssec` is not `off`): without
@@ -331,6 +339,13 @@ impl SmtpAgent {
             } else {
                 decision
             };
+            let seen = super::observe::Attempt {
+                domain,
+                peer: &target.peer,
+                dane: &dane,
+                sts: sts.as_ref(),
+                own_report: msg.envelope.helo == super::observe::REPORT_MAIL_HELO,
+            };
             let host = match decision {
                 HostDecision::Connect(h) => h,
                 HostDecision::Skip {
@@ -338,6 +353,7 @@ impl SmtpAgent {
                     metric,
                     source,
                 } => {
+                    super::observe::skipped(&self.observer, &seen, source, metric, &reason);
                     match source {
                         Source::MtaSts => super::metrics::mta_sts(&format!("enforce-{metric}")),
                         _ => super::metrics::dane(metric),
@@ -350,10 +366,11 @@ impl SmtpAgent {
             // RFC 8689 §4.2.1 condition 1: a DNSSEC-secure MX answer named this host (a
             // host named in the configuration did not come from DNS at all).
             let mx_secure = !hop.mx || target.security == postern_dns::Security::Secure;
-            match self
+            let session = self
                 .session(&peer, &nexthop, &host, &dane, mx_secure, &id.to_string())
-                .await
-            {
+                .await;
+            super::observe::session(&self.observer, &seen, host.source, &session);
+            match session {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
                     Ok(outcomes) => {
                         super::metrics::delivered(&c, &outcomes);

@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 mod metrics;
 pub mod mta_sts;
+pub mod observe;
 pub mod policy;
 pub mod requiretls;
 pub mod resolve;

@@ -1,16 +1,16 @@
-//! `postern queue ...`: the arguments, and printing what `postern_queue::control`
-//! returns. The commands themselves (lock or control socket, the changes, the text of
-//! `list` and `show`) live in the queue crate.
+//! `postern queue ...`: the arguments, and printing what the control module returns. The
+//! commands themselves (lock or control socket, the changes, the text of `list` and
+//! `show`) are in [`super::command`] and [`super::render`]; the binary only passes in
+//! where the queue is ([`Target`]).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use postern_queue::AdminOp;
-use postern_queue::control::command::{AdminError, Offline, QueueAccess, parse_id, select};
-use postern_queue::control::render;
 
-use crate::Config;
+use super::command::{AdminError, Offline, QueueAccess, parse_id, select};
+use super::render;
+use crate::AdminOp;
 
 /// `postern queue` subcommands.
 #[derive(Debug, Subcommand)]
@@ -64,9 +64,18 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// Run a queue command against the queue `config` describes.
-pub fn run(config: &Config, cmd: QueueCommand) -> ExitCode {
-    match execute(config, cmd) {
+/// Where the queue is, and what a command run while the daemon is stopped needs.
+#[derive(Debug)]
+pub struct Target<'a> {
+    pub queue_dir: &'a std::path::Path,
+    pub state_dir: &'a std::path::Path,
+    /// `bounce` with the daemon stopped writes the bounce itself.
+    pub offline: Offline<'a>,
+}
+
+/// Run a queue command against the queue `target` names.
+pub fn run(target: &Target<'_>, cmd: QueueCommand) -> ExitCode {
+    match execute(target, cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern queue: {e}");
@@ -90,18 +99,8 @@ enum CliError {
     NotDeleted,
 }
 
-fn execute(config: &Config, cmd: QueueCommand) -> Result<(), CliError> {
-    let access = QueueAccess::open(&config.queue_dir(), &config.server.state_dir)?;
-    let hostname = config.hostname();
-    let sign =
-        || -> Result<Option<postern_queue::Sign>, Box<dyn std::error::Error + Send + Sync>> {
-            Ok(postern_auth::Signer::load(&config.auth.dkim_sign)?.into_report_hook())
-        };
-    let offline = Offline {
-        config: &config.queue,
-        hostname: &hostname,
-        sign: &sign,
-    };
+fn execute(target: &Target<'_>, cmd: QueueCommand) -> Result<(), CliError> {
+    let access = QueueAccess::open(target.queue_dir, target.state_dir)?;
     let op = match cmd {
         QueueCommand::List(args) => {
             let selected = select(
@@ -109,10 +108,7 @@ fn execute(config: &Config, cmd: QueueCommand) -> Result<(), CliError> {
                 args.state.as_deref(),
                 args.domain.as_deref(),
             );
-            print!(
-                "{}",
-                render::list(&selected, args.json, postern_queue::unix_now())?
-            );
+            print!("{}", render::list(&selected, args.json, crate::unix_now())?);
             return Ok(());
         }
         QueueCommand::Show { id, json } => {
@@ -136,7 +132,7 @@ fn execute(config: &Config, cmd: QueueCommand) -> Result<(), CliError> {
             AdminOp::Delete(id)
         }
     };
-    println!("{}", access.change(op, &offline)?);
+    println!("{}", access.change(op, &target.offline)?);
     Ok(())
 }
 

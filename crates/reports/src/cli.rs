@@ -1,0 +1,253 @@
+//! `postern reports list|show|send-now` and `postern tls-report`: the logic behind the
+//! commands (src/main.rs only parses and dispatches).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::ReportsConfig;
+use crate::event::Event;
+use crate::send::{answer_path, trigger_path, window};
+use crate::store::{days, events_dir, read};
+use crate::tlsrpt::{Submitter, build};
+
+/// `postern reports ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportsCommand {
+    /// The days in the report store, with outbound TLS sessions per policy domain
+    /// (successful / failed; our own report mail not counted).
+    List,
+    /// Print the TLS-RPT report(s) (RFC 8460 JSON) for DAY as they would be sent.
+    Show {
+        /// `yesterday` (default), `today` (so far) or YYYY-MM-DD (UTC).
+        #[arg(default_value = "yesterday")]
+        day: String,
+        /// Only the report for this policy domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Ask the running daemon to send the TLS-RPT reports for DAY now, and print what
+    /// it did.
+    SendNow {
+        /// `today` (so far: the default), `yesterday` or YYYY-MM-DD (UTC).
+        #[arg(default_value = "today")]
+        day: String,
+    },
+}
+
+/// Run a `postern reports` command.
+pub fn reports(
+    cfg: &ReportsConfig,
+    server: &postern_config::server::ServerConfig,
+    cmd: ReportsCommand,
+) -> ExitCode {
+    let (state_dir, hostname) = (server.state_dir.as_path(), &server.hostname());
+    match cmd {
+        ReportsCommand::List => list(state_dir),
+        ReportsCommand::Show { day, domain } => {
+            show(cfg, state_dir, hostname, &day, domain.as_deref())
+        }
+        ReportsCommand::SendNow { day } => match send_now(state_dir, &day, Duration::from_secs(60))
+        {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("postern: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn list(state_dir: &Path) -> ExitCode {
+    let dir = events_dir(state_dir);
+    let all = match days(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("postern: cannot read {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if all.is_empty() {
+        println!("the report store {} is empty", dir.display());
+    }
+    for (day, path, size) in all {
+        let Ok((begin, end)) = day_bounds(&day) else {
+            continue;
+        };
+        let r = read(&dir, begin, end).unwrap_or_default();
+        let mut per: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let (mut inbound, mut dmarc) = (0, 0);
+        for e in &r.events {
+            match e {
+                Event::Outbound(o) if !o.own_report => {
+                    let c = per.entry(o.policy_domain.clone()).or_default();
+                    if o.result.is_some() {
+                        c.1 += 1;
+                    } else {
+                        c.0 += 1;
+                    }
+                }
+                Event::Inbound(_) => inbound += 1,
+                Event::Dmarc(_) => dmarc += 1,
+                _ => {}
+            }
+        }
+        println!(
+            "{day}  {} records, {} bytes{}; {inbound} inbound messages, {dmarc} DMARC evaluations ({})",
+            r.events.len(),
+            size,
+            if r.skipped > 0 {
+                format!(", {} damaged lines skipped", r.skipped)
+            } else {
+                String::new()
+            },
+            path.display()
+        );
+        for (d, (ok, failed)) in per {
+            println!("    {d}: {ok} successful, {failed} failed outbound sessions");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn day_bounds(day: &str) -> Result<(u64, u64), ()> {
+    let mut p = day.split('-').map(|x| x.parse::<i64>().map_err(|_| ()));
+    let (y, m, d) = (
+        p.next().ok_or(())??,
+        p.next().ok_or(())??,
+        p.next().ok_or(())??,
+    );
+    let month = time::Month::try_from(u8::try_from(m).map_err(|_| ())?).map_err(|_| ())?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(y).map_err(|_| ())?,
+        month,
+        u8::try_from(d).map_err(|_| ())?,
+    )
+    .map_err(|_| ())?;
+    let t = u64::try_from(date.midnight().assume_utc().unix_timestamp()).map_err(|_| ())?;
+    Ok((t, t + 86_400))
+}
+
+fn show(
+    cfg: &ReportsConfig,
+    state_dir: &Path,
+    hostname: &str,
+    day: &str,
+    domain: Option<&str>,
+) -> ExitCode {
+    let now = postern_queue::unix_now();
+    let (begin, end) = match day {
+        "today" | "yesterday" => window(day, now),
+        d => match day_bounds(d) {
+            Ok(w) => w,
+            Err(()) => {
+                eprintln!("postern: {d:?} is not a day: use YYYY-MM-DD, today or yesterday");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let events = match read(&events_dir(state_dir), begin, end) {
+        Ok(r) => r.events,
+        Err(e) => {
+            eprintln!("postern: cannot read the report store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let from = cfg.from_address(hostname);
+    let who = Submitter {
+        organization: cfg
+            .organization
+            .clone()
+            .unwrap_or_else(|| hostname.to_string()),
+        contact: cfg.contact.clone().unwrap_or_else(|| from.clone()),
+        domain: from
+            .rsplit_once('@')
+            .map_or(hostname.to_string(), |(_, d)| d.to_string()),
+    };
+    let reports: Vec<_> = build(&events, begin, end, &who)
+        .into_iter()
+        .filter(|r| domain.is_none_or(|d| d.eq_ignore_ascii_case(&r.policy_domain)))
+        .collect();
+    if reports.is_empty() {
+        eprintln!("no outbound sessions to report for {day}");
+    }
+    for r in reports {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r.json).unwrap_or_default()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Ask the daemon (through the trigger file it polls every second) to send the reports
+/// for `day`; its answer, or why there is none.
+pub fn send_now(state_dir: &Path, day: &str, wait: Duration) -> Result<String, String> {
+    let trigger = trigger_path(state_dir);
+    let answer = answer_path(state_dir);
+    let _ = std::fs::remove_file(&answer);
+    postern_queue::safefs::replace_file(&trigger.with_extension("tmp"), &trigger, day.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", trigger.display()))?;
+    let start = std::time::Instant::now();
+    while start.elapsed() < wait {
+        if let Ok(text) = std::fs::read_to_string(&answer) {
+            let _ = std::fs::remove_file(&answer);
+            return Ok(text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&trigger);
+    Err(format!(
+        "the daemon did not answer within {}s: is it running with this configuration ({})?",
+        wait.as_secs(),
+        state_dir.display()
+    ))
+}
+
+/// `postern tls-report`
+#[derive(Debug, clap::Args)]
+pub struct TlsReportArgs {
+    /// How far back to look: 7d, 24h, 30m.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `postern tls-report`.
+pub fn tls_report(
+    state_dir: &Path,
+    profile: postern_tls::Profile,
+    args: &TlsReportArgs,
+) -> ExitCode {
+    let secs = match crate::peers::parse_since(&args.since) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("postern: --since {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = postern_queue::unix_now();
+    let events = match read(&events_dir(state_dir), now.saturating_sub(secs), now + 1) {
+        Ok(r) => r.events,
+        Err(e) => {
+            eprintln!("postern: cannot read the report store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let peers = crate::peers::peers(&events, profile);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&peers).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::peers::text(&peers, &args.since));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,223 @@
+//! DMARC aggregate reports (RFC 7489 §7.2, the XML of its Appendix C): the daily report
+//! per From domain whose DMARC record asked for one (`rua=mailto:`), from the store's
+//! DMARC evaluations, to destinations that pass external-destination verification
+//! (RFC 7489 §7.1: `<domain>._report._dmarc.<destination domain>` TXT `v=DMARC1`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::event::{Dmarc, Event};
+use crate::tlsrpt::Submitter;
+
+/// One From domain's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub domain: String,
+    pub report_id: String,
+    pub begin: u64,
+    pub end: u64,
+    pub xml: String,
+    /// The `rua=` URIs of the most recent evaluation.
+    pub rua: Vec<String>,
+    pub messages: u64,
+}
+
+/// XML text escaping.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\t' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn word<'a>(w: &'a str, allowed: &[&'a str], default: &'a str) -> &'a str {
+    if allowed.contains(&w) { w } else { default }
+}
+
+const DKIM_RESULTS: [&str; 7] = [
+    "none",
+    "pass",
+    "fail",
+    "policy",
+    "neutral",
+    "temperror",
+    "permerror",
+];
+const SPF_RESULTS: [&str; 7] = [
+    "none",
+    "neutral",
+    "pass",
+    "fail",
+    "softfail",
+    "temperror",
+    "permerror",
+];
+const DISPOSITIONS: [&str; 3] = ["none", "quarantine", "reject"];
+
+/// The reports for `[begin, end)`, one per From domain with evaluations.
+pub fn build(events: &[Event], begin: u64, end: u64, who: &Submitter) -> Vec<Report> {
+    let mut by_domain: BTreeMap<&str, Vec<&Dmarc>> = BTreeMap::new();
+    for e in events {
+        if let Event::Dmarc(d) = e
+            && d.t >= begin
+            && d.t < end
+        {
+            by_domain.entry(&d.header_from).or_default().push(d);
+        }
+    }
+    by_domain
+        .into_iter()
+        .map(|(domain, evs)| one(domain, &evs, begin, end, who))
+        .collect()
+}
+
+fn one(domain: &str, evs: &[&Dmarc], begin: u64, end: u64, who: &Submitter) -> Report {
+    // Rows: identical evaluations from one source address, counted.
+    let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+    for d in evs {
+        *rows.entry(record(d)).or_default() += 1;
+    }
+    let latest = evs.iter().max_by_key(|d| d.t).copied();
+    let report_id = format!("{begin}-{end}.{domain}@{}", who.domain);
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n");
+    x.push_str("  <version>1.0</version>\n  <report_metadata>\n");
+    let _ = writeln!(x, "    <org_name>{}</org_name>", esc(&who.organization));
+    let _ = writeln!(x, "    <email>{}</email>", esc(&who.contact));
+    let _ = writeln!(x, "    <report_id>{}</report_id>", esc(&report_id));
+    let _ = writeln!(
+        x,
+        "    <date_range>\n      <begin>{begin}</begin>\n      <end>{}</end>\n    </date_range>",
+        end.saturating_sub(1)
+    );
+    x.push_str("  </report_metadata>\n  <policy_published>\n");
+    if let Some(l) = latest {
+        let _ = writeln!(x, "    <domain>{}</domain>", esc(domain));
+        let _ = writeln!(x, "    <adkim>{}</adkim>", word(&l.adkim, &["r", "s"], "r"));
+        let _ = writeln!(x, "    <aspf>{}</aspf>", word(&l.aspf, &["r", "s"], "r"));
+        let _ = writeln!(x, "    <p>{}</p>", word(&l.p, &DISPOSITIONS, "none"));
+        let _ = writeln!(x, "    <sp>{}</sp>", word(&l.sp, &DISPOSITIONS, "none"));
+        x.push_str("    <pct>100</pct>\n");
+    }
+    x.push_str("  </policy_published>\n");
+    for (rec, count) in &rows {
+        x.push_str(&rec.replace("{COUNT}", &count.to_string()));
+    }
+    x.push_str("</feedback>\n");
+    Report {
+        domain: domain.to_string(),
+        report_id,
+        begin,
+        end,
+        xml: x,
+        rua: latest.map(|l| l.rua.clone()).unwrap_or_default(),
+        messages: evs.len() as u64,
+    }
+}
+
+/// One `<record>`, with `{COUNT}` for the count.
+fn record(d: &Dmarc) -> String {
+    let pf = |b: bool| if b { "pass" } else { "fail" };
+    let mut x = String::from("  <record>\n    <row>\n");
+    let _ = writeln!(x, "      <source_ip>{}</source_ip>", d.ip);
+    x.push_str("      <count>{COUNT}</count>\n      <policy_evaluated>\n");
+    let _ = writeln!(
+        x,
+        "        <disposition>{}</disposition>",
+        word(&d.disposition, &DISPOSITIONS, "none")
+    );
+    let _ = writeln!(x, "        <dkim>{}</dkim>", pf(d.dkim_aligned));
+    let _ = writeln!(x, "        <spf>{}</spf>", pf(d.spf_aligned));
+    x.push_str("      </policy_evaluated>\n    </row>\n    <identifiers>\n");
+    let _ = writeln!(
+        x,
+        "      <header_from>{}</header_from>",
+        esc(&d.header_from)
+    );
+    x.push_str("    </identifiers>\n    <auth_results>\n");
+    for (dom, sel, res) in &d.dkim {
+        let _ = writeln!(
+            x,
+            "      <dkim>\n        <domain>{}</domain>\n        <selector>{}</selector>\n        <result>{}</result>\n      </dkim>",
+            esc(dom),
+            esc(sel),
+            word(res, &DKIM_RESULTS, "permerror")
+        );
+    }
+    let spf_domain = if d.spf_domain.is_empty() {
+        &d.header_from
+    } else {
+        &d.spf_domain
+    };
+    let _ = writeln!(
+        x,
+        "      <spf>\n        <domain>{}</domain>\n        <scope>mfrom</scope>\n        <result>{}</result>\n      </spf>",
+        esc(spf_domain),
+        word(&d.spf_result, &SPF_RESULTS, "none")
+    );
+    x.push_str("    </auth_results>\n  </record>\n");
+    x
+}
+
+/// The mail addresses of `rua=` URIs (a `!size` limit removed). mail-auth keeps a
+/// `mailto:` URI as the bare address; other schemes are left out.
+pub fn mailto(rua: &[String]) -> Vec<String> {
+    rua.iter()
+        .filter_map(|u| {
+            let u = u.trim();
+            let addr = match u.get(..7) {
+                Some(p) if p.eq_ignore_ascii_case("mailto:") => &u[7..],
+                _ if u.contains("://") || u.starts_with("https:") => return None,
+                _ => u,
+            };
+            let addr = addr.split('!').next()?.trim().to_string();
+            (addr.contains('@') && !addr.contains(['<', '>', ' ', ','])).then_some(addr)
+        })
+        .collect()
+}
+
+/// Whether a report about `domain` may go to `dest` without asking `dest` (RFC 7489
+/// §7.1: the same organisation, approximated as one being the other or a subdomain of
+/// it); otherwise the TXT record `domain._report._dmarc.DEST-DOMAIN` must say so.
+pub fn needs_verification(domain: &str, dest: &str) -> Option<String> {
+    let d = dest
+        .rsplit_once('@')
+        .map_or(dest, |(_, d)| d)
+        .to_ascii_lowercase();
+    let h = domain.to_ascii_lowercase();
+    let same = d == h || d.ends_with(&format!(".{h}")) || h.ends_with(&format!(".{d}"));
+    (!same).then(|| format!("{h}._report._dmarc.{d}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn destinations_and_verification_names() {
+        assert_eq!(
+            mailto(&[
+                "mailto:d@rua.example!10m".into(),
+                "https://x".into(),
+                "e@rua.example".into()
+            ]),
+            vec!["d@rua.example".to_string(), "e@rua.example".to_string()]
+        );
+        assert_eq!(needs_verification("a.example", "r@a.example"), None);
+        assert_eq!(needs_verification("a.example", "r@mail.a.example"), None);
+        assert_eq!(
+            needs_verification("a.example", "r@rua.example"),
+            Some("a.example._report._dmarc.rua.example".into())
+        );
+        assert_eq!(esc("a<&>\"'"), "a&lt;&amp;&gt;&quot;&apos;");
+    }
+}

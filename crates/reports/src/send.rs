@@ -1,0 +1,446 @@
+//! Sending: once per UTC day (`[reports] send_hour` plus jitter) the previous day's
+//! TLS-RPT reports are built from the store, addressed to the `rua=mailto:` of each
+//! policy domain's `_smtp._tls` record, DKIM-signed with the `[[auth.dkim_sign]]` key of
+//! the From domain, and queued as our own report mail (the envelope's HELO is
+//! [`REPORT_MAIL_HELO`], so their deliveries are never counted).
+//!
+//! `STATE_DIR/reports/sent.log` records every report queued (`DAY REPORT-ID ADDRESS`):
+//! a report is never queued twice for one address, and the daily and per-destination
+//! caps count from it, so a restart changes nothing. `postern reports send-now` asks
+//! the daemon through the file `STATE_DIR/reports/send-now` ([`crate::cli`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use postern_queue::{Envelope, Queue, QueueId, Recipient, SenderTls};
+use postern_relay::outbound::observe::REPORT_MAIL_HELO;
+use postern_smtp::address::{ReversePath, parse_mailbox};
+use postern_smtp::command::BodyType;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::ReportsConfig;
+use crate::mail::{ReportMail, compose};
+use crate::store::{day_of, events_dir, read};
+use crate::tlsrpt::{Submitter, build, rua_mailto};
+
+/// The signing hook (`postern_auth::Auth::report_hook`).
+pub type Sign = Option<postern_auth::sign::ReportSign>;
+
+const DAY: u64 = 86_400;
+
+/// What sending needs.
+#[derive(Clone)]
+pub struct Sender {
+    pub cfg: ReportsConfig,
+    pub state_dir: PathBuf,
+    pub hostname: String,
+    pub queue: Queue,
+    pub dns: postern_dns::Resolver,
+    pub sign: Sign,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trigger file of `postern reports send-now`, and its answer.
+pub fn trigger_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("reports").join("send-now")
+}
+pub fn answer_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("reports").join("send-now.done")
+}
+
+fn ledger_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("reports").join("sent.log")
+}
+
+impl Sender {
+    pub fn submitter(&self) -> Submitter {
+        let from = self.cfg.from_address(&self.hostname);
+        Submitter {
+            organization: self
+                .cfg
+                .organization
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            contact: self.cfg.contact.clone().unwrap_or_else(|| from.clone()),
+            domain: from
+                .rsplit_once('@')
+                .map_or(self.hostname.clone(), |(_, d)| d.to_ascii_lowercase()),
+        }
+    }
+
+    /// Build and queue the TLS-RPT reports for `[begin, end)`; one line per domain says
+    /// what happened.
+    pub async fn send_tlsrpt(&self, begin: u64, end: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        let events = match read(&events_dir(&self.state_dir), begin, end) {
+            Ok(r) => r.events,
+            Err(e) => {
+                warn!("reports: cannot read the store: {e}");
+                return vec![format!("cannot read the store: {e}")];
+            }
+        };
+        let who = self.submitter();
+        let from = self.cfg.from_address(&self.hostname);
+        let now = postern_queue::unix_now();
+        let today = day_of(now);
+        let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
+        for report in build(&events, begin, end, &who) {
+            let domain = &report.policy_domain;
+            let name = format!("_smtp._tls.{domain}");
+            let rua: Vec<String> = match self.dns.txt(&name).await {
+                Ok(a) => a
+                    .records
+                    .iter()
+                    .filter_map(|r| rua_mailto(&String::from_utf8_lossy(r)))
+                    .flatten()
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if rua.is_empty() {
+                lines.push(format!(
+                    "{domain}: no _smtp._tls rua=mailto: record, no report"
+                ));
+                continue;
+            }
+            let json = report.json.to_string();
+            for to in rua {
+                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
+                    lines.push(format!("{domain}: not sent to {to}: {why}"));
+                    continue;
+                }
+                match self.queue_one(&report, &json, &from, &to, &who, now).await {
+                    Ok(id) => {
+                        self.record_sent(&mut ledger, &today, &report.report_id, &to);
+                        postern_metrics::inc("postern_reports_sent_total", &[("kind", "tlsrpt")]);
+                        info!(
+                            "TLS-RPT report {} for {domain} ({} successful, {} failed sessions) queued to {to} as {id}",
+                            report.report_id, report.successes, report.failures
+                        );
+                        lines.push(format!(
+                            "{domain}: queued to {to} as {id} ({} successful, {} failed sessions)",
+                            report.successes, report.failures
+                        ));
+                    }
+                    Err(e) => {
+                        warn!("TLS-RPT report for {domain} to {to} not queued: {e}");
+                        lines.push(format!("{domain}: not queued to {to}: {e}"));
+                    }
+                }
+            }
+        }
+        if lines.is_empty() {
+            lines.push("no sessions in the period: no report".into());
+        }
+        lines
+    }
+
+    /// Why a report may not go to `to` now, if it may not.
+    fn gate(&self, ledger: &str, today: &str, report_id: &str, to: &str) -> Option<&'static str> {
+        let sent_today = ledger.lines().filter(|l| l.starts_with(today)).count();
+        let to_dest = ledger
+            .lines()
+            .filter(|l| l.starts_with(today) && l.ends_with(&format!(" {to}")))
+            .count();
+        if !self.cfg.destination_allowed(to) {
+            Some("destination not allowed ([reports] allow/deny)")
+        } else if ledger
+            .lines()
+            .any(|l| l.ends_with(&format!(" {report_id} {to}")))
+        {
+            Some("already sent")
+        } else if sent_today >= self.cfg.max_reports_per_day as usize {
+            Some("[reports] max_reports_per_day reached")
+        } else if to_dest >= self.cfg.max_reports_per_destination as usize {
+            Some("[reports] max_reports_per_destination reached")
+        } else {
+            None
+        }
+    }
+
+    fn record_sent(&self, ledger: &mut String, today: &str, report_id: &str, to: &str) {
+        let line = format!("{today} {report_id} {to}\n");
+        append(&ledger_path(&self.state_dir), &line);
+        ledger.push_str(&line);
+    }
+
+    /// Build and queue the DMARC aggregate reports for `[begin, end)`.
+    pub async fn send_dmarc(&self, begin: u64, end: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        let events = match read(&events_dir(&self.state_dir), begin, end) {
+            Ok(r) => r.events,
+            Err(e) => return vec![format!("cannot read the store: {e}")],
+        };
+        let who = self.submitter();
+        let from = self.cfg.from_address(&self.hostname);
+        let now = postern_queue::unix_now();
+        let today = day_of(now);
+        let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
+        for report in crate::dmarc::build(&events, begin, end, &who) {
+            let domain = &report.domain;
+            let rua = crate::dmarc::mailto(&report.rua);
+            if rua.is_empty() {
+                lines.push(format!(
+                    "{domain}: DMARC record without rua=mailto:, no report"
+                ));
+                continue;
+            }
+            for to in rua {
+                if let Some(name) = crate::dmarc::needs_verification(domain, &to) {
+                    let ok = self.dns.txt(&name).await.is_ok_and(|a| {
+                        a.records.iter().any(|r| {
+                            String::from_utf8_lossy(r)
+                                .trim_start()
+                                .to_ascii_lowercase()
+                                .starts_with("v=dmarc1")
+                        })
+                    });
+                    if !ok {
+                        lines.push(format!(
+                            "{domain}: not sent to {to}: external destination not verified (no v=DMARC1 at {name})"
+                        ));
+                        continue;
+                    }
+                }
+                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
+                    lines.push(format!("{domain}: not sent to {to}: {why}"));
+                    continue;
+                }
+                let unique = format!("{:016x}", fnv(report.report_id.as_bytes()));
+                let mail = ReportMail {
+                    from: &from,
+                    to: &to,
+                    subject: format!(
+                        "Report Domain: {domain} Submitter: {} Report-ID: <{}>",
+                        who.domain, report.report_id
+                    ),
+                    headers: Vec::new(),
+                    report_type: "",
+                    text: format!(
+                        "This is a DMARC aggregate report from {}.\nReport Domain: {domain}\nSubmitter: {}\nReport-ID: <{}>\n",
+                        who.organization, who.domain, report.report_id
+                    ),
+                    content_type: "application/gzip",
+                    file_name: format!(
+                        "{}!{domain}!{}!{}!{unique}.xml.gz",
+                        who.domain,
+                        report.begin,
+                        report.end.saturating_sub(1)
+                    ),
+                    report: report.xml.as_bytes(),
+                    now,
+                    message_id: format!("dmarc.{unique}.{now}"),
+                };
+                match self.enqueue(&mail, &from, &to, now).await {
+                    Ok(id) => {
+                        self.record_sent(&mut ledger, &today, &report.report_id, &to);
+                        postern_metrics::inc("postern_reports_sent_total", &[("kind", "dmarc")]);
+                        info!(
+                            "DMARC aggregate report {} for {domain} ({} messages) queued to {to} as {id}",
+                            report.report_id, report.messages
+                        );
+                        lines.push(format!(
+                            "{domain}: DMARC report queued to {to} as {id} ({} messages)",
+                            report.messages
+                        ));
+                    }
+                    Err(e) => lines.push(format!("{domain}: DMARC report not queued to {to}: {e}")),
+                }
+            }
+        }
+        lines
+    }
+
+    async fn queue_one(
+        &self,
+        report: &crate::tlsrpt::Report,
+        json: &str,
+        from: &str,
+        to: &str,
+        who: &Submitter,
+        now: u64,
+    ) -> Result<QueueId, String> {
+        let domain = &report.policy_domain;
+        let unique = format!("{:016x}", fnv(report.report_id.as_bytes()));
+        let mail = ReportMail {
+            from,
+            to,
+            subject: format!(
+                "Report Domain: {domain} Submitter: {} Report-ID: <{}>",
+                who.domain, report.report_id
+            ),
+            headers: vec![
+                format!("TLS-Report-Domain: {domain}"),
+                format!("TLS-Report-Submitter: {}", who.domain),
+                "TLS-Required: No".into(),
+            ],
+            report_type: "tlsrpt",
+            text: format!(
+                "This is an aggregate TLS report from {}.\nReport Domain: {domain}\nSubmitter: {}\nReport-ID: <{}>\n",
+                who.organization, who.domain, report.report_id
+            ),
+            content_type: "application/tlsrpt+gzip",
+            file_name: format!(
+                "{}!{domain}!{}!{}!{unique}.json.gz",
+                who.domain,
+                report.begin,
+                report.end.saturating_sub(1)
+            ),
+            report: json.as_bytes(),
+            now,
+            message_id: format!("tlsrpt.{unique}.{now}"),
+        };
+        self.enqueue(&mail, from, to, now).await
+    }
+
+    /// Compose, sign and queue one report message as our own report mail.
+    async fn enqueue(
+        &self,
+        mail: &ReportMail<'_>,
+        from: &str,
+        to: &str,
+        now: u64,
+    ) -> Result<QueueId, String> {
+        let mut bytes = compose(mail).map_err(|e| e.to_string())?;
+        if let Some(sign) = &self.sign
+            && let Some(mut headers) = sign(&bytes)
+        {
+            headers.extend_from_slice(&bytes);
+            bytes = headers;
+        }
+        let sender = parse_mailbox(from).map_err(|e| format!("[reports] from {from:?}: {e}"))?;
+        let rcpt = parse_mailbox(to).map_err(|e| format!("{to:?}: {e}"))?;
+        let env = Envelope {
+            id: QueueId::generate(),
+            arrived: now,
+            client_ip: None,
+            helo: REPORT_MAIL_HELO.into(),
+            sender: ReversePath::Address(sender),
+            recipients: vec![Recipient::new(rcpt)],
+            body: BodyType::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            sender_tls: SenderTls::TlsOptional,
+        };
+        let mut inc = self.queue.begin(env).await.map_err(|e| e.to_string())?;
+        let id = inc.id();
+        inc.write(&bytes).await.map_err(|e| e.to_string())?;
+        inc.commit().await.map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// The daemon's task: the daily run, and `send-now` requests.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let jitter = self.cfg.jitter.get().as_secs();
+        let mut next = next_run(postern_queue::unix_now(), self.cfg.send_hour, jitter);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let trigger = trigger_path(&self.state_dir);
+            if let Ok(req) = std::fs::read_to_string(&trigger) {
+                let _ = std::fs::remove_file(&trigger);
+                let now = postern_queue::unix_now();
+                let (begin, end) = window(req.trim(), now);
+                let mut lines = if self.cfg.tls_rpt {
+                    self.send_tlsrpt(begin, end).await
+                } else {
+                    vec!["[reports] tls_rpt = false: no TLS-RPT reports are sent".into()]
+                };
+                if self.cfg.dmarc {
+                    lines.extend(self.send_dmarc(begin, end).await);
+                }
+                let _ = postern_queue::safefs::replace_file(
+                    &answer_path(&self.state_dir).with_extension("tmp"),
+                    &answer_path(&self.state_dir),
+                    (lines.join("\n") + "\n").as_bytes(),
+                );
+            }
+            let now = postern_queue::unix_now();
+            if now >= next {
+                let today = now - now % DAY;
+                if self.cfg.tls_rpt {
+                    for l in self.send_tlsrpt(today - DAY, today).await {
+                        info!("TLS-RPT: {l}");
+                    }
+                }
+                if self.cfg.dmarc {
+                    for l in self.send_dmarc(today - DAY, today).await {
+                        info!("DMARC: {l}");
+                    }
+                }
+                next = next_run(now + 1, self.cfg.send_hour, jitter);
+            }
+        }
+    }
+}
+
+/// The period a `send-now` request names: `today` (so far, the default), `yesterday`,
+/// or a day `YYYY-MM-DD`.
+pub fn window(req: &str, now: u64) -> (u64, u64) {
+    let today = now - now % DAY;
+    match req {
+        "" | "today" => (today, now + 1),
+        "yesterday" => (today - DAY, today),
+        d => {
+            let mut t = today;
+            // Walk back at most a year to the named day.
+            for _ in 0..400 {
+                if day_of(t) == d {
+                    return (t, t + DAY);
+                }
+                t = t.saturating_sub(DAY);
+            }
+            (today, now + 1)
+        }
+    }
+}
+
+/// The next daily run after `now`: `hour`:00 UTC plus a random delay below `jitter`.
+fn next_run(now: u64, hour: u8, jitter: u64) -> u64 {
+    let today = now - now % DAY;
+    let delay = if jitter == 0 {
+        0
+    } else {
+        rand::random::<u64>() % jitter
+    };
+    let mut t = today + u64::from(hour) * 3600 + delay;
+    if t <= now {
+        t += DAY;
+    }
+    t
+}
+
+fn append(path: &Path, line: &str) {
+    use std::io::Write;
+    let r = postern_queue::safefs::open_owned(path, true).and_then(|mut f| {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::End(0))?;
+        f.write_all(line.as_bytes())?;
+        f.sync_data()
+    });
+    if let Err(e) = r {
+        warn!("reports: cannot record in {}: {e}", path.display());
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
