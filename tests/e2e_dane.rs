@@ -149,6 +149,26 @@ fn explain(a: &TestServer, domain: &str) -> String {
     text
 }
 
+/// Today's TLS-RPT report for policy domain `domain` from A's report store, once it has
+/// `want` (the store syncs about once a second).
+async fn tls_rpt(a: &TestServer, domain: &str, want: &str) -> String {
+    let mut out = String::new();
+    for _ in 0..40 {
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(["reports", "show", "today", "--domain", domain, "-c"])
+            .arg(a.dir.path().join("config.toml"))
+            .output()
+            .await
+            .unwrap();
+        out = String::from_utf8_lossy(&o.stdout).to_string();
+        if out.contains(want) {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {want:?} in the TLS-RPT report for {domain}:\n{out}");
+}
+
 async fn send(a: &TestServer, to: &str) {
     let mut c = SmtpClient::connect_greeted(a.addr()).await;
     c.cmd("EHLO client.test").await;
@@ -236,6 +256,10 @@ async fn secure_match(mode: Mode, ta: bool) {
     delivered_over_tls(&c).await;
     // The registry is per process and these tests share one: at least this delivery.
     assert!(dane_metric(&c.a, "verified").await >= 1.0);
+    // For DANE the TLS-RPT policy domain is the MX host (RFC 8460 §3).
+    let mx = format!("mx.{d}");
+    let report = tls_rpt(&c.a, &mx, "\"total-successful-session-count\": 1").await;
+    assert!(report.contains("\"policy-type\": \"tlsa\""), "{report}");
 }
 
 #[tokio::test]
@@ -281,6 +305,13 @@ async fn secure_mismatch(mode: Mode) {
     assert!(c.b.all_delivered().is_empty());
     assert_eq!(c.a.queued(), 1);
     assert!(dane_metric(&c.a, "mismatch").await >= 1.0);
+    let report = tls_rpt(
+        &c.a,
+        "mx.mismatch.test",
+        "\"result-type\": \"validation-failure\"",
+    )
+    .await;
+    assert!(report.contains("\"policy-type\": \"tlsa\""), "{report}");
     // explain says what delivery did: a secure MX and host, the record, DANE required.
     let text = explain(&c.a, d);
     for want in [

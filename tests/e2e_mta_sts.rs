@@ -159,6 +159,22 @@ async fn postern(a: &TestServer, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Today's TLS-RPT report for `domain` as `postern reports show` prints it (the store
+/// syncs about once a second: wait for `want`).
+async fn tls_rpt(a: &TestServer, domain: &str, want: &str) -> String {
+    let mut out = String::new();
+    for _ in 0..40 {
+        out = postern(a, &["reports", "show", "today", "--domain", domain])
+            .await
+            .1;
+        if out.contains(want) {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {want:?} in the TLS-RPT report for {domain}:\n{out}");
+}
+
 fn metric(result: &str) -> bool {
     postern_metrics::render().lines().any(|l| {
         l.starts_with("postern_outbound_mta_sts_total")
@@ -181,6 +197,17 @@ async fn enforce_with_a_matching_mx_delivers_verified_and_cli_shows_the_policy()
     assert!(text.contains("(using TLSv1."), "{text}");
     assert!(metric("enforce-verified"));
     assert_eq!(c.https.as_ref().unwrap().requests(), 1);
+    // The session is in the report store as an MTA-STS one, for the recipient domain.
+    let report = tls_rpt(&c.a, D, "\"total-successful-session-count\": 1").await;
+    for want in [
+        "\"policy-type\": \"sts\"",
+        "\"policy-domain\": \"d.test\"",
+        "\"mode: enforce\"",
+        "\"*.d.test\"",
+        "\"total-failure-session-count\": 0",
+    ] {
+        assert!(report.contains(want), "{want:?} missing from:\n{report}");
+    }
     // The cache, seen by the CLI.
     let (ok, out) = postern(&c.a, &["mta-sts", "show", D]).await;
     assert!(ok, "{out}");
@@ -225,6 +252,12 @@ async fn enforce_skips_an_mx_host_outside_the_policy() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.all_delivered().is_empty(), "never sent");
     assert!(metric("enforce-mx-mismatch"));
+    let report = tls_rpt(&c.a, D, "\"result-type\": \"validation-failure\"").await;
+    assert!(report.contains("\"policy-type\": \"sts\""), "{report}");
+    assert!(
+        report.contains("\"receiving-mx-hostname\": \"mx.d.test\""),
+        "{report}"
+    );
 }
 
 #[tokio::test]
