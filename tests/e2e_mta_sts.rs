@@ -296,6 +296,17 @@ async fn testing_mode_delivers_and_records_the_would_be_failure() {
     send(&c.a, &format!("bob@{D}")).await;
     c.b.wait_delivered("bob", 1).await;
     assert!(metric("testing-mx-mismatch"));
+    // Delivered, but reported as a failure of the policy (RFC 8460 §4.3).
+    let report = tls_rpt(&c.a, D, "\"total-failure-session-count\": 1").await;
+    assert!(report.contains("\"mode: testing\""), "{report}");
+    assert!(
+        report.contains("\"result-type\": \"validation-failure\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("\"total-successful-session-count\": 0"),
+        "{report}"
+    );
     let (ok, out) = postern(&c.a, &["policy", "explain", D, "--resolve"]).await;
     assert!(ok, "{out}");
     assert!(

@@ -369,7 +369,8 @@ impl SmtpAgent {
             let session = self
                 .session(&peer, &nexthop, &host, &dane, mx_secure, &id.to_string())
                 .await;
-            super::observe::session(&self.observer, &seen, host.source, &session);
+            let testing = host.sts_testing.as_ref();
+            super::observe::session(&self.observer, &seen, host.source, testing, &session);
             match session {
                 Ok(mut c) => match c.transaction(msg, rcpts).await {
                     Ok(outcomes) => {

@@ -82,10 +82,14 @@ pub(crate) struct Attempt<'a> {
 
 /// Report the outcome of a session to `slot`'s observer, if any. Connection failures
 /// before any TLS was tried are not TLS sessions and are not reported.
+/// `testing`: the recipient domain's MTA-STS policy in testing mode, whose would-be
+/// failures (MX not listed, certificate not verified for the MX host) are reported as
+/// failures although the mail went (RFC 8460 §4.3, RFC 8461 §5).
 pub(crate) fn session(
     slot: &Slot,
     a: &Attempt<'_>,
     source: Source,
+    testing: Option<&super::engine::StsCheck>,
     result: &Result<Client, SessionError>,
 ) {
     let Some(obs) = slot.read().unwrap_or_else(|p| p.into_inner()).clone() else {
@@ -93,7 +97,31 @@ pub(crate) fn session(
     };
     let (result, detail, tls, verified) = match result {
         Ok(c) => match &c.tls {
-            Some((trust, summary)) => (None, None, Some(summary.clone()), trust != "Untrusted"),
+            Some((trust, summary)) => {
+                let (result, detail) = match testing {
+                    Some(t) if !t.mx_matches => (
+                        Some("validation-failure"),
+                        Some(format!(
+                            "MTA-STS testing: MX host {} matches none of {}",
+                            a.peer.host,
+                            t.patterns.join(", ")
+                        )),
+                    ),
+                    Some(_) if trust != "Verified" => (
+                        Some(if trust == "Trusted" {
+                            "certificate-host-mismatch"
+                        } else {
+                            "certificate-not-trusted"
+                        }),
+                        Some(format!(
+                            "MTA-STS testing: certificate not verified for {} ({trust})",
+                            a.peer.host
+                        )),
+                    ),
+                    _ => (None, None),
+                };
+                (result, detail, Some(summary.clone()), trust != "Untrusted")
+            }
             None if !c.caps.starttls => (
                 Some("starttls-not-supported"),
                 Some("STARTTLS not offered".to_string()),
