@@ -10,7 +10,8 @@
 # (c) Report mail: a second Postern with `[reports] tls_rpt = true` relays a message over
 #     STARTTLS to a TLS sink (remote.test publishes `_smtp._tls` with rua= on the test
 #     DNS); `postern reports send-now` queues the TLS-RPT report, and dkimverify must
-#     accept the report the sink receives, signed with d= the report's From domain.
+#     accept the report the sink receives, signed with d= the report's From domain; the
+#     same for the DMARC aggregate report about a dkimsign-signed message it received.
 #
 # Everything runs in a private network namespace (its own loopback) under
 # tests/interop/lib/loopback-dns.sh, so /etc/resolv.conf names 127.0.0.1 and the only DNS
@@ -222,7 +223,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=sink.test -days 2 \
 cat "$WORK/sink.crt" >>"$WORK/sink.pem"
 $PY "$SCRIPT_DIR/sink.py" 2627 "$WORK/rout" "$WORK/sink.pem" >"$WORK/rsink.log" 2>&1 &
 PIDS+=($!)
-echo "_smtp._tls.remote.test v=TLSRPTv1; rua=mailto:tlsrpt@remote.test" >>"$ZONE"
+cat >>"$ZONE" <<EOF
+_smtp._tls.remote.test v=TLSRPTv1; rua=mailto:tlsrpt@remote.test
+_dmarc.example.org v=DMARC1; p=none; rua=mailto:dmarc@remote.test
+example.org._report._dmarc.remote.test v=DMARC1
+EOF
 cat >"$WORK/reports.toml" <<EOF
 [server]
 hostname = "mx.postern.test"
@@ -256,8 +261,14 @@ selector = "pr"
 key = "$WORK/keys/example.org.pr.key"
 sources = ["trusted_networks"]
 
+[auth]
+dkim = "verify"
+dmarc = "tag"
+exempt_trusted_networks = false
+
 [reports]
 tls_rpt = true
+dmarc = true
 organization = "Postern Interop"
 from = "tlsrpt-reports@example.org"
 EOF
@@ -267,15 +278,10 @@ for _ in $(seq 50); do
     $PY -c 'import socket; socket.create_connection(("127.0.0.1", 2535), 1)' 2>/dev/null && break
     sleep 0.2
 done
-message alice@example.org report-session >"$WORK/c.eml"
-if sendto 2535 alice@example.org dave@remote.test "$WORK/c.eml" && wait_file "$WORK/rout/1.eml" \
-    && "$BIN" -c "$WORK/reports.toml" reports send-now >"$WORK/send-now.log" 2>&1 \
-    && wait_file "$WORK/rout/2.eml"; then
-    if ! grep -q '^TLS-Report-Domain: remote.test' "$WORK/rout/2.eml"; then
-        nok "the second mail at the sink is not the TLS-RPT report: $(head -20 "$WORK/rout/2.eml")"
-    elif ! dkimverify <"$WORK/rout/2.eml" >"$WORK/rv.log" 2>&1; then
-        nok "dkimverify rejects the TLS-RPT report's signature: $(cat "$WORK/rv.log")"
-    elif d=$($PY - "$WORK/rout/2.eml" <<'PYEOF'
+report_check() { # FILE NAME
+    if ! dkimverify <"$1" >"$WORK/rv.log" 2>&1; then
+        nok "dkimverify rejects the $2 report's signature: $(cat "$WORK/rv.log")"
+    elif d=$($PY - "$1" <<'PYEOF'
 import sys, dkim
 d = dkim.DKIM(open(sys.argv[1], "rb").read())
 sigs = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
@@ -287,12 +293,23 @@ print(got)
 sys.exit(0 if len(sigs) == 1 and got == dom else 1)
 PYEOF
     ); then
-        ok "dkimverify accepts Postern's TLS-RPT report (d=$d, its From domain)"
+        ok "dkimverify accepts Postern's $2 report (d=$d, its From domain)"
     else
-        nok "the TLS-RPT report's signature is not d= its From domain (d=$d)"
+        nok "the $2 report's signature is not d= its From domain (d=$d)"
     fi
+}
+message alice@example.org report-session >"$WORK/c.eml"
+if sendto 2535 alice@example.org dave@remote.test "$WORK/c.eml" && wait_file "$WORK/rout/1.eml" \
+    && sendto 2535 alice@example.org bob@local.test "$WORK/b1.signed" \
+    && wait_file "$WORK/rstate/mail/bob/new/*" \
+    && "$BIN" -c "$WORK/reports.toml" reports send-now >"$WORK/send-now.log" 2>&1 \
+    && wait_file "$WORK/rout/3.eml"; then
+    f=$(grep -l '^TLS-Report-Domain: remote.test' "$WORK"/rout/*.eml | head -1 || true)
+    if [ -n "$f" ]; then report_check "$f" TLS-RPT; else nok "no TLS-RPT report at the sink"; fi
+    f=$(grep -l '^Subject: Report Domain: example.org' "$WORK"/rout/*.eml | head -1 || true)
+    if [ -n "$f" ]; then report_check "$f" "DMARC aggregate"; else nok "no DMARC aggregate report at the sink"; fi
 else
-    nok "no TLS-RPT report reached the sink ($(cat "$WORK/send-now.log" 2>/dev/null); $(tail -3 "$WORK/reports.log"))"
+    nok "the reports did not reach the sink ($(cat "$WORK/send-now.log" 2>/dev/null); $(tail -3 "$WORK/reports.log"))"
 fi
 
 echo "$PASSED passed, $FAILED failed"
