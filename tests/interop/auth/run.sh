@@ -7,6 +7,11 @@
 #     relays to an SMTP sink; dkimpy's `dkimverify` and its library verify each signature.
 # (b) dkimpy's `dkimsign` signs messages (keys from `dknewkey`); Postern receives them with
 #     `[auth] dkim = "verify"` and must record dkim=pass in Authentication-Results.
+# (c) Report mail: a second Postern with `[reports] tls_rpt = true` relays a message over
+#     STARTTLS to a TLS sink (remote.test publishes `_smtp._tls` with rua= on the test
+#     DNS); `postern reports send-now` queues the TLS-RPT report, and dkimverify must
+#     accept the report the sink receives, signed with d= the report's From domain; the
+#     same for the DMARC aggregate report about a dkimsign-signed message it received.
 #
 # Everything runs in a private network namespace (its own loopback) under
 # tests/interop/lib/loopback-dns.sh, so /etc/resolv.conf names 127.0.0.1 and the only DNS
@@ -135,15 +140,16 @@ done
 message() { # FROM SUBJECT
     printf 'From: Alice <%s>\r\nTo: someone\r\nSubject: %s\r\nDate: Mon, 1 Dec 2025 10:00:00 +0000\r\nMessage-ID: <%s@interop.test>\r\n\r\nHello from the DKIM interop test.\r\n' "$1" "$2" "$2"
 }
-send() { # FROM TO FILE
-    $PY - "$1" "$2" "$3" <<'PYEOF'
+sendto() { # PORT FROM TO FILE
+    $PY - "$@" <<'PYEOF'
 import smtplib, sys
-with open(sys.argv[3], "rb") as f:
+with open(sys.argv[4], "rb") as f:
     data = f.read()
-with smtplib.SMTP("127.0.0.1", 2525, timeout=20) as s:
-    s.sendmail(sys.argv[1], [sys.argv[2]], data)
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    s.sendmail(sys.argv[2], [sys.argv[3]], data)
 PYEOF
 }
+send() { sendto 2525 "$@"; } # FROM TO FILE
 wait_file() { # PATTERN
     for _ in $(seq 100); do
         # shellcheck disable=SC2086
@@ -209,6 +215,102 @@ for case in "dkr rsa-sha256" "dke ed25519-sha256"; do
         fi
     fi
 done
+
+# (c) Report mail: Postern signs its TLS-RPT report, dkimpy verifies.
+mkdir -p "$WORK/rout"
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=sink.test -days 2 \
+    -keyout "$WORK/sink.pem" -out "$WORK/sink.crt" >/dev/null 2>&1
+cat "$WORK/sink.crt" >>"$WORK/sink.pem"
+$PY "$SCRIPT_DIR/sink.py" 2627 "$WORK/rout" "$WORK/sink.pem" >"$WORK/rsink.log" 2>&1 &
+PIDS+=($!)
+cat >>"$ZONE" <<EOF
+_smtp._tls.remote.test v=TLSRPTv1; rua=mailto:tlsrpt@remote.test
+_dmarc.example.org v=DMARC1; p=none; rua=mailto:dmarc@remote.test
+example.org._report._dmarc.remote.test v=DMARC1
+EOF
+cat >"$WORK/reports.toml" <<EOF
+[server]
+hostname = "mx.postern.test"
+state_dir = "$WORK/rstate"
+
+[[listener]]
+address = "127.0.0.1:2535"
+
+[relay]
+local_domains = ["local.test"]
+trusted_networks = ["127.0.0.0/8"]
+
+[[route]]
+domain = "local.test"
+next_hop = "maildir:mail"
+
+[[route]]
+domain = "remote.test"
+next_hop = "smtp:[127.0.0.1]:2627"
+
+[outbound]
+tls = "may"
+
+[resolver]
+nameservers = ["127.0.0.1:53"]
+timeout = "2s"
+
+[[auth.dkim_sign]]
+domain = "example.org"
+selector = "pr"
+key = "$WORK/keys/example.org.pr.key"
+sources = ["trusted_networks"]
+
+[auth]
+dkim = "verify"
+dmarc = "tag"
+exempt_trusted_networks = false
+
+[reports]
+tls_rpt = true
+dmarc = true
+organization = "Postern Interop"
+from = "tlsrpt-reports@example.org"
+EOF
+RUST_LOG=info "$BIN" serve -c "$WORK/reports.toml" >"$WORK/reports.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do
+    $PY -c 'import socket; socket.create_connection(("127.0.0.1", 2535), 1)' 2>/dev/null && break
+    sleep 0.2
+done
+report_check() { # FILE NAME
+    if ! dkimverify <"$1" >"$WORK/rv.log" 2>&1; then
+        nok "dkimverify rejects the $2 report's signature: $(cat "$WORK/rv.log")"
+    elif d=$($PY - "$1" <<'PYEOF'
+import sys, dkim
+d = dkim.DKIM(open(sys.argv[1], "rb").read())
+sigs = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
+frm = [v for n, v in d.headers if n.lower() == b"from"][0].decode()
+dom = frm.strip().rstrip(">").rsplit("@", 1)[1].lower()
+tags = dict(x.strip().split(b"=", 1) for x in sigs[0].split(b";") if b"=" in x)
+got = tags[b"d"].strip().decode().lower()
+print(got)
+sys.exit(0 if len(sigs) == 1 and got == dom else 1)
+PYEOF
+    ); then
+        ok "dkimverify accepts Postern's $2 report (d=$d, its From domain)"
+    else
+        nok "the $2 report's signature is not d= its From domain (d=$d)"
+    fi
+}
+message alice@example.org report-session >"$WORK/c.eml"
+if sendto 2535 alice@example.org dave@remote.test "$WORK/c.eml" && wait_file "$WORK/rout/1.eml" \
+    && sendto 2535 alice@example.org bob@local.test "$WORK/b1.signed" \
+    && wait_file "$WORK/rstate/mail/bob/new/*" \
+    && "$BIN" -c "$WORK/reports.toml" reports send-now >"$WORK/send-now.log" 2>&1 \
+    && wait_file "$WORK/rout/3.eml"; then
+    f=$(grep -l '^TLS-Report-Domain: remote.test' "$WORK"/rout/*.eml | head -1 || true)
+    if [ -n "$f" ]; then report_check "$f" TLS-RPT; else nok "no TLS-RPT report at the sink"; fi
+    f=$(grep -l '^Subject: Report Domain: example.org' "$WORK"/rout/*.eml | head -1 || true)
+    if [ -n "$f" ]; then report_check "$f" "DMARC aggregate"; else nok "no DMARC aggregate report at the sink"; fi
+else
+    nok "the reports did not reach the sink ($(cat "$WORK/send-now.log" 2>/dev/null); $(tail -3 "$WORK/reports.log"))"
+fi
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """A minimal SMTP server that writes each message it receives to DIR/N.eml.
 
-    sink.py PORT DIR
+    sink.py PORT DIR [PEM]
+
+With PEM (key and certificate in one file) it offers STARTTLS.
 """
 import socketserver
+import ssl
 import sys
 
 PORT = int(sys.argv[1])
 DIR = sys.argv[2]
+PEM = sys.argv[3] if len(sys.argv) > 3 else None
 count = 0
 
 
@@ -26,7 +30,16 @@ class Smtp(socketserver.StreamRequestHandler):
             cmd = line.decode(errors="replace").strip().upper()
             if cmd.startswith("EHLO"):
                 self.say("250-sink.test")
+                if PEM:
+                    self.say("250-STARTTLS")
                 self.say("250 8BITMIME")
+            elif cmd == "STARTTLS" and PEM:
+                self.say("220 go ahead")
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(PEM)
+                self.request = ctx.wrap_socket(self.request, server_side=True)
+                self.rfile = self.request.makefile("rb")
+                self.wfile = self.request.makefile("wb")
             elif cmd == "DATA":
                 self.say("354 go ahead")
                 data = b""
