@@ -10,6 +10,7 @@
 //!    cached policy is still used (§5.1: only a successful fetch replaces it).
 //! 5. Mode `none` is stored like any policy (it replaces an older one) but means no policy.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,26 @@ pub struct Sts {
     cache: Cache,
     roots: Roots,
     port: u16,
+    /// Recent failed fetches, per domain: the TXT id and until when not to try again.
+    /// A domain whose policy host is down is not asked again by every delivery attempt
+    /// (each could wait for the fetch timeouts); a new TXT id is tried at once.
+    failed: std::sync::Mutex<HashMap<String, Failed>>,
 }
+
+/// A failed fetch, remembered for [`FETCH_RETRY_AFTER`].
+#[derive(Debug, Clone)]
+struct Failed {
+    id: String,
+    until: std::time::Instant,
+    why: String,
+}
+
+/// How long a failed policy fetch for an unchanged TXT id is not repeated by delivery
+/// (`postern mta-sts refresh` and the refresher always try).
+pub const FETCH_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Most failed fetches remembered (the oldest are dropped beyond this).
+const MAX_FAILED: usize = 10_000;
 
 impl std::fmt::Debug for Sts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,7 +140,41 @@ impl Sts {
             cache,
             roots,
             port,
+            failed: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Why the last fetch of `id` for `domain` failed, if that was recently.
+    fn recently_failed(&self, domain: &str, id: &str) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .get(domain)
+            .filter(|f| f.id == id && f.until > std::time::Instant::now())
+            .map(|f| f.why.clone())
+    }
+
+    fn remember_failure(&self, domain: &str, id: &str, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if failed.len() >= MAX_FAILED {
+            failed.retain(|_, f| f.until > now);
+            if failed.len() >= MAX_FAILED
+                && let Some(oldest) = failed
+                    .iter()
+                    .min_by_key(|(_, f)| f.until)
+                    .map(|(d, _)| d.clone())
+            {
+                failed.remove(&oldest);
+            }
+        }
+        failed.insert(
+            domain.to_string(),
+            Failed {
+                id: id.to_string(),
+                until: now + FETCH_RETRY_AFTER,
+                why,
+            },
+        );
     }
 
     pub fn cache(&self) -> &Cache {
@@ -162,13 +216,30 @@ impl Sts {
                 about,
             });
         }
+        if let Some(why) = self.recently_failed(&domain, &id) {
+            let e = cached?;
+            let about = format!(
+                "cached ({}); fetching TXT id {id} failed in the last {}s: {why}",
+                age(&e, now),
+                FETCH_RETRY_AFTER.as_secs()
+            );
+            return Some(Found { entry: e, about });
+        }
         match self.fetch_store(&domain, &id).await {
             Ok(e) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&domain);
                 let about = format!("fetched just now ({})", age(&e, now));
                 Some(Found { entry: e, about })
             }
             Err(err) => {
-                warn!("MTA-STS: policy for {domain} (TXT id {id}) not fetched: {err}");
+                warn!(
+                    "MTA-STS: policy for {domain} (TXT id {id}) not fetched: {err}; not tried again for this id for {}s",
+                    FETCH_RETRY_AFTER.as_secs()
+                );
+                self.remember_failure(&domain, &id, err.to_string());
                 let e = cached?;
                 let about = format!(
                     "cached ({}); fetching TXT id {id} failed: {err}",

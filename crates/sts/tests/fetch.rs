@@ -298,3 +298,37 @@ async fn an_unusable_cache_directory_falls_back_to_memory() {
             .starts_with("cached")
     );
 }
+
+#[tokio::test]
+async fn a_failed_fetch_is_not_repeated_for_the_same_id_but_a_new_id_is_tried_at_once() {
+    let w = world(Reply::with(500, Some("text/plain"), b"broken")).await;
+    let sts = w.sts();
+    assert!(sts.lookup("d.test").await.is_none());
+    assert_eq!(w.server.requests(), 1);
+    // Fixed, but the same id: a delivery attempt within the hold-down does not ask again.
+    w.server.set(Reply::text(ENFORCE));
+    assert!(sts.lookup("d.test").await.is_none());
+    assert_eq!(w.server.requests(), 1, "the failure is remembered");
+    // An explicit refresh always tries; a new id is tried at once.
+    assert!(sts.refresh("d.test").await.is_ok());
+    assert_eq!(w.server.requests(), 2);
+    w.dns.remove("_mta-sts.d.test");
+    w.dns.add_txt("_mta-sts.d.test", "v=STSv1; id=two;");
+    let fresh = w.sts();
+    w.server
+        .set(Reply::with(500, Some("text/plain"), b"broken"));
+    let found = fresh.lookup("d.test").await.unwrap();
+    assert!(
+        found.about.contains("fetching TXT id two failed"),
+        "{}",
+        found.about
+    );
+    assert_eq!(w.server.requests(), 3);
+    let found = fresh.lookup("d.test").await.unwrap();
+    assert!(
+        found.about.contains("failed in the last 300s"),
+        "{}",
+        found.about
+    );
+    assert_eq!(w.server.requests(), 3);
+}
