@@ -9,7 +9,6 @@
 //! is seen at once).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -103,9 +102,7 @@ impl Cache {
             path: dir.display().to_string(),
             source,
         };
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o750)
-            .create(&dir)
-            .map_err(io)?;
+        postern_queue::safefs::create_dir(&dir).map_err(io)?;
         let cache = Cache {
             dir: dir.clone(),
             persist: true,
@@ -210,22 +207,16 @@ impl Cache {
             path: path.display().to_string(),
             source,
         };
-        let json = serde_json::to_vec_pretty(entry).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut json =
+            serde_json::to_vec_pretty(entry).map_err(|e| io(std::io::Error::other(e)))?;
+        json.push(b'\n');
         let tmp = self
             .dir
             .join(format!(".{key}.json.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
+        // Never through a link planted in the directory (the CLI may run as root).
+        postern_queue::safefs::replace_file(&tmp, &path, &json)
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all())
+            .map_err(io)?;
         let mtime = self.mtime(&key);
         self.lock().insert(key, (entry.clone(), mtime));
         Ok(())
