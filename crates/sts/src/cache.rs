@@ -7,6 +7,13 @@
 //! checks the file on every use (one `stat`): a missing file drops its memory entry (so a
 //! `forget` is never resurrected), a changed modification time re-reads it (a `refresh`
 //! is seen at once).
+//!
+//! # Security
+//! `postern mta-sts` may run as root in a directory the daemon's user can write. Files
+//! are written through `postern_queue::safefs` (never through a planted link), and read
+//! back with `O_NOFOLLOW|O_NONBLOCK`: only a regular file with one link and at most
+//! [`MAX_FILE`] bytes is read; a link, a FIFO or a device is refused with a warning,
+//! never followed, never waited on.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +26,10 @@ use crate::policy::Policy;
 
 /// Most domains kept.
 pub const MAX_ENTRIES: usize = 10_000;
+
+/// Largest cache file read back: a policy is at most 64 KiB (`fetch.rs`), its JSON
+/// entry a little more.
+pub const MAX_FILE: u64 = 1 << 20;
 
 /// One cached policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,15 +159,26 @@ impl Cache {
     }
 
     fn mtime(&self, key: &str) -> Option<SystemTime> {
-        std::fs::metadata(self.path(key))
+        // The name itself, not what a link would point at (a link is refused on reading).
+        std::fs::symlink_metadata(self.path(key))
             .and_then(|m| m.modified())
             .ok()
     }
 
     fn read_file(&self, key: &str) -> Option<(Entry, Option<SystemTime>)> {
         let path = self.path(key);
-        let mtime = self.mtime(key);
-        let text = std::fs::read(&path).ok()?;
+        let (text, mtime) = match read_plain(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(
+                    "MTA-STS cache file {} ignored: {e}; remove it (`postern mta-sts forget DOMAIN`) and check who can write to {}",
+                    path.display(),
+                    self.dir.display()
+                );
+                return None;
+            }
+        };
         match serde_json::from_slice::<Entry>(&text) {
             Ok(e) if e.domain == key => Some((e, mtime)),
             Ok(_) | Err(_) => {
@@ -281,10 +303,86 @@ impl Cache {
     }
 }
 
+/// Read a cache file without following a link or blocking on a FIFO: it must be a
+/// regular file with one link and at most [`MAX_FILE`] bytes.
+fn read_plain(path: &Path) -> std::io::Result<(Vec<u8>, Option<SystemTime>)> {
+    use rustix::fs::OFlags;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    let m = f.metadata()?;
+    let refuse = |why: &str| Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+    if !m.file_type().is_file() {
+        return refuse("it is not a regular file");
+    }
+    if m.nlink() != 1 {
+        return refuse("it has other hard links");
+    }
+    if m.len() > MAX_FILE {
+        return refuse("it is larger than 1 MiB");
+    }
+    let mut text = Vec::with_capacity(m.len() as usize);
+    f.take(MAX_FILE).read_to_end(&mut text)?;
+    Ok((text, m.modified().ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::Mode;
+
+    /// A link, a FIFO or a hard link planted in the cache directory is neither followed
+    /// nor waited on: the domain simply has no cached policy.
+    #[test]
+    fn planted_links_and_fifos_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path()).unwrap();
+        c.put(&entry("real.test", "r1", now(), 3600)).unwrap();
+        let cache_dir = dir.path().join("mta-sts");
+        // A valid entry elsewhere, reachable only through a link.
+        let outside = dir.path().join("outside.json");
+        std::fs::write(
+            &outside,
+            serde_json::to_vec(&entry("link.test", "l1", now(), 3600)).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&outside, cache_dir.join("link.test.json")).unwrap();
+        let outside_hard = dir.path().join("outside-hard.json");
+        std::fs::write(
+            &outside_hard,
+            serde_json::to_vec(&entry("hard.test", "h1", now(), 3600)).unwrap(),
+        )
+        .unwrap();
+        std::fs::hard_link(&outside_hard, cache_dir.join("hard.test.json")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            cache_dir.join("fifo.test.json"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // Opening and every lookup return at once, without the planted entries.
+        let again = Cache::open(dir.path()).unwrap();
+        for c in [&c, &again] {
+            assert!(c.get("link.test").is_none());
+            assert!(c.get("hard.test").is_none());
+            assert!(c.get("fifo.test").is_none());
+            assert_eq!(c.get("real.test").unwrap().id, "r1");
+        }
+        assert!(read_plain(&cache_dir.join("link.test.json")).is_err());
+    }
 
     fn entry(domain: &str, id: &str, fetched: u64, max_age: u64) -> Entry {
         Entry {
