@@ -312,6 +312,8 @@ async fn secure_mismatch(mode: Mode) {
     )
     .await;
     assert!(report.contains("\"policy-type\": \"tlsa\""), "{report}");
+    // A connection was made: our end of it is reported (RFC 8460 sending-mta-ip).
+    assert!(report.contains("\"sending-mta-ip\": \"127."), "{report}");
     // explain says what delivery did: a secure MX and host, the record, DANE required.
     let text = explain(&c.a, d);
     for want in [

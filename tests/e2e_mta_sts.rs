@@ -258,6 +258,8 @@ async fn enforce_skips_an_mx_host_outside_the_policy() {
         report.contains("\"receiving-mx-hostname\": \"mx.d.test\""),
         "{report}"
     );
+    // The host was skipped, never connected to: no sending address to report.
+    assert!(!report.contains("sending-mta-ip"), "{report}");
 }
 
 #[tokio::test]

@@ -44,6 +44,10 @@ pub struct Outbound {
     pub mx_patterns: Vec<String>,
     pub mx_host: String,
     pub ip: IpAddr,
+    /// Our address on the connection (RFC 8460 `sending-mta-ip`); absent when none was
+    /// made, and in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_ip: Option<IpAddr>,
     /// RFC 8460 result type of a failure; absent for a success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,

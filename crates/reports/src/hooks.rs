@@ -50,6 +50,7 @@ impl TlsObserver for Recorder {
             mx_patterns: s.mx_patterns,
             mx_host: s.mx_host.to_ascii_lowercase(),
             ip: s.receiving_ip,
+            sending_ip: s.sending_ip,
             result: s.result.map(str::to_string),
             detail: s.detail,
             tls_version: s.tls_version,

@@ -260,6 +260,7 @@ mod tests {
             mx_patterns: vec![],
             mx_host: "mx.good.example".into(),
             ip: "192.0.2.2".parse().unwrap(),
+            sending_ip: None,
             result: None,
             detail: None,
             tls_version: Some("TLSv1.3".into()),

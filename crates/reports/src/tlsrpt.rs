@@ -7,6 +7,7 @@
 //! back): a success is a TLS session, a failure one with an RFC 8460 result type.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
@@ -76,7 +77,7 @@ pub fn build(events: &[Event], begin: u64, end: u64, who: &Submitter) -> Vec<Rep
 }
 
 type PolicyKey<'a> = (&'a str, &'a [String], &'a [String]);
-type FailureKey<'a> = (&'a str, &'a str, String, Option<&'a str>);
+type FailureKey<'a> = (&'a str, &'a str, String, Option<IpAddr>, Option<&'a str>);
 
 fn one(domain: &str, sessions: &[&Outbound], begin: u64, end: u64, who: &Submitter) -> Report {
     let mut policies: BTreeMap<PolicyKey<'_>, Vec<&Outbound>> = BTreeMap::new();
@@ -96,7 +97,13 @@ fn one(domain: &str, sessions: &[&Outbound], begin: u64, end: u64, who: &Submitt
                 None => ok += 1,
                 Some(r) => {
                     *failures
-                        .entry((r, &s.mx_host, s.ip.to_string(), s.detail.as_deref()))
+                        .entry((
+                            r,
+                            &s.mx_host,
+                            s.ip.to_string(),
+                            s.sending_ip,
+                            s.detail.as_deref(),
+                        ))
                         .or_default() += 1
                 }
             }
@@ -125,9 +132,12 @@ fn one(domain: &str, sessions: &[&Outbound], begin: u64, end: u64, who: &Submitt
         if !failures.is_empty() {
             let details: Vec<Value> = failures
                 .into_iter()
-                .map(|((result, mx, ip, detail), n)| {
+                .map(|((result, mx, ip, sending, detail), n)| {
                     let mut d = serde_json::Map::new();
                     d.insert("result-type".into(), json!(result));
+                    if let Some(sending) = sending {
+                        d.insert("sending-mta-ip".into(), json!(sending.to_string()));
+                    }
                     d.insert("receiving-mx-hostname".into(), json!(mx));
                     d.insert("receiving-ip".into(), json!(ip));
                     d.insert("failed-session-count".into(), json!(n));
@@ -234,6 +244,7 @@ mod tests {
             mx_patterns: vec![],
             mx_host: format!("mx.{domain}"),
             ip: "192.0.2.1".parse().unwrap(),
+            sending_ip: None,
             result: result.map(str::to_string),
             detail: result.map(|_| "STARTTLS not offered".to_string()),
             tls_version: result.is_none().then(|| "TLSv1.3".to_string()),

@@ -34,6 +34,7 @@ fn out(policy_type: &str, domain: &str, result: Option<&str>) -> Event {
         mx_patterns: mx,
         mx_host: format!("mx.{domain}"),
         ip: "2001:db8::25".parse().unwrap(),
+        sending_ip: Some("2001:db8::1".parse().unwrap()),
         result: result.map(str::to_string),
         detail: result.map(|r| format!("{r} (test)")),
         tls_version: result.is_none().then(|| "TLSv1.3".into()),
@@ -100,6 +101,10 @@ fn tls_reports_validate_against_the_rfc_8460_schema_and_parse_back() {
     assert_eq!(
         b.json["policies"][0]["failure-details"][0]["failed-session-count"],
         2
+    );
+    assert_eq!(
+        b.json["policies"][0]["failure-details"][0]["sending-mta-ip"],
+        "2001:db8::1"
     );
 
     if !jsonschema_available() {

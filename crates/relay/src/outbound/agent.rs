@@ -444,6 +444,7 @@ impl SmtpAgent {
         id: &str,
     ) -> Result<Client, SessionError> {
         let mut c = Client::connect(peer.clone(), self.timeouts()).await?;
+        let local = c.local_ip;
         c.hop_auth.mx_secure = mx_secure;
         c.hop_auth.sts_enforced = host.source == Source::MtaSts;
         c.hello(&self.helo).await?;
@@ -470,6 +471,7 @@ impl SmtpAgent {
                         _ => host.level.as_str(),
                     },
                     peer: peer.clone(),
+                    local,
                 });
             }
             info!(queue_id = %id, "no TLS to {peer}: STARTTLS not offered (policy may: continuing in plaintext)");
@@ -551,6 +553,7 @@ impl SmtpAgent {
                         nexthop: nexthop.to_string(),
                         level,
                         why,
+                        local,
                     });
                 }
                 warn!(queue_id = %id, "TLS with {peer} failed ({why}); policy may: retrying in plaintext");
@@ -619,6 +622,8 @@ pub enum SessionError {
         nexthop: String,
         level: &'static str,
         peer: Peer,
+        /// Our address on that connection (TLS-RPT `sending-mta-ip`).
+        local: Option<std::net::IpAddr>,
     },
     #[error("4.7.5 TLS client configuration: {0}")]
     TlsConfig(postern_tls::TlsError),
@@ -628,6 +633,7 @@ pub enum SessionError {
         nexthop: String,
         level: &'static str,
         why: String,
+        local: Option<std::net::IpAddr>,
     },
 }
 

@@ -49,6 +49,9 @@ pub struct TlsSession {
     pub mx_patterns: Vec<String>,
     pub mx_host: String,
     pub receiving_ip: IpAddr,
+    /// Our address on the connection (RFC 8460 `sending-mta-ip`); `None` when no
+    /// connection was made (a host skipped by the policy).
+    pub sending_ip: Option<IpAddr>,
     /// `None`: the session succeeded; else the RFC 8460 §4.3 result type
     /// (`starttls-not-supported`, `certificate-host-mismatch`, `validation-failure`, ...).
     pub result: Option<&'static str>,
@@ -94,6 +97,13 @@ pub(crate) fn session(
 ) {
     let Some(obs) = slot.read().unwrap_or_else(|p| p.into_inner()).clone() else {
         return;
+    };
+    let sending_ip = match result {
+        Ok(c) => c.local_ip,
+        Err(SessionError::NoStartTls { local, .. } | SessionError::TlsFailed { local, .. }) => {
+            *local
+        }
+        Err(_) => None,
     };
     let (result, detail, tls, verified) = match result {
         Ok(c) => match &c.tls {
@@ -146,6 +156,7 @@ pub(crate) fn session(
         None => (None, None),
     };
     obs.tls_session(TlsSession {
+        sending_ip,
         tls_version,
         cipher,
         verified,
@@ -220,6 +231,7 @@ fn describe(a: &Attempt<'_>, source: Source) -> TlsSession {
         mx_patterns,
         mx_host: a.peer.host.clone(),
         receiving_ip: a.peer.ip,
+        sending_ip: None,
         result: None,
         detail: None,
         tls_version: None,

@@ -71,6 +71,8 @@ pub struct Client {
     /// How the next hop was authenticated, for REQUIRETLS (RFC 8689 §4.2.1): set by the
     /// agent when it sets the session up; the default fails closed.
     pub hop_auth: crate::outbound::requiretls::HopAuth,
+    /// Our end of the connection (TLS-RPT `sending-mta-ip`).
+    pub local_ip: Option<std::net::IpAddr>,
     t: Timeouts,
 }
 
@@ -95,7 +97,9 @@ impl Client {
             }
         };
         let _ = tcp.set_nodelay(true);
+        let local_ip = tcp.local_addr().ok().map(|a| a.ip());
         let mut c = Client {
+            local_ip,
             stream: MaybeTls::Plain(tcp),
             buf: Vec::new(),
             peer,
