@@ -123,6 +123,11 @@ impl Cache {
         let mut mem = HashMap::new();
         for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write cut short by a crash (unlinking a link removes only the link).
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             let Some(domain) = name.strip_suffix(".json") else {
                 continue;
             };
@@ -232,9 +237,13 @@ impl Cache {
         let mut json =
             serde_json::to_vec_pretty(entry).map_err(|e| io(std::io::Error::other(e)))?;
         json.push(b'\n');
+        // Unique per process and per write: two writes of one domain at once (a delivery
+        // and the refresher) must not share a temporary file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self
             .dir
-            .join(format!(".{key}.json.{}.tmp", std::process::id()));
+            .join(format!(".{key}.json.{}.{n}.tmp", std::process::id()));
         // Never through a link planted in the directory (the CLI may run as root).
         postern_queue::safefs::replace_file(&tmp, &path, &json)
             .and_then(|()| std::fs::File::open(&self.dir)?.sync_all())

@@ -41,6 +41,9 @@ pub struct Sts {
     /// A domain whose policy host is down is not asked again by every delivery attempt
     /// (each could wait for the fetch timeouts); a new TXT id is tried at once.
     failed: std::sync::Mutex<HashMap<String, Failed>>,
+    /// Fetches in progress, per domain: deliveries that need the same new policy at once
+    /// wait for one fetch instead of each making their own (entries leave when it ends).
+    fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A failed fetch, remembered for [`FETCH_RETRY_AFTER`].
@@ -141,6 +144,7 @@ impl Sts {
             roots,
             port,
             failed: std::sync::Mutex::new(HashMap::new()),
+            fetching: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,7 +220,50 @@ impl Sts {
                 about,
             });
         }
-        if let Some(why) = self.recently_failed(&domain, &id) {
+        // One fetch per domain at a time; whoever waited finds its result below.
+        let gate = self.gate(&domain);
+        let _turn = gate.lock().await;
+        let found = self.lookup_fetch(&domain, &id, cached, now).await;
+        self.ungate(&domain);
+        found
+    }
+
+    /// The fetch gate of `domain` (see `fetching`).
+    fn gate(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(domain.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn ungate(&self, domain: &str) {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(domain);
+    }
+
+    /// [`Sts::lookup`] once the domain's fetch gate is held: the policy another delivery
+    /// fetched meanwhile, the cached one after a recent failure, or a fetch now.
+    async fn lookup_fetch(
+        &self,
+        domain: &str,
+        id: &str,
+        cached: Option<Entry>,
+        now: u64,
+    ) -> Option<Found> {
+        if let Some(e) = self
+            .cache
+            .get(domain)
+            .filter(|e| !e.expired(now) && e.id == id)
+        {
+            let about = format!("fetched just now by another delivery ({})", age(&e, now));
+            return Some(Found { entry: e, about });
+        }
+        let domain = domain.to_string();
+        if let Some(why) = self.recently_failed(&domain, id) {
             let e = cached?;
             let about = format!(
                 "cached ({}); fetching TXT id {id} failed in the last {}s: {why}",
@@ -225,7 +272,7 @@ impl Sts {
             );
             return Some(Found { entry: e, about });
         }
-        match self.fetch_store(&domain, &id).await {
+        match self.fetch_store(&domain, id).await {
             Ok(e) => {
                 self.failed
                     .lock()
@@ -239,7 +286,7 @@ impl Sts {
                     "MTA-STS: policy for {domain} (TXT id {id}) not fetched: {err}; not tried again for this id for {}s",
                     FETCH_RETRY_AFTER.as_secs()
                 );
-                self.remember_failure(&domain, &id, err.to_string());
+                self.remember_failure(&domain, id, err.to_string());
                 let e = cached?;
                 let about = format!(
                     "cached ({}); fetching TXT id {id} failed: {err}",
@@ -280,7 +327,11 @@ impl Sts {
                 domain: domain.clone(),
                 why,
             })?;
-        self.fetch_store(&domain, &id).await
+        let gate = self.gate(&domain);
+        let _turn = gate.lock().await;
+        let r = self.fetch_store(&domain, &id).await;
+        self.ungate(&domain);
+        r
     }
 
     /// Refresh every cached policy that has used half its `max_age` or whose TXT id
@@ -297,7 +348,12 @@ impl Sts {
                 continue;
             }
             let id = id.unwrap_or_else(|| e.id.clone());
-            match self.fetch_store(&e.domain, &id).await {
+            let gate = self.gate(&e.domain);
+            let turn = gate.lock().await;
+            let fetched = self.fetch_store(&e.domain, &id).await;
+            drop(turn);
+            self.ungate(&e.domain);
+            match fetched {
                 Ok(_) => n += 1,
                 Err(err) if e.expired(now) => {
                     warn!(

@@ -332,3 +332,27 @@ async fn a_failed_fetch_is_not_repeated_for_the_same_id_but_a_new_id_is_tried_at
     );
     assert_eq!(w.server.requests(), 3);
 }
+
+/// Deliveries that need the same new policy at the same moment share one fetch: the
+/// others wait for it and use its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_lookups_share_one_fetch() {
+    let w = world(Reply::text(ENFORCE)).await;
+    let sts = Arc::new(w.sts());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let sts = sts.clone();
+        set.spawn(async move { sts.lookup("d.test").await });
+    }
+    let mut abouts = Vec::new();
+    while let Some(found) = set.join_next().await {
+        let found = found.unwrap().expect("every lookup finds the policy");
+        assert_eq!(found.entry.policy.mode, Mode::Enforce);
+        abouts.push(found.about);
+    }
+    assert_eq!(w.server.requests(), 1, "one fetch for all: {abouts:?}");
+    assert!(
+        abouts.iter().any(|a| a.starts_with("fetched just now (")),
+        "{abouts:?}"
+    );
+}
