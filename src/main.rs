@@ -62,7 +62,7 @@ enum Command {
     /// MTA-STS policies cached for sending (RFC 8461): show, fetch now, or forget one.
     #[command(subcommand)]
     MtaSts(postern_sts::cli::MtaStsCommand),
-    /// TLS-RPT reports and the report store: list, show, send-now.
+    /// TLS-RPT and DMARC aggregate reports and the report store: list, show, send-now.
     #[command(subcommand)]
     Reports(postern_reports::cli::ReportsCommand),
     /// Per peer domain and direction: share of mail over TLS, versions, suites, verified

@@ -27,8 +27,8 @@ pub enum ReportsCommand {
         #[arg(long)]
         domain: Option<String>,
     },
-    /// Ask the running daemon to send the TLS-RPT reports for DAY now, and print what
-    /// it did.
+    /// Ask the running daemon to send the reports for DAY now (TLS-RPT, and DMARC
+    /// aggregate reports when `[reports] dmarc` is on), and print what it did.
     SendNow {
         /// `today` (so far: the default), `yesterday` or YYYY-MM-DD (UTC).
         #[arg(default_value = "today")]
