@@ -227,7 +227,26 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mta_sts = postern_sts::serve::start(&config.mta_sts, &tls_store, &rx, &mut tasks).await?;
     let refresher = smtp.mta_sts().map(|s| s.refresher(rx.clone()));
     tasks.extend(refresher.map(tokio::spawn));
-    tasks.push(reports.spawn_sender(&hostname, queue.clone(), dns, sign, rx.clone()));
+    // TLS-RPT to `rua=https:` destinations: the trust anchors of outbound `verify`, read
+    // at each POST so that a SIGHUP reload applies.
+    let agent = Arc::downgrade(&smtp);
+    let poster = postern_reports::send::Poster {
+        fetcher: postern_sts::fetch::Fetcher::new(dns.clone(), 443),
+        roots: Arc::new(move || {
+            agent
+                .upgrade()
+                .map(|a| a.policies().default_policy().roots.clone())
+                .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty()))
+        }),
+    };
+    tasks.push(reports.spawn_sender(
+        &hostname,
+        queue.clone(),
+        dns,
+        sign,
+        Some(poster),
+        rx.clone(),
+    ));
     let ops = crate::operations::start(config, &queue, queue_lock, &rx, &mut tasks).await?;
     tls_store.record_expiry_gauges();
     info!(

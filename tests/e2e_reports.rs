@@ -382,3 +382,96 @@ async fn dmarc_evaluations_become_an_aggregate_report() {
     assert_eq!(r.records().iter().map(|r| r.count()).sum::<u32>(), 1);
     b.running.take().unwrap().stop().await;
 }
+
+/// RFC 8460 §5.4: a `rua=https:` destination gets the gzipped JSON by POST, with the
+/// certificate verified against `[outbound] ca`; a destination the deny list names is
+/// not posted to; a refusal (non-2xx) is reported, not recorded as sent.
+#[tokio::test]
+async fn tls_reports_are_posted_to_https_destinations() {
+    use postern_test_support::https::{HttpsServer, Reply};
+    use std::io::Read;
+    let w = World::new().await;
+    let b = w.receiver().await;
+    let issued =
+        w.ca.issue_server(&["rpt.partner.test"], IssueOpts::default());
+    let rpt = HttpsServer::start(
+        issued.chain_der(),
+        issued.key_der(),
+        Reply::with(201, Some("text/plain"), b"thanks"),
+    )
+    .await;
+    w.dns
+        .add_a("rpt.partner.test", "127.0.0.1".parse().unwrap());
+    w.dns.remove("_smtp._tls.partner.test");
+    let url = format!("https://rpt.partner.test:{}/v1/tlsrpt", rpt.addr().port());
+    w.dns.add_txt(
+        "_smtp._tls.partner.test",
+        &format!("v=TLSRPTv1; rua={url},https://denied.test/x"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ca = w.ca.write_ca(w.dir.path(), "ca");
+    let text = w.sender_text(&state, b.addr().port()).replace(
+        "[outbound]\n",
+        &format!("[outbound]\nca = \"{}\"\n", ca.display()),
+    ) + "deny = [\"denied.test\"]\n";
+    let a = TestServer::start_with(dir, &text).await;
+    send(&a, "bob@partner.test", "one").await;
+    b.wait_delivered("bob", 1).await;
+    wait_events(&state, 1, |e| matches!(e, Event::Outbound(_))).await;
+
+    let st = state.clone();
+    let send_now = move || {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || {
+            postern_reports::cli::send_now(&st, "today", Duration::from_secs(20))
+        })
+    };
+    let answer = send_now().await.unwrap().unwrap();
+    assert!(
+        answer.contains(&format!(
+            "partner.test: posted to {url} (HTTP 201) (1 successful, 0 failed sessions)"
+        )),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("not sent to https://denied.test/x: destination not allowed"),
+        "{answer}"
+    );
+    let head = rpt.last_request();
+    assert!(head.starts_with("POST /v1/tlsrpt HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/tlsrpt+gzip\r\n"),
+        "{head}"
+    );
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&rpt.last_body()[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    assert!(
+        json.contains("\"policy-domain\":\"partner.test\""),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"organization-name\":\"Sender Org\""),
+        "{json}"
+    );
+    // A refusal is reported as such (and the report is not in the ledger as sent).
+    rpt.set(Reply::with(503, Some("text/plain"), b"busy"));
+    let again = send_now().await.unwrap().unwrap();
+    assert_eq!(rpt.requests(), 2, "{again}");
+    assert!(
+        again.contains(&format!(
+            "partner.test: not sent to {url}: {url}: HTTP status 503, not 2xx"
+        )),
+        "{again}"
+    );
+    let ledger = std::fs::read_to_string(state.join("reports/sent.log")).unwrap();
+    assert_eq!(
+        ledger.lines().filter(|l| l.ends_with(&url)).count(),
+        1,
+        "{ledger}"
+    );
+    drop(a);
+}

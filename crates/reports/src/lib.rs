@@ -70,6 +70,7 @@ impl Reports {
         queue: postern_queue::Queue,
         dns: postern_dns::Resolver,
         sign: send::Sign,
+        poster: Option<send::Poster>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let s = send::Sender {
@@ -79,6 +80,7 @@ impl Reports {
             queue,
             dns,
             sign,
+            poster,
         };
         tokio::spawn(s.run(shutdown))
     }

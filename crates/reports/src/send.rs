@@ -1,8 +1,9 @@
 //! Sending: once per UTC day (`[reports] send_hour` plus jitter) the previous day's
-//! TLS-RPT reports are built from the store, addressed to the `rua=mailto:` of each
-//! policy domain's `_smtp._tls` record, DKIM-signed with the `[[auth.dkim_sign]]` key of
-//! the From domain, and queued as our own report mail (the envelope's HELO is
-//! [`REPORT_MAIL_HELO`], so their deliveries are never counted).
+//! TLS-RPT reports are built from the store and sent to the `rua` destinations of each
+//! policy domain's `_smtp._tls` record: `mailto:` ones get report mail, DKIM-signed with
+//! the `[[auth.dkim_sign]]` key of the From domain and queued as our own report mail (the
+//! envelope's HELO is [`REPORT_MAIL_HELO`], so their deliveries are never counted);
+//! `https:` ones get an HTTPS POST ([`Poster`]).
 //!
 //! `STATE_DIR/reports/sent.log` records every report queued (`DAY REPORT-ID ADDRESS`):
 //! a report is never queued twice for one address, and the daily and per-destination
@@ -22,7 +23,7 @@ use tracing::{info, warn};
 use crate::config::ReportsConfig;
 use crate::mail::{ReportMail, compose};
 use crate::store::{day_of, events_dir, read};
-use crate::tlsrpt::{Submitter, build, rua_mailto};
+use crate::tlsrpt::{Rua, Submitter, build, rua};
 
 /// The signing hook (`postern_auth::Auth::report_hook`).
 pub type Sign = Option<postern_auth::sign::ReportSign>;
@@ -38,6 +39,33 @@ pub struct Sender {
     pub queue: Queue,
     pub dns: postern_dns::Resolver,
     pub sign: Sign,
+    /// For `rua=https:` destinations: `None` leaves them out (with a line saying so).
+    pub poster: Option<Poster>,
+}
+
+/// HTTPS POST of TLS-RPT reports (RFC 8460 §5.4), with the trust anchors of outbound
+/// `verify` (`[outbound] ca`, or the system store), read at each POST.
+#[derive(Clone)]
+pub struct Poster {
+    pub fetcher: postern_sts::fetch::Fetcher,
+    pub roots: postern_sts::lookup::Roots,
+}
+
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poster").finish_non_exhaustive()
+    }
+}
+
+impl Poster {
+    /// POST the gzipped report; the HTTP status on success.
+    pub async fn post(&self, url: &str, json: &str) -> Result<u16, String> {
+        let gz = crate::mail::gzip(json.as_bytes()).map_err(|e| e.to_string())?;
+        self.fetcher
+            .post(url, "application/tlsrpt+gzip", gz, (self.roots)())
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -95,43 +123,58 @@ impl Sender {
         for report in build(&events, begin, end, &who) {
             let domain = &report.policy_domain;
             let name = format!("_smtp._tls.{domain}");
-            let rua: Vec<String> = match self.dns.txt(&name).await {
+            let rua: Vec<Rua> = match self.dns.txt(&name).await {
                 Ok(a) => a
                     .records
                     .iter()
-                    .filter_map(|r| rua_mailto(&String::from_utf8_lossy(r)))
+                    .filter_map(|r| rua(&String::from_utf8_lossy(r)))
                     .flatten()
                     .collect(),
                 Err(_) => Vec::new(),
             };
             if rua.is_empty() {
                 lines.push(format!(
-                    "{domain}: no _smtp._tls rua=mailto: record, no report"
+                    "{domain}: no _smtp._tls record with a mailto: or https: rua, no report"
                 ));
                 continue;
             }
             let json = report.json.to_string();
-            for to in rua {
-                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
+            for dest in rua {
+                let to = dest.as_str();
+                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &dest) {
                     lines.push(format!("{domain}: not sent to {to}: {why}"));
                     continue;
                 }
-                match self.queue_one(&report, &json, &from, &to, &who, now).await {
-                    Ok(id) => {
-                        self.record_sent(&mut ledger, &today, &report.report_id, &to);
+                let counts = format!(
+                    "{} successful, {} failed sessions",
+                    report.successes, report.failures
+                );
+                let sent = match &dest {
+                    Rua::Mailto(to) => self
+                        .queue_one(&report, &json, &from, to, &who, now)
+                        .await
+                        .map(|id| format!("queued to {to} as {id}")),
+                    Rua::Https(url) => match &self.poster {
+                        Some(p) => p
+                            .post(url, &json)
+                            .await
+                            .map(|status| format!("posted to {url} (HTTP {status})")),
+                        None => Err("no HTTPS client for https: destinations".into()),
+                    },
+                };
+                match sent {
+                    Ok(what) => {
+                        self.record_sent(&mut ledger, &today, &report.report_id, to);
                         postern_metrics::inc("postern_reports_sent_total", &[("kind", "tlsrpt")]);
                         info!(
-                            "TLS-RPT report {} for {domain} ({} successful, {} failed sessions) queued to {to} as {id}",
-                            report.report_id, report.successes, report.failures
+                            "TLS-RPT report {} for {domain} ({counts}) {what}",
+                            report.report_id
                         );
-                        lines.push(format!(
-                            "{domain}: queued to {to} as {id} ({} successful, {} failed sessions)",
-                            report.successes, report.failures
-                        ));
+                        lines.push(format!("{domain}: {what} ({counts})"));
                     }
                     Err(e) => {
-                        warn!("TLS-RPT report for {domain} to {to} not queued: {e}");
-                        lines.push(format!("{domain}: not queued to {to}: {e}"));
+                        warn!("TLS-RPT report for {domain} to {to} not sent: {e}");
+                        lines.push(format!("{domain}: not sent to {to}: {e}"));
                     }
                 }
             }
@@ -142,14 +185,32 @@ impl Sender {
         lines
     }
 
-    /// Why a report may not go to `to` now, if it may not.
-    fn gate(&self, ledger: &str, today: &str, report_id: &str, to: &str) -> Option<&'static str> {
+    /// Why a TLS-RPT report may not go to `dest` now, if it may not. The allow and deny
+    /// lists match an `https:` destination by its host name.
+    fn gate(&self, ledger: &str, today: &str, report_id: &str, dest: &Rua) -> Option<&'static str> {
+        let allowed = match dest {
+            Rua::Mailto(a) => self.cfg.destination_allowed(a),
+            Rua::Https(url) => postern_sts::fetch::HttpsUrl::parse(url)
+                .is_some_and(|u| self.cfg.destination_allowed(&u.host)),
+        };
+        self.gate_for(ledger, today, report_id, dest.as_str(), allowed)
+    }
+
+    /// [`Sender::gate`] for any destination whose allow/deny verdict is `allowed`.
+    fn gate_for(
+        &self,
+        ledger: &str,
+        today: &str,
+        report_id: &str,
+        to: &str,
+        allowed: bool,
+    ) -> Option<&'static str> {
         let sent_today = ledger.lines().filter(|l| l.starts_with(today)).count();
         let to_dest = ledger
             .lines()
             .filter(|l| l.starts_with(today) && l.ends_with(&format!(" {to}")))
             .count();
-        if !self.cfg.destination_allowed(to) {
+        if !allowed {
             Some("destination not allowed ([reports] allow/deny)")
         } else if ledger
             .lines()
@@ -209,7 +270,8 @@ impl Sender {
                         continue;
                     }
                 }
-                if let Some(why) = self.gate(&ledger, &today, &report.report_id, &to) {
+                let allowed = self.cfg.destination_allowed(&to);
+                if let Some(why) = self.gate_for(&ledger, &today, &report.report_id, &to, allowed) {
                     lines.push(format!("{domain}: not sent to {to}: {why}"));
                     continue;
                 }

@@ -175,9 +175,28 @@ fn one(domain: &str, sessions: &[&Outbound], begin: u64, end: u64, who: &Submitt
     }
 }
 
-/// The `mailto:` addresses of a `_smtp._tls` TXT record (RFC 8460 §3), or `None` when
-/// it is not a TLSRPTv1 record. `https:` destinations are not used.
-pub fn rua_mailto(record: &str) -> Option<Vec<String>> {
+/// One `rua` destination of a `_smtp._tls` record (RFC 8460 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rua {
+    /// `mailto:` (percent-decoded): the report goes by mail.
+    Mailto(String),
+    /// `https:`: the report is POSTed there (RFC 8460 §5.4).
+    Https(String),
+}
+
+impl Rua {
+    /// What the ledger and the answers call it: the address, or the URL.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Rua::Mailto(a) | Rua::Https(a) => a,
+        }
+    }
+}
+
+/// The destinations of a `_smtp._tls` TXT record (RFC 8460 §3), in record order, or
+/// `None` when it is not a TLSRPTv1 record. Other schemes and malformed entries are
+/// left out.
+pub fn rua(record: &str) -> Option<Vec<Rua>> {
     let mut parts = record.split(';').map(str::trim);
     if !parts.next()?.eq_ignore_ascii_case("v=TLSRPTv1") {
         return None;
@@ -198,12 +217,27 @@ pub fn rua_mailto(record: &str) -> Option<Vec<String>> {
             {
                 let addr = percent_decode(addr);
                 if addr.contains('@') && !addr.contains(['<', '>', ' ', '\r', '\n', ',']) {
-                    out.push(addr);
+                    out.push(Rua::Mailto(addr));
                 }
+            } else if postern_sts::fetch::HttpsUrl::parse(uri).is_some() {
+                out.push(Rua::Https(uri.to_string()));
             }
         }
     }
     Some(out)
+}
+
+/// The `mailto:` addresses of a `_smtp._tls` TXT record only (see [`rua`]).
+pub fn rua_mailto(record: &str) -> Option<Vec<String>> {
+    Some(
+        rua(record)?
+            .into_iter()
+            .filter_map(|r| match r {
+                Rua::Mailto(a) => Some(a),
+                Rua::Https(_) => None,
+            })
+            .collect(),
+    )
 }
 
 fn percent_decode(s: &str) -> String {
@@ -298,6 +332,15 @@ mod tests {
                 "v=TLSRPTv1; rua=mailto:tls@a.test,https://r.a.test/x, mailto:tls%2Brpt@b.test"
             ),
             Some(vec!["tls@a.test".to_string(), "tls+rpt@b.test".to_string()])
+        );
+        assert_eq!(
+            rua(
+                "v=TLSRPTv1; rua=mailto:tls@a.test,https://r.a.test/x,ftp://x.test/,https://bad host/"
+            ),
+            Some(vec![
+                Rua::Mailto("tls@a.test".into()),
+                Rua::Https("https://r.a.test/x".into())
+            ])
         );
         assert_eq!(rua_mailto("v=spf1 -all"), None);
         assert_eq!(rua_mailto("v=TLSRPTv1;"), Some(vec![]));

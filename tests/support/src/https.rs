@@ -53,6 +53,7 @@ pub struct HttpsServer {
     reply: Arc<Mutex<Reply>>,
     requests: Arc<AtomicUsize>,
     last_request: Arc<Mutex<String>>,
+    last_body: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -87,13 +88,16 @@ impl HttpsServer {
         let reply = Arc::new(Mutex::new(reply));
         let requests = Arc::new(AtomicUsize::new(0));
         let last_request = Arc::new(Mutex::new(String::new()));
+        let last_body = Arc::new(Mutex::new(Vec::new()));
         let (r, n, last) = (reply.clone(), requests.clone(), last_request.clone());
+        let body_slot = last_body.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let (acceptor, r, n, last) = (acceptor.clone(), r.clone(), n.clone(), last.clone());
+                let body_slot = body_slot.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -106,8 +110,32 @@ impl HttpsServer {
                             Ok(k) => head.extend_from_slice(&buf[..k]),
                         }
                     }
+                    // A body (a POST): as long as Content-Length says, at most 1 MiB.
+                    let end = head
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(head.len(), |p| p + 4);
+                    let mut body = head.split_off(end);
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let want = text
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0)
+                        .min(1 << 20);
+                    while body.len() < want {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => body.extend_from_slice(&buf[..k]),
+                        }
+                    }
                     n.fetch_add(1, Ordering::SeqCst);
-                    *last.lock().unwrap() = String::from_utf8_lossy(&head).into_owned();
+                    *last.lock().unwrap() = text;
+                    *body_slot.lock().unwrap() = body;
                     let reply = r.lock().unwrap().clone();
                     let mut out = format!("HTTP/1.1 {} Test\r\n", reply.status);
                     for (k, v) in &reply.headers {
@@ -129,6 +157,7 @@ impl HttpsServer {
             reply,
             requests,
             last_request,
+            last_body,
             task,
         }
     }
@@ -150,6 +179,11 @@ impl HttpsServer {
     /// The head of the last request (request line and header fields).
     pub fn last_request(&self) -> String {
         self.last_request.lock().unwrap().clone()
+    }
+
+    /// The body of the last request (empty for a GET).
+    pub fn last_body(&self) -> Vec<u8> {
+        self.last_body.lock().unwrap().clone()
     }
 }
 
