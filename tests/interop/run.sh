@@ -549,5 +549,11 @@ au_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ fail
 pe_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); pe_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/peers/run.sh" 2>&1 || true); [ -n "$pe_sum" ] || { echo "FAILED - peer matrix (tests/interop/peers/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 # The MTA-STS policy listener with curl and openssl s_client (#13): tests/interop/mta-sts/run.sh.
 ms_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); ms_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/mta-sts/run.sh" 2>&1 || true); [ -n "$ms_sum" ] || { echo "FAILED - MTA-STS interop (tests/interop/mta-sts/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
+# MTA-STS end to end on the real port 443, in a private network namespace (#13):
+# tests/interop/mta-sts/port443.sh.
+m4_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); m4_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/mta-sts/port443.sh" 2>&1 || true); [ -n "$m4_sum" ] || { echo "FAILED - MTA-STS port 443 interop (tests/interop/mta-sts/port443.sh) printed no summary"; FAILED=$((FAILED + 1)); }
+# Postfix's posttls-finger -l dane against Postern's listener, over a signed DNS tree (#12):
+# tests/interop/dane/run.sh.
+dn_sum=; while IFS= read -r l; do if [[ $l =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2])); dn_sum=1; else printf '%s\n' "$l"; fi; done < <(POSTERN_BIN="$BIN" "$SCRIPT_DIR/dane/run.sh" 2>&1 || true); [ -n "$dn_sum" ] || { echo "FAILED - DANE interop (tests/interop/dane/run.sh) printed no summary"; FAILED=$((FAILED + 1)); }
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
