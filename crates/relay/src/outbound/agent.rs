@@ -344,7 +344,7 @@ impl SmtpAgent {
                 peer: &target.peer,
                 dane: &dane,
                 sts: sts.as_ref(),
-                own_report: msg.envelope.helo == super::observe::REPORT_MAIL_HELO,
+                own_report: super::observe::is_own_report(&msg.envelope),
             };
             let host = match decision {
                 HostDecision::Connect(h) => h,

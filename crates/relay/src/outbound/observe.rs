@@ -16,6 +16,13 @@ use super::engine::{DaneStatus, Source, StsPolicy};
 /// never counted in the next report.
 pub const REPORT_MAIL_HELO: &str = "postern-report.invalid";
 
+/// Whether `envelope` is our own report mail: the [`REPORT_MAIL_HELO`] flag on mail that
+/// no client sent. A client that says `EHLO postern-report.invalid` gets its HELO
+/// recorded too, but never makes its own deliveries uncounted.
+pub fn is_own_report(envelope: &postern_queue::Envelope) -> bool {
+    envelope.helo == REPORT_MAIL_HELO && envelope.client_ip.is_none()
+}
+
 /// RFC 8460 §4.3 policy types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyType {
@@ -254,5 +261,35 @@ pub fn classify(why: &str, source: Source) -> &'static str {
         "certificate-not-trusted"
     } else {
         "validation-failure"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_smtp::address::{ReversePath, parse_mailbox};
+
+    #[test]
+    fn only_mail_no_client_sent_is_our_own_report() {
+        let mut e = postern_queue::Envelope {
+            id: postern_queue::QueueId::generate(),
+            arrived: 0,
+            client_ip: None,
+            helo: REPORT_MAIL_HELO.into(),
+            sender: ReversePath::Address(parse_mailbox("rpt@example.org").unwrap()),
+            recipients: vec![parse_mailbox("tlsrpt@example.net").unwrap().into()],
+            body: Default::default(),
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            sender_tls: Default::default(),
+        };
+        assert!(is_own_report(&e));
+        // A client that says EHLO postern-report.invalid.
+        e.client_ip = Some("192.0.2.1".parse().unwrap());
+        assert!(!is_own_report(&e));
+        e.client_ip = None;
+        e.helo = "client.example.org".into();
+        assert!(!is_own_report(&e));
     }
 }
