@@ -30,6 +30,10 @@ pub type Sign = Option<postern_auth::sign::ReportSign>;
 
 const DAY: u64 = 86_400;
 
+/// Most `https:` destinations posted to per policy domain and report: each POST may take
+/// up to a minute, and the record is the other side's to write.
+pub const MAX_HTTPS_DESTINATIONS: usize = 2;
+
 /// What sending needs.
 #[derive(Clone)]
 pub struct Sender {
@@ -139,8 +143,18 @@ impl Sender {
                 continue;
             }
             let json = report.json.to_string();
+            let mut https = 0;
             for dest in rua {
                 let to = dest.as_str();
+                if matches!(dest, Rua::Https(_)) {
+                    https += 1;
+                    if https > MAX_HTTPS_DESTINATIONS {
+                        lines.push(format!(
+                            "{domain}: not sent to {to}: only the first {MAX_HTTPS_DESTINATIONS} https: destinations of a record are used"
+                        ));
+                        continue;
+                    }
+                }
                 if let Some(why) = self.gate(&ledger, &today, &report.report_id, &dest) {
                     lines.push(format!("{domain}: not sent to {to}: {why}"));
                     continue;
@@ -411,6 +425,22 @@ impl Sender {
             if *shutdown.borrow() {
                 return;
             }
+            // Sending may wait on other servers (an https: POST up to a minute): a stop
+            // request ends it at the next wait. The ledger is written after each report
+            // sent, so a stop loses nothing and sends nothing twice.
+            let mut stop = shutdown.clone();
+            let work = self.once(&mut next);
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = work => {}
+            }
+        }
+    }
+
+    /// One turn of [`Sender::run`]: a `send-now` request, then the daily run when due.
+    async fn once(&self, next: &mut u64) {
+        let jitter = self.cfg.jitter.get().as_secs();
+        {
             let trigger = trigger_path(&self.state_dir);
             if let Ok(req) = std::fs::read_to_string(&trigger) {
                 let _ = std::fs::remove_file(&trigger);
@@ -431,7 +461,7 @@ impl Sender {
                 );
             }
             let now = postern_queue::unix_now();
-            if now >= next {
+            if now >= *next {
                 let today = now - now % DAY;
                 if self.cfg.tls_rpt {
                     for l in self.send_tlsrpt(today - DAY, today).await {
@@ -443,7 +473,7 @@ impl Sender {
                         info!("DMARC: {l}");
                     }
                 }
-                next = next_run(now + 1, self.cfg.send_hour, jitter);
+                *next = next_run(now + 1, self.cfg.send_hour, jitter);
             }
         }
     }

@@ -84,6 +84,9 @@ pub struct Cache {
     max: usize,
     /// Domain → entry and the file's modification time when read or written.
     mem: Mutex<HashMap<String, (Entry, Option<SystemTime>)>>,
+    /// Files refused on reading (a link, a FIFO, unreadable JSON), with their modification
+    /// time: warned about once, not re-read on every delivery until they change.
+    refused: Mutex<HashMap<String, Option<SystemTime>>>,
 }
 
 /// The cache key (and file stem) for `domain`: lower case, no trailing dot; `None` for a
@@ -119,13 +122,24 @@ impl Cache {
             persist: true,
             max: max.max(1),
             mem: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         };
         let mut mem = HashMap::new();
         for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.ends_with(".tmp") {
                 // A write cut short by a crash (unlinking a link removes only the link).
-                let _ = std::fs::remove_file(e.path());
+                // Only old ones: `postern mta-sts` opens the cache while the daemon may
+                // be writing, and a write takes milliseconds.
+                let stale = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(600));
+                if stale {
+                    let _ = std::fs::remove_file(e.path());
+                }
                 continue;
             }
             let Some(domain) = name.strip_suffix(".json") else {
@@ -147,6 +161,7 @@ impl Cache {
             persist: false,
             max: MAX_ENTRIES,
             mem: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -172,10 +187,29 @@ impl Cache {
 
     fn read_file(&self, key: &str) -> Option<(Entry, Option<SystemTime>)> {
         let path = self.path(key);
+        let seen = self.mtime(key);
+        {
+            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            match refused.get(key) {
+                Some(t) if *t == seen => return None,
+                Some(_) => {
+                    refused.remove(key);
+                }
+                None => {}
+            }
+        }
+        let refuse = |this: &Self| {
+            let mut refused = this.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.len() >= MAX_ENTRIES {
+                refused.clear();
+            }
+            refused.insert(key.to_string(), seen);
+        };
         let (text, mtime) = match read_plain(&path) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
+                refuse(self);
                 tracing::warn!(
                     "MTA-STS cache file {} ignored: {e}; remove it (`postern mta-sts forget DOMAIN`) and check who can write to {}",
                     path.display(),
@@ -187,6 +221,7 @@ impl Cache {
         match serde_json::from_slice::<Entry>(&text) {
             Ok(e) if e.domain == key => Some((e, mtime)),
             Ok(_) | Err(_) => {
+                refuse(self);
                 tracing::warn!(
                     "MTA-STS cache file {} is unreadable or names another domain: ignored",
                     path.display()

@@ -62,6 +62,12 @@ pub enum FetchError {
     BadUrl { url: String },
     #[error("{url}: HTTP status {status}, not 2xx")]
     Rejected { url: String, status: u16 },
+    #[error("{url}: redirect ({status}{}) not followed: a report goes only to the URL the record names", .location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default())]
+    PostRedirect {
+        url: String,
+        status: u16,
+        location: Option<String>,
+    },
 }
 
 /// Fetches policies over HTTPS.
@@ -304,7 +310,7 @@ impl Fetcher {
                     .map_err(|e| http_err(e.to_string()))?;
                 let status = resp.status();
                 if status.is_redirection() {
-                    return Err(FetchError::Redirect {
+                    return Err(FetchError::PostRedirect {
                         url: url.to_string(),
                         status: status.as_u16(),
                         location: resp
@@ -348,7 +354,8 @@ pub struct HttpsUrl {
 
 impl HttpsUrl {
     /// `https://HOST[:PORT][/PATH][?QUERY]`; `None` for another scheme, user
-    /// information, a fragment, spaces or control characters, or a missing host.
+    /// information, a fragment, spaces or control characters, a missing host, or an IP
+    /// address instead of a host name (the certificate is checked for a name).
     pub fn parse(url: &str) -> Option<HttpsUrl> {
         if url.len() > 2048 || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return None;
@@ -382,11 +389,13 @@ impl HttpsUrl {
             None => 443,
         };
         let host = host.trim_end_matches('.').to_ascii_lowercase();
+        // A host name, never an address: the certificate is checked for a DNS name.
         let ok = !host.is_empty()
-            && (host.parse::<std::net::IpAddr>().is_ok()
-                || host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+            && host.parse::<std::net::IpAddr>().is_err()
+            && host.contains(|c: char| c.is_ascii_alphabetic())
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         ok.then_some(HttpsUrl { host, port, path })
     }
 
@@ -439,12 +448,6 @@ mod tests {
             (u.port, u.path.as_str(), u.authority().as_str()),
             (8443, "/", "rpt.test:8443")
         );
-        let u = HttpsUrl::parse("https://[::1]:8443/r").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.authority().as_str()),
-            ("::1", "[::1]:8443")
-        );
-        assert_eq!(HttpsUrl::parse("https://[::1]/r").unwrap().port, 443);
         assert_eq!(HttpsUrl::parse("https://h.test?q").unwrap().path, "/?q");
         for bad in [
             "http://rpt.test/",
@@ -457,6 +460,10 @@ mod tests {
             "https://rpt_test/",
             "https://rpt.test/\r\n",
             "mailto:a@b.test",
+            "https://[::1]:8443/r",
+            "https://[::1]/r",
+            "https://192.0.2.1/r",
+            "https://[2001:db8::1]/r",
         ] {
             assert!(HttpsUrl::parse(bad).is_none(), "{bad}");
         }

@@ -46,6 +46,30 @@ pub struct Sts {
     fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Holding a domain's fetch gate. Dropping it releases the gate, and removes it from the
+/// map when nobody else holds or waits for it (checked under the map's lock, and only if
+/// the map still has this very gate), so the map holds only domains being fetched.
+struct FetchTurn<'a> {
+    sts: &'a Sts,
+    domain: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for FetchTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.sts.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        // Two references: the map's and ours; a waiter would hold a third.
+        if map
+            .get(&self.domain)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate) && Arc::strong_count(g) == 2)
+        {
+            map.remove(&self.domain);
+        }
+    }
+}
+
 /// A failed fetch, remembered for [`FETCH_RETRY_AFTER`].
 #[derive(Debug, Clone)]
 struct Failed {
@@ -221,28 +245,26 @@ impl Sts {
             });
         }
         // One fetch per domain at a time; whoever waited finds its result below.
-        let gate = self.gate(&domain);
-        let _turn = gate.lock().await;
-        let found = self.lookup_fetch(&domain, &id, cached, now).await;
-        self.ungate(&domain);
-        found
+        let _turn = self.turn(&domain).await;
+        self.lookup_fetch(&domain, &id, cached, now).await
     }
 
-    /// The fetch gate of `domain` (see `fetching`).
-    fn gate(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.fetching
+    /// Wait for `domain`'s fetch gate (see `fetching`); held until the turn is dropped.
+    async fn turn(&self, domain: &str) -> FetchTurn<'_> {
+        let gate = self
+            .fetching
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(domain.to_string())
             .or_default()
-            .clone()
-    }
-
-    fn ungate(&self, domain: &str) {
-        self.fetching
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(domain);
+            .clone();
+        let guard = gate.clone().lock_owned().await;
+        FetchTurn {
+            sts: self,
+            domain: domain.to_string(),
+            gate,
+            guard: Some(guard),
+        }
     }
 
     /// [`Sts::lookup`] once the domain's fetch gate is held: the policy another delivery
@@ -327,11 +349,8 @@ impl Sts {
                 domain: domain.clone(),
                 why,
             })?;
-        let gate = self.gate(&domain);
-        let _turn = gate.lock().await;
-        let r = self.fetch_store(&domain, &id).await;
-        self.ungate(&domain);
-        r
+        let _turn = self.turn(&domain).await;
+        self.fetch_store(&domain, &id).await
     }
 
     /// Refresh every cached policy that has used half its `max_age` or whose TXT id
@@ -348,11 +367,9 @@ impl Sts {
                 continue;
             }
             let id = id.unwrap_or_else(|| e.id.clone());
-            let gate = self.gate(&e.domain);
-            let turn = gate.lock().await;
+            let turn = self.turn(&e.domain).await;
             let fetched = self.fetch_store(&e.domain, &id).await;
             drop(turn);
-            self.ungate(&e.domain);
             match fetched {
                 Ok(_) => n += 1,
                 Err(err) if e.expired(now) => {

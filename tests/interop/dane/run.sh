@@ -32,9 +32,18 @@ TREE="$REPO_ROOT/tests/support/dnssec/signed-tree.sh"
 . "$INTEROP_DIR/lib/harness.sh"
 
 if [ "${POSTERN_DANE_NS:-}" != 1 ]; then
-    [ "$(id -u)" = 0 ] || { echo "dane: must run as root (namespaces, apt-get)" >&2; exit 1; }
+    if [ "$(id -u)" != 0 ]; then
+        echo "not ok - dane: must run as root (namespaces, apt-get)"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    # Everything the namespace needs, installed out here: inside, there is no network.
     command -v posttls-finger >/dev/null || apt_install dane postfix
     command -v openssl >/dev/null || apt_install dane openssl
+    command -v ip >/dev/null || apt_install dane iproute2
+    { command -v knotd && command -v keymgr; } >/dev/null || apt_install dane knot
+    command -v kdig >/dev/null || apt_install dane knot-dnsutils
+    command -v unbound >/dev/null || apt_install dane unbound
     wait_for_binary dane "$BIN"
     export POSTERN_DANE_NS=1
     exec unshare --net --mount --propagation private -- "$0" "$@"
@@ -109,7 +118,11 @@ set +e
 UNBOUND_PORT=53 bash "$TREE" start "$WORK/tree" >"$WORK/tree.out" 2>&1
 rc=$?
 set -e
-if [ "$rc" -ne 0 ]; then
+if [ "$rc" -eq 77 ]; then
+    echo "SKIPPED - dane: knot/unbound missing and not installable: $(tail -n 3 "$WORK/tree.out")"
+    echo "$PASSED passed, $FAILED failed"
+    exit 0
+elif [ "$rc" -ne 0 ]; then
     not_ok "signed DNS tree starts (unbound on 127.0.0.1:53)" "$(tail -n 30 "$WORK/tree.out")"
     echo "$PASSED passed, $FAILED failed"
     exit 1

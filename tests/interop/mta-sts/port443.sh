@@ -34,10 +34,19 @@ TREE="$REPO_ROOT/tests/support/dnssec/signed-tree.sh"
 . "$INTEROP_DIR/lib/harness.sh"
 
 if [ "${POSTERN_STS443_NS:-}" != 1 ]; then
-    [ "$(id -u)" = 0 ] || { echo "mta-sts-443: must run as root (namespaces, apt-get)" >&2; exit 1; }
+    if [ "$(id -u)" != 0 ]; then
+        echo "not ok - mta-sts-443: must run as root (namespaces, apt-get)"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    # Everything the namespace needs, installed out here: inside, there is no network.
     command -v openssl >/dev/null || apt_install mta-sts-443 openssl
     command -v python3 >/dev/null || apt_install mta-sts-443 python3
     command -v setsid >/dev/null || apt_install mta-sts-443 util-linux
+    command -v ip >/dev/null || apt_install mta-sts-443 iproute2
+    { command -v knotd && command -v keymgr; } >/dev/null || apt_install mta-sts-443 knot
+    command -v kdig >/dev/null || apt_install mta-sts-443 knot-dnsutils
+    command -v unbound >/dev/null || apt_install mta-sts-443 unbound
     wait_for_binary mta-sts-443 "$BIN"
     export POSTERN_STS443_NS=1
     exec unshare --net --mount --propagation private -- "$0" "$@"
@@ -186,7 +195,11 @@ set +e
 UNBOUND_PORT=53 bash "$TREE" start "$WORK/tree" >"$WORK/tree.out" 2>&1
 rc=$?
 set -e
-if [ "$rc" -ne 0 ]; then
+if [ "$rc" -eq 77 ]; then
+    echo "SKIPPED - mta-sts-443: knot/unbound missing and not installable: $(tail -n 3 "$WORK/tree.out")"
+    echo "$PASSED passed, $FAILED failed"
+    exit 0
+elif [ "$rc" -ne 0 ]; then
     not_ok "signed DNS tree starts (unbound on 127.0.0.1:53)" "$(tail -n 30 "$WORK/tree.out")"
     summary_and_exit
 fi
