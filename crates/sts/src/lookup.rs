@@ -209,6 +209,14 @@ impl Sts {
         &self.cache
     }
 
+    /// Domains whose policy is being fetched (or waited for) right now.
+    pub fn fetches_in_progress(&self) -> usize {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// The policy id published for `domain`.
     async fn txt_id(&self, domain: &str) -> Result<String, String> {
         let name = format!("_mta-sts.{}", domain.trim_end_matches('.'));

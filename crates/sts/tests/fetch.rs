@@ -351,6 +351,15 @@ async fn concurrent_first_lookups_share_one_fetch() {
         abouts.push(found.about);
     }
     assert_eq!(w.server.requests(), 1, "one fetch for all: {abouts:?}");
+    assert_eq!(
+        sts.fetches_in_progress(),
+        0,
+        "the last one out removes the gate"
+    );
+    // A refresh afterwards takes its own turn, and leaves nothing behind either.
+    sts.refresh("d.test").await.unwrap();
+    assert_eq!(w.server.requests(), 2);
+    assert_eq!(sts.fetches_in_progress(), 0);
     assert!(
         abouts.iter().any(|a| a.starts_with("fetched just now (")),
         "{abouts:?}"
