@@ -85,6 +85,45 @@ pub fn replace_file(tmp: &Path, dst: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Open an existing file for reading without following a link or waiting on a FIFO
+/// (`O_NOFOLLOW|O_NONBLOCK`): it must be a regular file with a single link. For files a
+/// command run as root reads from a directory the daemon's user can write.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let flags = nofollow() | rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                refuse(path, "it is a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    let m = file.metadata()?;
+    if !m.file_type().is_file() {
+        return Err(refuse(path, "it is not a regular file"));
+    }
+    if m.nlink() != 1 {
+        return Err(refuse(path, "it has other hard links"));
+    }
+    Ok(file)
+}
+
+/// The whole of a file opened as [`open_regular`] does, if it has at most `max` bytes.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(refuse(path, &format!("it is larger than {max} bytes")));
+    }
+    let mut v = Vec::with_capacity(len as usize);
+    file.take(max).read_to_end(&mut v)?;
+    Ok(v)
+}
+
 /// Open (creating with mode 0640 if needed) a file that is kept and reopened, such as the
 /// lock, for reading and writing, without following a link. The file must be a regular
 /// file with a single link, owned by the caller or by the owner of its directory.
@@ -126,6 +165,32 @@ pub fn open_owned(path: &Path, write: bool) -> io::Result<File> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn open_regular_refuses_links_fifos_and_hard_links_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::write(&real, b"hello").unwrap();
+        assert_eq!(read_regular(&real, 5).unwrap(), b"hello");
+        assert!(is_refusal(&read_regular(&real, 4).unwrap_err()));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(is_refusal(&open_regular(&link).unwrap_err()));
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(is_refusal(&open_regular(&fifo).unwrap_err()));
+        let other = dir.path().join("other");
+        fs::write(&other, b"x").unwrap();
+        fs::hard_link(&other, dir.path().join("other2")).unwrap();
+        assert!(is_refusal(&open_regular(&other).unwrap_err()));
+    }
 
     #[test]
     fn links_are_refused_and_their_targets_untouched() {

@@ -194,7 +194,10 @@ pub fn send_now(state_dir: &Path, day: &str, wait: Duration) -> Result<String, S
         .map_err(|e| format!("cannot write {}: {e}", trigger.display()))?;
     let start = std::time::Instant::now();
     while start.elapsed() < wait {
-        if let Ok(text) = std::fs::read_to_string(&answer) {
+        // Never through a link or a FIFO planted there: this may run as root.
+        if let Ok(text) = postern_queue::safefs::read_regular(&answer, 1 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        {
             let _ = std::fs::remove_file(&answer);
             return Ok(text);
         }

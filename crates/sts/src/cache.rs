@@ -350,35 +350,11 @@ impl Cache {
 /// Read a cache file without following a link or blocking on a FIFO: it must be a
 /// regular file with one link and at most [`MAX_FILE`] bytes.
 fn read_plain(path: &Path) -> std::io::Result<(Vec<u8>, Option<SystemTime>)> {
-    use rustix::fs::OFlags;
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is a symbolic link")
-            } else {
-                e
-            }
-        })?;
-    let m = f.metadata()?;
-    let refuse = |why: &str| Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
-    if !m.file_type().is_file() {
-        return refuse("it is not a regular file");
-    }
-    if m.nlink() != 1 {
-        return refuse("it has other hard links");
-    }
-    if m.len() > MAX_FILE {
-        return refuse("it is larger than 1 MiB");
-    }
-    let mut text = Vec::with_capacity(m.len() as usize);
-    f.take(MAX_FILE).read_to_end(&mut text)?;
-    Ok((text, m.modified().ok()))
+    let text = postern_queue::safefs::read_regular(path, MAX_FILE)?;
+    let mtime = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok();
+    Ok((text, mtime))
 }
 
 #[cfg(test)]
