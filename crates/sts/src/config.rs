@@ -59,27 +59,8 @@ fn default_max_age() -> u64 {
     DEFAULT_MAX_AGE
 }
 
-/// A served policy's mode (RFC 8461 §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Senders must deliver only to listed MX hosts with verified TLS.
-    Enforce,
-    /// Senders deliver as before but report failures (TLS-RPT).
-    Testing,
-    /// The domain withdraws its policy.
-    None,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Testing => "testing",
-            Mode::None => "none",
-        }
-    }
-}
+/// A served policy's mode (RFC 8461 §5): the same type senders parse.
+pub use crate::policy::Mode;
 
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

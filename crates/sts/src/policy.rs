@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_AGE_LIMIT: u64 = 31_557_600;
 
 /// A policy's mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only matching MX hosts, with verified certificates; failures defer.
