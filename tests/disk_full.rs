@@ -96,7 +96,12 @@ fn all_complete(dir: &Path) -> usize {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "msg") {
-            let bytes = std::fs::read(&p).unwrap();
+            let bytes = match std::fs::read(&p) {
+                Ok(b) => b,
+                // Delivered and removed between the listing and the read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", p.display()),
+            };
             let tail =
                 String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(40)..]).to_string();
             assert!(

@@ -149,11 +149,30 @@ async fn metrics_after_a_few_sessions() {
     );
     c.cmd("QUIT").await;
     s.wait_delivered("bob", 2).await;
-    // Sessions are counted when they end.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-
-    let m = parse(&scrape(addr).await);
     let l = listener.as_str();
+    // Sessions are counted when they end, attempts after the Maildir write, and the
+    // queue gauge drops when the queue entry is removed: all a little after delivery.
+    let settled = |m: &Samples| {
+        get(m, "postern_queue_messages", &[("state", "active")]) == Some(0.0)
+            && get(
+                m,
+                "postern_delivery_attempts_total",
+                &[("outcome", "delivered")],
+            ) >= Some(2.0)
+            && get(
+                m,
+                "postern_smtp_connections_total",
+                &[("listener", l), ("tls", "yes"), ("version", "TLSv1.3")],
+            ) >= Some(1.0)
+    };
+    let mut m = parse(&scrape(addr).await);
+    for _ in 0..100 {
+        if settled(&m) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        m = parse(&scrape(addr).await);
+    }
     assert!(
         get(
             &m,

@@ -272,6 +272,8 @@ async fn hold_release_flush_delete_bounce_against_a_running_daemon() {
     assert!(!exists(&queue(&s, "active", &d, "msg")));
     assert_eq!(fake.messages().len(), 2);
 
+    // The bounce leaves the queue just after its Maildir copy lands.
+    assert_eq!(s.wait_queued(0).await, 0);
     let text = ok(&s, &["list"]).await;
     assert_eq!(text, "The queue is empty.\n");
     s.stop().await;

@@ -35,7 +35,7 @@ async fn plaintext_session_delivers_byte_for_byte() {
     assert!(trace.contains("\tfor <bob@local.test>;\r\n"), "{trace}");
     assert!(!trace.contains("using TLS"), "{trace}");
     // The queue is empty once delivered.
-    assert_eq!(s.queued(), 0);
+    assert_eq!(s.wait_queued(0).await, 0);
 }
 
 #[tokio::test]
@@ -499,13 +499,7 @@ async fn mail_waits_in_the_queue_across_a_restart() {
     let s = TestServer::start_with(dir, &config("mail")).await;
     let got = s.wait_delivered("bob", 1).await;
     assert_eq!(strip_trace(&got[0]).1, MSG_UNSTUFFED);
-    for _ in 0..100 {
-        if s.queued() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(s.queued(), 0);
+    assert_eq!(s.wait_queued(0).await, 0);
 }
 
 #[tokio::test]
@@ -729,13 +723,7 @@ async fn an_expired_message_bounces_into_the_senders_maildir() {
     }
     assert!(full_seen, "one bounce returns the whole message");
     // Everything was reported: nothing is left in the queue or kept in failed/.
-    for _ in 0..100 {
-        if s.queued() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(s.queued(), 0);
+    assert_eq!(s.wait_queued(0).await, 0);
     assert_eq!(
         std::fs::read_dir(state.join("queue/failed"))
             .unwrap()

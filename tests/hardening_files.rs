@@ -182,6 +182,13 @@ fn modes_are_explicit_even_with_umask_000() {
         assert!(Instant::now() < deadline, "the message was never delivered");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Delivery removes the queue entry just after the Maildir copy lands: let the tree
+    // settle before walking it.
+    let active = dir.path().join("state/queue/active");
+    while std::fs::read_dir(&active).map(|d| d.count()).unwrap_or(0) > 0 {
+        assert!(Instant::now() < deadline, "the queue never emptied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut all = Vec::new();
     walk(&dir.path().join("state"), &mut all);
     for p in &all {

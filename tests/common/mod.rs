@@ -134,6 +134,19 @@ impl TestServer {
             .unwrap_or(0)
     }
 
+    /// Wait up to 10 s until the queue holds exactly `n` messages; the count then.
+    /// Delivery writes the Maildir copy (and fsyncs it) before it removes the queue
+    /// entry, so "delivered" does not yet mean "gone from the queue".
+    pub async fn wait_queued(&self, n: usize) -> usize {
+        for _ in 0..400 {
+            if self.queued() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.queued()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;

@@ -5,14 +5,17 @@
 
 With PEM (key and certificate in one file) it offers STARTTLS.
 """
+import os
 import socketserver
 import ssl
 import sys
+import threading
 
 PORT = int(sys.argv[1])
 DIR = sys.argv[2]
 PEM = sys.argv[3] if len(sys.argv) > 3 else None
 count = 0
+lock = threading.Lock()
 
 
 class Smtp(socketserver.StreamRequestHandler):
@@ -50,9 +53,13 @@ class Smtp(socketserver.StreamRequestHandler):
                     if l.startswith(b".."):
                         l = l[1:]
                     data += l
-                count += 1
-                with open(f"{DIR}/{count}.eml", "wb") as f:
+                with lock:
+                    count += 1
+                    n = count
+                # Written aside, then renamed: the test sees whole files only.
+                with open(f"{DIR}/.{n}.tmp", "wb") as f:
                     f.write(data)
+                os.rename(f"{DIR}/.{n}.tmp", f"{DIR}/{n}.eml")
                 self.say("250 ok")
             elif cmd == "QUIT":
                 self.say("221 bye")
