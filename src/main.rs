@@ -47,8 +47,9 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(postern::auth_cli::DkimCommand),
-    /// Print the DNS records (MX, SPF, DKIM, DMARC, MTA-STS and TLS-RPT placeholders) to
-    /// publish for every configured mail domain, in zone-file syntax.
+    /// Print the DNS records to publish, in zone-file syntax: MX, SPF, DKIM, DMARC,
+    /// MTA-STS and TLS-RPT for every configured mail domain, and the DANE TLSA records
+    /// of the served certificates.
     DnsRecords,
     /// Scan a mail server's TLS (STARTTLS, or implicit TLS with --implicit): protocol
     /// versions, cipher suites, groups, certificates, and a verdict against a profile.
