@@ -114,9 +114,15 @@ async fn case(body: Option<&str>, cert_name: &str, seed: impl FnOnce(&std::path:
 }
 
 async fn send(a: &TestServer, to: &str) {
+    send_headers(a, to, "").await;
+}
+
+/// `send`, with `headers` (each ending in CRLF) added to the message's header.
+async fn send_headers(a: &TestServer, to: &str, headers: &str) {
     let mut c = SmtpClient::connect_greeted(a.addr()).await;
     c.cmd("EHLO client.test").await;
-    let msg = format!("From: alice@sender.test\r\nTo: {to}\r\nSubject: sts\r\n\r\nHello.\r\n");
+    let msg =
+        format!("From: alice@sender.test\r\nTo: {to}\r\n{headers}Subject: sts\r\n\r\nHello.\r\n");
     let r = c
         .send_mail("alice@sender.test", &[to], msg.as_bytes())
         .await;
@@ -217,6 +223,7 @@ async fn enforce_with_a_matching_mx_delivers_verified_and_cli_shows_the_policy()
     let (ok, out) = postern(&c.a, &["mta-sts", "show", D, "--json"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("\"mode\": \"enforce\""), "{out}");
+    assert!(out.contains("\"cached\": true"), "{out}");
     // explain shows the policy, its source and age, and what it requires.
     let (ok, out) = postern(&c.a, &["policy", "explain", D, "--resolve"]).await;
     assert!(ok, "{out}");
@@ -236,6 +243,12 @@ async fn enforce_with_a_matching_mx_delivers_verified_and_cli_shows_the_policy()
     assert!(!c.a.state().join("mta-sts/d.test.json").exists());
     let (ok, _) = postern(&c.a, &["mta-sts", "show", D]).await;
     assert!(!ok, "nothing cached any more");
+    let (ok, out) = postern(&c.a, &["mta-sts", "show", D, "--json"]).await;
+    assert!(!ok);
+    assert!(
+        out.contains("\"cached\":false") && out.contains("\"domain\":\"d.test\""),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -260,6 +273,32 @@ async fn enforce_skips_an_mx_host_outside_the_policy() {
     );
     // The host was skipped, never connected to: no sending address to report.
     assert!(!report.contains("sending-mta-ip"), "{report}");
+}
+
+/// RFC 8689 §5: `TLS-Required: No` waives the recipient domain's MTA-STS policy for
+/// that message only; the waived session is not reported against the policy.
+#[tokio::test]
+async fn tls_required_no_waives_an_enforced_policy_for_that_message_only() {
+    let c = case(
+        Some(&policy("enforce", &["mail.elsewhere.test"])),
+        &format!("mx.{D}"),
+        |_| {},
+    )
+    .await;
+    send(&c.a, &format!("bob@{D}")).await;
+    deferred_with(&c.a, "matches no mx pattern").await;
+    send_headers(&c.a, &format!("carol@{D}"), "TLS-Required: No\r\n").await;
+    let got = c.b.wait_delivered("carol", 1).await;
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("TLS-Required: No"), "{text}");
+    // bob's message still waits: the header waived the policy for carol's only.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c.b.delivered("bob").is_empty());
+    let report = tls_rpt(&c.a, D, "\"total-failure-session-count\": 1").await;
+    assert!(
+        report.contains("\"total-successful-session-count\": 0"),
+        "{report}"
+    );
 }
 
 #[tokio::test]

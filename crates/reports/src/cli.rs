@@ -79,13 +79,17 @@ fn list(state_dir: &Path) -> ExitCode {
             continue;
         };
         let r = read(&dir, begin, end).unwrap_or_default();
-        let mut per: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        // Per policy domain: successful and failed TLS sessions (as reported), and
+        // plaintext sessions without a policy (not reported).
+        let mut per: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let (mut inbound, mut dmarc) = (0, 0);
         for e in &r.events {
             match e {
                 Event::Outbound(o) if !o.own_report => {
                     let c = per.entry(o.policy_domain.clone()).or_default();
-                    if o.result.is_some() {
+                    if !crate::tlsrpt::counted(o) {
+                        c.2 += 1;
+                    } else if o.result.is_some() {
                         c.1 += 1;
                     } else {
                         c.0 += 1;
@@ -107,8 +111,13 @@ fn list(state_dir: &Path) -> ExitCode {
             },
             path.display()
         );
-        for (d, (ok, failed)) in per {
-            println!("    {d}: {ok} successful, {failed} failed outbound sessions");
+        for (d, (ok, failed, plain)) in per {
+            let plain = if plain > 0 {
+                format!(", {plain} in plaintext (no TLS policy: not in TLS-RPT)")
+            } else {
+                String::new()
+            };
+            println!("    {d}: {ok} successful, {failed} failed outbound TLS sessions{plain}");
         }
     }
     ExitCode::SUCCESS
@@ -157,17 +166,7 @@ fn show(
             return ExitCode::FAILURE;
         }
     };
-    let from = cfg.from_address(hostname);
-    let who = Submitter {
-        organization: cfg
-            .organization
-            .clone()
-            .unwrap_or_else(|| hostname.to_string()),
-        contact: cfg.contact.clone().unwrap_or_else(|| from.clone()),
-        domain: from
-            .rsplit_once('@')
-            .map_or(hostname.to_string(), |(_, d)| d.to_string()),
-    };
+    let who = cfg.submitter(hostname);
     let reports: Vec<_> = build(&events, begin, end, &who)
         .into_iter()
         .filter(|r| domain.is_none_or(|d| d.eq_ignore_ascii_case(&r.policy_domain)))

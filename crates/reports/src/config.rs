@@ -122,6 +122,23 @@ impl ReportsConfig {
             .unwrap_or_else(|| format!("noreply-reports@{hostname}"))
     }
 
+    /// Who we are in reports: `organization` (else the host name), the From address,
+    /// `contact` (else the From address) and the From address's domain.
+    pub fn submitter(&self, hostname: &str) -> crate::tlsrpt::Submitter {
+        let from = self.from_address(hostname);
+        crate::tlsrpt::Submitter {
+            organization: self
+                .organization
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            contact: self.contact.clone().unwrap_or_else(|| from.clone()),
+            domain: from
+                .rsplit_once('@')
+                .map_or(hostname.to_string(), |(_, d)| d.to_ascii_lowercase()),
+            from,
+        }
+    }
+
     /// The store's bound in bytes.
     pub fn max_store_bytes(&self) -> u64 {
         self.max_store_mb.saturating_mul(1 << 20)

@@ -91,7 +91,14 @@ fn one(domain: &str, evs: &[&Dmarc], begin: u64, end: u64, who: &Submitter) -> R
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n");
     x.push_str("  <version>1.0</version>\n  <report_metadata>\n");
     let _ = writeln!(x, "    <org_name>{}</org_name>", esc(&who.organization));
-    let _ = writeln!(x, "    <email>{}</email>", esc(&who.contact));
+    let _ = writeln!(x, "    <email>{}</email>", esc(&who.from));
+    if who.contact != who.from {
+        let _ = writeln!(
+            x,
+            "    <extra_contact_info>{}</extra_contact_info>",
+            esc(&who.contact)
+        );
+    }
     let _ = writeln!(x, "    <report_id>{}</report_id>", esc(&report_id));
     let _ = writeln!(
         x,
@@ -137,6 +144,13 @@ fn record(d: &Dmarc) -> String {
     let _ = writeln!(x, "        <dkim>{}</dkim>", pf(d.dkim_aligned));
     let _ = writeln!(x, "        <spf>{}</spf>", pf(d.spf_aligned));
     x.push_str("      </policy_evaluated>\n    </row>\n    <identifiers>\n");
+    // The domain SPF checked: the RFC5321.MailFrom domain (the HELO name for a null
+    // sender). Required by RFC 7489 Appendix C's schema.
+    let _ = writeln!(
+        x,
+        "      <envelope_from>{}</envelope_from>",
+        esc(&d.spf_domain)
+    );
     let _ = writeln!(
         x,
         "      <header_from>{}</header_from>",

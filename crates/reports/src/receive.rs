@@ -43,12 +43,34 @@ fn label(s: &str) -> String {
         .collect()
 }
 
+/// At most this many distinct `organization` label values; reports from further
+/// organisations are counted under `other`. The name comes from whoever mails our public
+/// `rua` addresses: without a bound, each new name would be a new time series.
+pub const MAX_ORGANIZATIONS: usize = 200;
+
+/// The `organization` label for `name`: [`label`], within [`MAX_ORGANIZATIONS`].
+fn organization(name: &str) -> String {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let l = label(name);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    if seen.contains(&l) {
+        return l;
+    }
+    if seen.len() >= MAX_ORGANIZATIONS {
+        return "other".into();
+    }
+    seen.insert(l.clone());
+    l
+}
+
 /// Parse one message sent to `[reports] inbound_addresses`, count it in the metrics, and
 /// keep it under `dir` (`UNIX-N.tlsrpt.eml`, `.dmarc.eml`, or `.bad.eml`). Never fails:
 /// a bad report is logged and kept.
 pub fn keep(dir: &std::path::Path, message: &[u8]) -> Received {
     let what = if let Ok(r) = tls_report_mail(message) {
-        let org = label(r.organization_name.as_deref().unwrap_or("unknown"));
+        let org = organization(r.organization_name.as_deref().unwrap_or("unknown"));
         for p in &r.policies {
             postern_metrics::add(
                 "postern_reports_received_tls_sessions_total",
@@ -71,7 +93,7 @@ pub fn keep(dir: &std::path::Path, message: &[u8]) -> Received {
     } else {
         match dmarc_report_mail(message) {
             Ok(r) => {
-                let org = label(r.org_name());
+                let org = organization(r.org_name());
                 for rec in r.records() {
                     let pass =
                         matches!(
@@ -125,4 +147,34 @@ pub fn keep(dir: &std::path::Path, message: &[u8]) -> Received {
         tracing::warn!("cannot keep a received report in {}: {e}", dir.display());
     }
     what
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organization_labels_are_bounded() {
+        let mut own = Vec::new();
+        for i in 0..MAX_ORGANIZATIONS + 10 {
+            let name = format!("invented org {i}");
+            let got = organization(&name);
+            if got == name {
+                own.push(name);
+            } else {
+                assert_eq!(got, "other");
+            }
+        }
+        assert!(own.len() <= MAX_ORGANIZATIONS);
+        assert_eq!(organization("yet another invented org"), "other");
+        // A name already given a label keeps it.
+        for name in own.iter().take(3) {
+            assert_eq!(&organization(name), name);
+        }
+        assert_eq!(
+            organization("bad\u{7}name\nwith controls"),
+            "other",
+            "the set is full"
+        );
+    }
 }

@@ -94,18 +94,7 @@ fn ledger_path(state_dir: &Path) -> PathBuf {
 
 impl Sender {
     pub fn submitter(&self) -> Submitter {
-        let from = self.cfg.from_address(&self.hostname);
-        Submitter {
-            organization: self
-                .cfg
-                .organization
-                .clone()
-                .unwrap_or_else(|| self.hostname.clone()),
-            contact: self.cfg.contact.clone().unwrap_or_else(|| from.clone()),
-            domain: from
-                .rsplit_once('@')
-                .map_or(self.hostname.clone(), |(_, d)| d.to_ascii_lowercase()),
-        }
+        self.cfg.submitter(&self.hostname)
     }
 
     /// Build and queue the TLS-RPT reports for `[begin, end)`; one line per domain says

@@ -29,6 +29,10 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct Submitter {
     pub organization: String,
+    /// The From address of report mail (DMARC's `<email>`).
+    pub from: String,
+    /// `contact-info` (TLS-RPT) and, when it differs from `from`, DMARC's
+    /// `<extra_contact_info>`.
     pub contact: String,
     /// The submitter domain (the From address's domain).
     pub domain: String,
@@ -53,7 +57,9 @@ pub fn rfc3339(t: u64) -> String {
     )
 }
 
-fn counted(o: &Outbound) -> bool {
+/// Whether a session belongs in a TLS-RPT report: not our own report mail, and TLS was
+/// used or a failure recorded (a plaintext session with no policy is not a TLS session).
+pub(crate) fn counted(o: &Outbound) -> bool {
     !o.own_report && (o.result.is_some() || o.tls_version.is_some())
 }
 
@@ -291,6 +297,7 @@ mod tests {
     fn who() -> Submitter {
         Submitter {
             organization: "Example Org".into(),
+            from: "reports@example.org".into(),
             contact: "postmaster@example.org".into(),
             domain: "example.org".into(),
         }

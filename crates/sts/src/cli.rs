@@ -46,6 +46,7 @@ pub struct Context<'a> {
 pub fn json(e: &Entry, now: u64) -> String {
     let mut v = serde_json::to_value(e).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
+        o.insert("cached".into(), true.into());
         o.insert("expires".into(), e.expires().into());
         o.insert("expired".into(), e.expired(now).into());
     }
@@ -83,6 +84,12 @@ pub fn run(cmd: MtaStsCommand, ctx: Context<'_>) -> ExitCode {
                 Some(e) if a.json => println!("{}", json(&e, now())),
                 Some(e) => print!("{}", text(&e, now())),
                 None => {
+                    if a.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"domain": a.domain, "cached": false})
+                        );
+                    }
                     eprintln!("no MTA-STS policy cached for {}", a.domain);
                     return ExitCode::FAILURE;
                 }
@@ -127,6 +134,12 @@ pub fn run(cmd: MtaStsCommand, ctx: Context<'_>) -> ExitCode {
                 Ok(e) if a.json => println!("{}", json(&e, now())),
                 Ok(e) => print!("{}", text(&e, now())),
                 Err(e) => {
+                    if a.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"domain": a.domain, "refreshed": false, "error": e})
+                        );
+                    }
                     return fail(format!(
                         "MTA-STS policy for {} not refreshed: {e}",
                         a.domain

@@ -195,7 +195,10 @@ set +e
 UNBOUND_PORT=53 bash "$TREE" start "$WORK/tree" >"$WORK/tree.out" 2>&1
 rc=$?
 set -e
-if [ "$rc" -eq 77 ]; then
+if [ "$rc" -eq 77 ] && [ "${POSTERN_REQUIRE_DNSSEC_TREE:-}" = 1 ]; then
+    not_ok "signed DNS tree required (POSTERN_REQUIRE_DNSSEC_TREE=1): knot/unbound unavailable" "$(tail -n 3 "$WORK/tree.out")"
+    summary_and_exit
+elif [ "$rc" -eq 77 ]; then
     echo "SKIPPED - mta-sts-443: knot/unbound missing and not installable: $(tail -n 3 "$WORK/tree.out")"
     echo "$PASSED passed, $FAILED failed"
     exit 0

@@ -168,7 +168,10 @@ impl SignedDnsTree {
             .expect("run signed-tree.sh");
         if out.status.code() == Some(77) {
             let why = String::from_utf8_lossy(&out.stderr);
-            if std::env::var_os("POSTERN_REQUIRE_DNSSEC_TREE").is_some_and(|v| v == "1") {
+            if ["POSTERN_REQUIRE_DNSSEC_TREE", "POSTERN_REQUIRE_ALL_TESTS"]
+                .iter()
+                .any(|k| std::env::var_os(k).is_some_and(|v| v == "1"))
+            {
                 panic!(
                     "signed DNS tree required (POSTERN_REQUIRE_DNSSEC_TREE=1) but unavailable:\n{why}"
                 );

@@ -317,8 +317,9 @@ impl SmtpAgent {
             && self.cfg.honour_tls_required_no
             && !policy.explicit;
         // MTA-STS is about the MX hosts of the recipient domain: not for a route to a
-        // configured host.
-        let sts = if relaxed || !(hop.mx && hop.host.eq_ignore_ascii_case(domain)) {
+        // configured host. Looked up under `TLS-Required: No` too, so that the log says
+        // what the header waived (`tls_required_no`).
+        let sts = if !(hop.mx && hop.host.eq_ignore_ascii_case(domain)) {
             None
         } else {
             self.sts_policy(domain, &policy).await
@@ -343,7 +344,9 @@ impl SmtpAgent {
                 domain,
                 peer: &target.peer,
                 dane: &dane,
-                sts: sts.as_ref(),
+                // A waived policy was not in force: the session is not reported
+                // against it (TLS-RPT).
+                sts: if relaxed { None } else { sts.as_ref() },
                 own_report: super::observe::is_own_report(&msg.envelope),
             };
             let host = match decision {
