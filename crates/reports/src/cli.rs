@@ -10,7 +10,7 @@ use crate::config::ReportsConfig;
 use crate::event::Event;
 use crate::send::{answer_path, trigger_path, window};
 use crate::store::{days, events_dir, read};
-use crate::tlsrpt::{Submitter, build};
+use crate::tlsrpt::build;
 
 /// `postern reports ...`
 #[derive(Debug, clap::Subcommand)]
