@@ -1,4 +1,5 @@
-//! Sending: once per UTC day (`[reports] send_hour` plus jitter) the previous day's
+//! Sending: once per UTC day (`[reports] send_hour` plus jitter; soon after a start
+//! that missed it, see [`first_run`]) the previous day's
 //! TLS-RPT reports are built from the store and sent to the `rua` destinations of each
 //! policy domain's `_smtp._tls` record: `mailto:` ones get report mail, DKIM-signed with
 //! the `[[auth.dkim_sign]]` key of the From domain and queued as our own report mail (the
@@ -86,6 +87,11 @@ pub fn trigger_path(state_dir: &Path) -> PathBuf {
 }
 pub fn answer_path(state_dir: &Path) -> PathBuf {
     state_dir.join("reports").join("send-now.done")
+}
+
+/// The day (`YYYY-MM-DD`) whose reports the last completed daily run sent.
+fn daily_marker_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("reports").join("daily-run")
 }
 
 fn ledger_path(state_dir: &Path) -> PathBuf {
@@ -405,7 +411,16 @@ impl Sender {
     /// The daemon's task: the daily run, and `send-now` requests.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let jitter = self.cfg.jitter.get().as_secs();
-        let mut next = next_run(postern_queue::unix_now(), self.cfg.send_hour, jitter);
+        let last = postern_queue::safefs::read_regular(&daily_marker_path(&self.state_dir), 64)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        let now = postern_queue::unix_now();
+        let (mut next, missed) = first_run(now, self.cfg.send_hour, jitter, last.as_deref());
+        if missed {
+            info!(
+                "reports: yesterday's reports were not sent (the daemon was not running at the daily run): sending them shortly; none is sent twice"
+            );
+        }
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -462,6 +477,17 @@ impl Sender {
                         info!("DMARC: {l}");
                     }
                 }
+                let marker = daily_marker_path(&self.state_dir);
+                if let Err(e) = postern_queue::safefs::replace_file(
+                    &marker.with_extension("tmp"),
+                    &marker,
+                    format!("{}\n", day_of(today - DAY)).as_bytes(),
+                ) {
+                    warn!(
+                        "reports: cannot record the daily run in {}: {e}",
+                        marker.display()
+                    );
+                }
                 *next = next_run(now + 1, self.cfg.send_hour, jitter);
             }
         }
@@ -486,6 +512,21 @@ pub fn window(req: &str, now: u64) -> (u64, u64) {
             }
             (today, now + 1)
         }
+    }
+}
+
+/// The first daily run after a start at `now`: normally [`next_run`]; but when today's
+/// run time (`hour`:00 UTC) has passed and the last completed run (`last`, the day it
+/// covered) was not for yesterday, the daemon was down at that time: run within a few
+/// minutes instead (the ledger keeps a report from going twice). Also says which.
+fn first_run(now: u64, hour: u8, jitter: u64, last: Option<&str>) -> (u64, bool) {
+    let today = now - now % DAY;
+    let due = today + u64::from(hour) * 3600;
+    if now >= due && last != Some(day_of(today - DAY).as_str()) {
+        let spread = jitter.clamp(1, 300);
+        (now + 30 + rand::random::<u64>() % spread, true)
+    } else {
+        (next_run(now, hour, jitter), false)
     }
 }
 
@@ -524,4 +565,32 @@ fn fnv(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-03 00:00 UTC.
+    const D: u64 = 1_796_256_000;
+
+    #[test]
+    fn a_missed_daily_run_is_caught_up_soon_after_start() {
+        assert_eq!(day_of(D), "2026-12-03");
+        // Started at 05:00, send_hour 1, yesterday not sent (or never): within minutes.
+        let now = D + 5 * 3600;
+        for last in [None, Some("2026-12-01")] {
+            let (t, missed) = first_run(now, 1, 3600, last);
+            assert!(missed);
+            assert!((now + 30..now + 330).contains(&t), "{t}");
+        }
+        // Yesterday's reports went: the next run is tomorrow's.
+        let (t, missed) = first_run(now, 1, 3600, Some("2026-12-02"));
+        assert!(!missed);
+        assert!((D + DAY + 3600..D + DAY + 7200).contains(&t), "{t}");
+        // Before today's run time: wait for it, whatever the marker says.
+        let (t, missed) = first_run(D + 1800, 1, 0, None);
+        assert!(!missed);
+        assert_eq!(t, D + 3600);
+    }
 }
