@@ -418,7 +418,7 @@ impl Sender {
         let (mut next, missed) = first_run(now, self.cfg.send_hour, jitter, last.as_deref());
         if missed {
             info!(
-                "reports: yesterday's reports were not sent (the daemon was not running at the daily run): sending them shortly; none is sent twice"
+                "reports: no daily run is recorded for yesterday (Postern was not running at [reports] send_hour, or this is its first start): running it in a few minutes; a report already sent is not sent again"
             );
         }
         loop {
