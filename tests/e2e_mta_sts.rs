@@ -388,6 +388,55 @@ async fn a_cached_policy_is_enforced_while_https_is_down_across_a_restart() {
     let _ = &c.dns;
 }
 
+/// The cache the daemon itself wrote survives its restart: after a restart with the
+/// policy server gone, new mail is still held to the policy.
+#[tokio::test]
+async fn a_policy_the_daemon_fetched_holds_after_its_restart() {
+    let mut c = case(
+        Some(&policy("enforce", &["mail.elsewhere.test"])),
+        &format!("mx.{D}"),
+        |_| {},
+    )
+    .await;
+    send(&c.a, &format!("bob@{D}")).await;
+    deferred_with(&c.a, "matches no mx pattern").await;
+    assert_eq!(c.https.as_ref().unwrap().requests(), 1);
+    drop(c.https.take());
+    let TestServer { dir, running, .. } = c.a;
+    running.unwrap().stop().await;
+    let text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    let a = TestServer::start_with(dir, &text).await;
+    send(&a, &format!("carol@{D}")).await;
+    // Both messages now wait with the policy's reason: bob's from before the restart,
+    // carol's from after it.
+    let active = a.state().join("queue/active");
+    let held = || {
+        std::fs::read_dir(&active)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
+            .filter(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .contains("matches no mx pattern")
+            })
+            .count()
+    };
+    for _ in 0..200 {
+        if held() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(held(), 2, "carol's message was not held to the cached policy");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c.b.all_delivered().is_empty(), "never sent");
+    let (ok, out) = postern(&a, &["mta-sts", "show", D]).await;
+    assert!(ok && out.contains("mode:     enforce"), "{out}");
+    let _ = &c.dns;
+}
+
 #[tokio::test]
 async fn an_id_change_refetches_the_policy() {
     let c = case(
