@@ -51,6 +51,7 @@ async fn case(
     mode: Mode,
     zones: impl FnOnce(&Tlsa) -> Vec<Zone>,
 ) -> Option<Case> {
+    common::capture_logs();
     let dir = tempfile::tempdir().unwrap();
     let mx = format!("mx.{domain}");
     let issued = ca.issue_server(&[mx.as_str()], IssueOpts::default());
@@ -254,6 +255,12 @@ async fn secure_match(mode: Mode, ta: bool) {
     };
     send(&c.a, &format!("bob@{d}")).await;
     delivered_over_tls(&c).await;
+    // The log says so as Postfix does (the port tells this test's B from the others').
+    let peer = format!("mx.{d}[127.0.0.1]:{}", c.b.addr().port());
+    let lines = common::log_lines(&format!("Verified TLS connection established to {peer}: "));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let lines = common::log_lines(&format!("{peer}: DANE: "));
+    assert_eq!(lines.len(), 1, "{lines:?}");
     // The registry is per process and these tests share one: at least this delivery.
     assert!(dane_metric(&c.a, "verified").await >= 1.0);
     // For DANE the TLS-RPT policy domain is the MX host (RFC 8460 §3).
@@ -294,6 +301,9 @@ async fn secure_mismatch(mode: Mode) {
     };
     send(&c.a, &format!("bob@{d}")).await;
     let state = deferred_with(&c.a, "no TLSA record matched").await;
+    let peer = format!("mx.{d}[127.0.0.1]:{}", c.b.addr().port());
+    let lines = common::log_lines("no TLSA record matched");
+    assert!(lines.iter().any(|l| l.contains(&peer)), "{lines:?}");
     assert!(
         state.contains("4.7.5 TLS with mx.mismatch.test["),
         "{state}"

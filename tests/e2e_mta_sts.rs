@@ -429,7 +429,11 @@ async fn a_policy_the_daemon_fetched_holds_after_its_restart() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(held(), 2, "carol's message was not held to the cached policy");
+    assert_eq!(
+        held(),
+        2,
+        "carol's message was not held to the cached policy"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.all_delivered().is_empty(), "never sent");
     let (ok, out) = postern(&a, &["mta-sts", "show", D]).await;

@@ -184,3 +184,45 @@ pub fn strip_trace(msg: &[u8]) -> (String, Vec<u8>) {
     }
     (text[..pos].to_string(), msg[pos..].to_vec())
 }
+
+/// Everything logged in this test binary since [`capture_logs`], as the daemon would
+/// print it (text format, no colours).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Send the log of every server in this test binary to memory (once; the subscriber is
+/// global), for tests that check the lines an operator reads. Lines name their queue id
+/// and host, so tests running side by side can tell theirs apart.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_target(false)
+            .try_init();
+    });
+}
+
+/// The lines captured so far that contain `needle`.
+pub fn log_lines(needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner()))
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
