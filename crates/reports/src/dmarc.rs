@@ -63,21 +63,96 @@ const SPF_RESULTS: [&str; 7] = [
 ];
 const DISPOSITIONS: [&str; 3] = ["none", "quarantine", "reject"];
 
-/// The reports for `[begin, end)`, one per From domain with evaluations.
+/// The reports for `[begin, end)`, one per From domain with evaluations (each From
+/// domain taken as its own policy domain; [`build_by_policy_domain`] groups them).
 pub fn build(events: &[Event], begin: u64, end: u64, who: &Submitter) -> Vec<Report> {
-    let mut by_domain: BTreeMap<&str, Vec<&Dmarc>> = BTreeMap::new();
+    build_by_policy_domain(events, begin, end, who, &BTreeMap::new())
+}
+
+/// The From domains evaluated in `[begin, end)`, lower case, sorted.
+pub fn from_domains(events: &[Event], begin: u64, end: u64) -> Vec<String> {
+    let mut v: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dmarc(d) if d.t >= begin && d.t < end => {
+                Some(d.header_from.to_ascii_lowercase())
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The reports for `[begin, end)`, one per policy domain: the domain whose `_dmarc`
+/// record applied (RFC 7489 §7.2: `policy_published`), from `policy_domains` (From domain
+/// → policy domain; a From domain missing there is its own). Each record keeps its
+/// `header_from`, so a report about `example.org` can list mail from `news.example.org`.
+pub fn build_by_policy_domain(
+    events: &[Event],
+    begin: u64,
+    end: u64,
+    who: &Submitter,
+    policy_domains: &BTreeMap<String, String>,
+) -> Vec<Report> {
+    let mut by_domain: BTreeMap<String, Vec<&Dmarc>> = BTreeMap::new();
     for e in events {
         if let Event::Dmarc(d) = e
             && d.t >= begin
             && d.t < end
         {
-            by_domain.entry(&d.header_from).or_default().push(d);
+            let from = d.header_from.to_ascii_lowercase();
+            let domain = policy_domains.get(&from).cloned().unwrap_or(from);
+            by_domain.entry(domain).or_default().push(d);
         }
     }
     by_domain
         .into_iter()
-        .map(|(domain, evs)| one(domain, &evs, begin, end, who))
+        .map(|(domain, evs)| one(&domain, &evs, begin, end, who))
         .collect()
+}
+
+/// Whether a TXT record is a DMARC record (`v=DMARC1`, any case).
+pub fn is_dmarc1(r: &[u8]) -> bool {
+    String::from_utf8_lossy(r)
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("v=dmarc1")
+}
+
+/// The domain whose `_dmarc` record applies to mail from `from`: the first name of the
+/// [`tree_walk`] with a `v=DMARC1` record. `None` when there is none or DNS cannot tell
+/// (a lookup failed): `from` then reports for itself.
+pub async fn policy_domain(dns: &postern_dns::Resolver, from: &str) -> Option<String> {
+    for name in tree_walk(from) {
+        match dns.txt(&format!("_dmarc.{name}")).await {
+            Ok(a) if a.records.iter().any(|r| is_dmarc1(r)) => return Some(name),
+            Ok(_)
+            | Err(postern_dns::LookupError::NotFound | postern_dns::LookupError::NoRecords) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// The names a DMARC policy record for `from` is looked for at, nearest first (the
+/// tree walk of RFC 9989 §4.10, as mail-auth does it): `from` and its parents up to the
+/// last label but one, at most 8 names (from a longer name: `from`, then the last 7).
+pub fn tree_walk(from: &str) -> Vec<String> {
+    let from = from.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = from.split('.').filter(|l| !l.is_empty()).collect();
+    let mut names = vec![labels.join(".")];
+    let start = if labels.len() > 8 {
+        labels.len() - 7
+    } else {
+        1
+    };
+    for i in start..labels.len().saturating_sub(1) {
+        names.push(labels[i..].join("."));
+    }
+    names.dedup();
+    names
 }
 
 fn one(domain: &str, evs: &[&Dmarc], begin: u64, end: u64, who: &Submitter) -> Report {
@@ -233,5 +308,79 @@ mod tests {
             Some("a.example._report._dmarc.rua.example".into())
         );
         assert_eq!(esc("a<&>\"'"), "a&lt;&amp;&gt;&quot;&apos;");
+    }
+
+    #[test]
+    fn the_tree_walk_goes_up_to_the_last_label_but_one() {
+        assert_eq!(
+            tree_walk("News.Mail.Example.ORG."),
+            vec!["news.mail.example.org", "mail.example.org", "example.org"]
+        );
+        assert_eq!(tree_walk("example.org"), vec!["example.org"]);
+        // More than 8 labels: the name itself, then from 7 labels down.
+        let long = tree_walk("a.b.c.d.e.f.g.h.i.example");
+        assert_eq!(long[0], "a.b.c.d.e.f.g.h.i.example");
+        assert_eq!(long[1], "d.e.f.g.h.i.example");
+        assert_eq!(long.last().unwrap(), "i.example");
+        assert_eq!(long.len(), 7);
+    }
+
+    fn ev(from: &str) -> Event {
+        Event::Dmarc(Dmarc {
+            t: 100,
+            ip: "192.0.2.1".parse().unwrap(),
+            header_from: from.into(),
+            policy: "none".into(),
+            p: "none".into(),
+            sp: "none".into(),
+            adkim: "r".into(),
+            aspf: "r".into(),
+            testing: false,
+            rua: vec!["mailto:d@example.org".into()],
+            disposition: "none".into(),
+            result: "pass".into(),
+            dkim_aligned: true,
+            spf_aligned: true,
+            spf_domain: from.into(),
+            spf_result: "pass".into(),
+            dkim: vec![],
+        })
+    }
+
+    #[test]
+    fn reports_are_per_policy_domain_and_records_keep_their_from_domain() {
+        let who = Submitter {
+            organization: "Us".into(),
+            from: "r@us.example".into(),
+            contact: "r@us.example".into(),
+            domain: "us.example".into(),
+        };
+        let events = vec![
+            ev("example.org"),
+            ev("News.Example.org"),
+            ev("other.example"),
+        ];
+        assert_eq!(
+            from_domains(&events, 0, 200),
+            vec!["example.org", "news.example.org", "other.example"]
+        );
+        let map = BTreeMap::from([("news.example.org".to_string(), "example.org".to_string())]);
+        let reports = build_by_policy_domain(&events, 0, 200, &who, &map);
+        assert_eq!(reports.len(), 2);
+        let r = &reports[0];
+        assert_eq!(r.domain, "example.org");
+        assert_eq!(r.messages, 2);
+        assert!(r.xml.contains("<domain>example.org</domain>"), "{}", r.xml);
+        assert!(
+            r.xml
+                .contains("<header_from>News.Example.org</header_from>"),
+            "{}",
+            r.xml
+        );
+        assert!(r.xml.contains("<header_from>example.org</header_from>"));
+        assert!(!r.xml.contains("<extra_contact_info>"), "contact = from");
+        assert_eq!(reports[1].domain, "other.example");
+        // Without the map, each From domain reports for itself.
+        assert_eq!(build(&events, 0, 200, &who).len(), 3);
     }
 }

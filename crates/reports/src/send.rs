@@ -253,7 +253,17 @@ impl Sender {
         let now = postern_queue::unix_now();
         let today = day_of(now);
         let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
-        for report in crate::dmarc::build(&events, begin, end, &who) {
+        let mut policy_domains = std::collections::BTreeMap::new();
+        for from in crate::dmarc::from_domains(&events, begin, end) {
+            if let Some(p) = crate::dmarc::policy_domain(&self.dns, &from).await
+                && p != from
+            {
+                policy_domains.insert(from, p);
+            }
+        }
+        for report in
+            crate::dmarc::build_by_policy_domain(&events, begin, end, &who, &policy_domains)
+        {
             let domain = &report.domain;
             let rua = crate::dmarc::mailto(&report.rua);
             if rua.is_empty() {
@@ -264,14 +274,11 @@ impl Sender {
             }
             for to in rua {
                 if let Some(name) = crate::dmarc::needs_verification(domain, &to) {
-                    let ok = self.dns.txt(&name).await.is_ok_and(|a| {
-                        a.records.iter().any(|r| {
-                            String::from_utf8_lossy(r)
-                                .trim_start()
-                                .to_ascii_lowercase()
-                                .starts_with("v=dmarc1")
-                        })
-                    });
+                    let ok = self
+                        .dns
+                        .txt(&name)
+                        .await
+                        .is_ok_and(|a| a.records.iter().any(|r| crate::dmarc::is_dmarc1(r)));
                     if !ok {
                         lines.push(format!(
                             "{domain}: not sent to {to}: external destination not verified (no v=DMARC1 at {name})"
