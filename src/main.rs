@@ -119,7 +119,14 @@ fn main() -> ExitCode {
             .map_or_else(|code| code, |l| postern::server::mta_sts(cmd, &l.config)),
         Command::Reports(cmd) => load_or_report(cli.config).map_or_else(
             |code| code,
-            |l| postern_reports::cli::reports(&l.config.reports, &l.config.server, cmd),
+            |l| {
+                postern_reports::cli::reports(
+                    &l.config.reports,
+                    &l.config.server,
+                    &l.config.resolver,
+                    cmd,
+                )
+            },
         ),
         Command::TlsReport(a) => load_or_report(cli.config).map_or_else(
             |code| code,

@@ -380,6 +380,21 @@ async fn dmarc_evaluations_become_an_aggregate_report() {
     let r = postern_reports::receive::dmarc_report_mail(&got[0]).unwrap();
     assert_eq!(r.domain(), "sender.test");
     assert_eq!(r.records().iter().map(|r| r.count()).sum::<u32>(), 1);
+    // The operator can look at it first: `reports show --dmarc` prints the same XML.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .arg("-c")
+        .arg(b.dir.path().join("config.toml"))
+        .args(["reports", "show", "today", "--dmarc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let xml = String::from_utf8_lossy(&out.stdout);
+    let shown = postern_reports::receive::dmarc_report_xml(xml.as_bytes()).unwrap();
+    assert_eq!(shown.domain(), "sender.test");
+    assert!(
+        xml.contains("<header_from>sender.test</header_from>"),
+        "{xml}"
+    );
     b.running.take().unwrap().stop().await;
 }
 

@@ -18,7 +18,8 @@ pub enum ReportsCommand {
     /// The days in the report store, with outbound TLS sessions per policy domain
     /// (successful / failed; our own report mail not counted).
     List,
-    /// Print the TLS-RPT report(s) (RFC 8460 JSON) for DAY as they would be sent.
+    /// Print the TLS-RPT report(s) (RFC 8460 JSON) for DAY as they would be sent; with
+    /// --dmarc, the DMARC aggregate report(s) (XML) instead.
     Show {
         /// `yesterday` (default), `today` (so far) or YYYY-MM-DD (UTC).
         #[arg(default_value = "yesterday")]
@@ -26,6 +27,10 @@ pub enum ReportsCommand {
         /// Only the report for this policy domain.
         #[arg(long)]
         domain: Option<String>,
+        /// The DMARC aggregate reports (RFC 7489 XML), one per policy domain (found in
+        /// DNS with the [resolver] servers, as the daily run does).
+        #[arg(long)]
+        dmarc: bool,
     },
     /// Ask the running daemon to send the reports for DAY now (TLS-RPT, and DMARC
     /// aggregate reports when `[reports] dmarc` is on), and print what it did.
@@ -40,14 +45,22 @@ pub enum ReportsCommand {
 pub fn reports(
     cfg: &ReportsConfig,
     server: &postern_config::server::ServerConfig,
+    resolver: &postern_dns::ResolverConfig,
     cmd: ReportsCommand,
 ) -> ExitCode {
     let (state_dir, hostname) = (server.state_dir.as_path(), &server.hostname());
     match cmd {
         ReportsCommand::List => list(state_dir),
-        ReportsCommand::Show { day, domain } => {
-            show(cfg, state_dir, hostname, &day, domain.as_deref())
-        }
+        ReportsCommand::Show {
+            day,
+            domain,
+            dmarc: false,
+        } => show(cfg, state_dir, hostname, &day, domain.as_deref()),
+        ReportsCommand::Show {
+            day,
+            domain,
+            dmarc: true,
+        } => show_dmarc(cfg, state_dir, hostname, resolver, &day, domain.as_deref()),
         ReportsCommand::SendNow { day } => match send_now(state_dir, &day, Duration::from_secs(60))
         {
             Ok(text) => {
@@ -141,13 +154,9 @@ fn day_bounds(day: &str) -> Result<(u64, u64), ()> {
     Ok((t, t + 86_400))
 }
 
-fn show(
-    cfg: &ReportsConfig,
-    state_dir: &Path,
-    hostname: &str,
-    day: &str,
-    domain: Option<&str>,
-) -> ExitCode {
+/// The window `day` names and the store's events in it, or the exit code after saying
+/// why not.
+fn day_events(state_dir: &Path, day: &str) -> Result<(u64, u64, Vec<Event>), ExitCode> {
     let now = postern_queue::unix_now();
     let (begin, end) = match day {
         "today" | "yesterday" => window(day, now),
@@ -155,16 +164,80 @@ fn show(
             Ok(w) => w,
             Err(()) => {
                 eprintln!("postern: {d:?} is not a day: use YYYY-MM-DD, today or yesterday");
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         },
     };
-    let events = match read(&events_dir(state_dir), begin, end) {
-        Ok(r) => r.events,
+    match read(&events_dir(state_dir), begin, end) {
+        Ok(r) => Ok((begin, end, r.events)),
         Err(e) => {
             eprintln!("postern: cannot read the report store: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn show_dmarc(
+    cfg: &ReportsConfig,
+    state_dir: &Path,
+    hostname: &str,
+    resolver: &postern_dns::ResolverConfig,
+    day: &str,
+    domain: Option<&str>,
+) -> ExitCode {
+    let (begin, end, events) = match day_events(state_dir, day) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let policy_domains = rt.block_on(async {
+        let mut map = BTreeMap::new();
+        let Ok(dns) = postern_dns::Resolver::new(resolver) else {
+            return map;
+        };
+        for from in crate::dmarc::from_domains(&events, begin, end) {
+            if let Some(p) = crate::dmarc::policy_domain(&dns, &from).await
+                && p != from
+            {
+                map.insert(from, p);
+            }
+        }
+        map
+    });
+    let who = cfg.submitter(hostname);
+    let reports: Vec<_> =
+        crate::dmarc::build_by_policy_domain(&events, begin, end, &who, &policy_domains)
+            .into_iter()
+            .filter(|r| domain.is_none_or(|d| d.eq_ignore_ascii_case(&r.domain)))
+            .collect();
+    if reports.is_empty() {
+        eprintln!("no DMARC evaluations to report for {day}");
+    }
+    for r in reports {
+        print!("{}", r.xml);
+    }
+    ExitCode::SUCCESS
+}
+
+fn show(
+    cfg: &ReportsConfig,
+    state_dir: &Path,
+    hostname: &str,
+    day: &str,
+    domain: Option<&str>,
+) -> ExitCode {
+    let (begin, end, events) = match day_events(state_dir, day) {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     let who = cfg.submitter(hostname);
     let reports: Vec<_> = build(&events, begin, end, &who)
