@@ -91,7 +91,6 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.reports.flush();
         if !self
             .queue
             .shutdown(crate::operations::QUEUE_STOP_TIMEOUT)
@@ -102,6 +101,9 @@ impl Running {
                 crate::operations::QUEUE_STOP_TIMEOUT.as_secs()
             );
         }
+        // After the queue: the outcomes of the attempts that ended during its stop are
+        // recorded too.
+        self.reports.flush();
         drop(self.ops);
     }
 }

@@ -340,6 +340,7 @@ async fn testing_mode_delivers_and_records_the_would_be_failure() {
     // Delivered, but reported as a failure of the policy (RFC 8460 §4.3).
     let report = tls_rpt(&c.a, D, "\"total-failure-session-count\": 1").await;
     assert!(report.contains("\"mode: testing\""), "{report}");
+    assert!(report.contains("\"max_age: 86400\""), "{report}");
     assert!(
         report.contains("\"result-type\": \"validation-failure\""),
         "{report}"

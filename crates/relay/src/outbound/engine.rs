@@ -76,6 +76,8 @@ pub struct StsPolicy {
     pub mode: StsMode,
     /// The `mx:` patterns (`mx.example.org`, `*.example.org`).
     pub mx: Vec<String>,
+    /// `max_age:` in seconds (for the TLS-RPT `policy-string`).
+    pub max_age: u64,
     /// For operators: where the policy came from and its age, e.g. `fetched from
     /// https://mta-sts.example.org/.well-known/mta-sts.txt (id 2024a), 3m ago, expires
     /// in 6d 23h`; `cached ...; HTTPS fetch failed: ...`.

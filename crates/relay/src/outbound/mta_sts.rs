@@ -76,6 +76,7 @@ impl StsLookup for Adapter {
             Some(StsPolicy {
                 mode,
                 mx: found.entry.policy.mx,
+                max_age: found.entry.policy.max_age,
                 about: found.about,
             })
         })

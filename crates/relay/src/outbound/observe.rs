@@ -213,6 +213,7 @@ fn describe(a: &Attempt<'_>, source: Source) -> TlsSession {
             let sts = a.sts.cloned().unwrap_or(StsPolicy {
                 mode: super::engine::StsMode::Enforce,
                 mx: Vec::new(),
+                max_age: 0,
                 about: String::new(),
             });
             let mode = match sts.mode {
@@ -221,6 +222,9 @@ fn describe(a: &Attempt<'_>, source: Source) -> TlsSession {
             };
             let mut lines = vec!["version: STSv1".to_string(), format!("mode: {mode}")];
             lines.extend(sts.mx.iter().map(|m| format!("mx: {m}")));
+            if sts.max_age > 0 {
+                lines.push(format!("max_age: {}", sts.max_age));
+            }
             (PolicyType::Sts, a.domain.to_string(), lines, sts.mx)
         }
         _ => (

@@ -153,6 +153,7 @@ fn an_explicit_non_dane_entry_wins_over_dane_and_sts() {
     let sts = StsPolicy {
         mode: StsMode::Enforce,
         mx: vec!["*.example.test".into()],
+        max_age: 86_400,
         about: "test".into(),
     };
     let d = decide(
@@ -173,6 +174,7 @@ fn sts_sits_between_dane_and_the_default() {
     let sts = StsPolicy {
         mode: StsMode::Enforce,
         mx: vec!["*.example.test".into()],
+        max_age: 86_400,
         about: "test".into(),
     };
     let with = |level, dane: &DaneStatus, sts: Option<&StsPolicy>| {
@@ -248,6 +250,7 @@ fn sts(mode: StsMode, mx: &[&str]) -> StsPolicy {
     StsPolicy {
         mode,
         mx: mx.iter().map(|s| s.to_string()).collect(),
+        max_age: 86_400,
         about: "fetched just now".into(),
     }
 }
