@@ -490,6 +490,38 @@ async fn tls_required_no_waives_dane_for_that_message_only() {
     assert!(!list.contains("bob@partner.test"), "{list}");
 }
 
+/// The resolver here does not validate (the test DNS server sets no AD bit): the
+/// start-up probe says so, and a dane-only deferral names that as the reason.
+#[tokio::test]
+async fn dane_only_names_the_failed_dnssec_probe() {
+    common::capture_logs();
+    let w = World::new().await;
+    let b = w.next_hop(closed_port()).await;
+    let a = w.sender(b.addr().port(), "tls = \"dane-only\"\n").await;
+    // The probe runs in the background at start: wait for its warning (this test's
+    // DNS server's address tells it from the other tests').
+    let via = w.dns.addr().to_string();
+    let probed = || {
+        common::log_lines("DNSSEC validation unavailable: probe")
+            .iter()
+            .any(|l| l.contains(&via))
+    };
+    for _ in 0..200 {
+        if probed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(probed(), "no probe warning for {via}");
+    send_tls(&a, "bob@partner.test", "", "").await;
+    let state = state_with(&a, "policy dane-only requires DANE").await;
+    assert!(
+        state.contains("DNSSEC validation unavailable (the start-up probe: "),
+        "{state}"
+    );
+    assert_eq!(b.queued(), 0);
+}
+
 #[tokio::test]
 async fn tls_required_no_is_ignored_when_configured_so() {
     let w = World::new().await;

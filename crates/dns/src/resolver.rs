@@ -49,6 +49,8 @@ struct Caches {
     tlsa: TtlCache<Box<str>, Answer<Vec<Tlsa>>>,
     /// `trust-ad` mode: NXDOMAIN / NODATA by `TYPE/name`.
     negative: TtlCache<Box<str>, Negative>,
+    /// Why the start-up DNSSEC probe found validation not working, if it did.
+    unvalidated: std::sync::Mutex<Option<String>>,
 }
 
 /// Where statuses come from.
@@ -230,7 +232,11 @@ impl Resolver {
         let r = Resolver::new(cfg)?;
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let probe = r.clone();
-            handle.spawn(async move { probe.probe_dnssec().await.log() });
+            handle.spawn(async move {
+                let result = probe.probe_dnssec().await;
+                probe.record_probe(&result);
+                result.log();
+            });
         }
         Ok(r)
     }
@@ -240,6 +246,31 @@ impl Resolver {
     /// never validates DNSSEC (in any mode).
     pub fn hickory(&self) -> &TokioResolver {
         &self.inner
+    }
+
+    /// Remember what the probe found, for [`Resolver::validation_unavailable`].
+    pub fn record_probe(&self, result: &ProbeResult) {
+        let why = match result {
+            ProbeResult::Insecure { reason, .. } | ProbeResult::Failed { reason, .. } => {
+                Some(reason.clone())
+            }
+            _ => None,
+        };
+        *self
+            .caches
+            .unvalidated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why DNSSEC validation does not work, when the start-up probe
+    /// ([`Resolver::started`]) found so: delivery says it when DANE cannot apply.
+    pub fn validation_unavailable(&self) -> Option<String> {
+        self.caches
+            .unvalidated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The configured `[resolver] dnssec` mode.

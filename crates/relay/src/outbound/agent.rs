@@ -158,6 +158,28 @@ impl SmtpAgent {
             &target.peer.host,
             target.peer.port,
         );
+        // A host without DANE because nothing could be DNSSEC-secure: say why (the
+        // start-up probe found validation not working), not only "not secure".
+        let decision = match decision {
+            HostDecision::Skip {
+                reason,
+                metric,
+                source: Source::Dane,
+            } if matches!(dane, DaneStatus::InsecureHost | DaneStatus::NoTlsa) => {
+                let reason = match self.dns.validation_unavailable() {
+                    Some(why) => format!(
+                        "{reason}; DNSSEC validation unavailable (the start-up probe: {why})"
+                    ),
+                    None => reason,
+                };
+                HostDecision::Skip {
+                    reason,
+                    metric,
+                    source: Source::Dane,
+                }
+            }
+            d => d,
+        };
         (dane, decision)
     }
 
