@@ -484,6 +484,7 @@ impl Sender {
                         info!("DMARC: {l}");
                     }
                 }
+                trim_ledger(&self.state_dir, now);
                 let marker = daily_marker_path(&self.state_dir);
                 if let Err(e) = postern_queue::safefs::replace_file(
                     &marker.with_extension("tmp"),
@@ -552,6 +553,32 @@ fn next_run(now: u64, hour: u8, jitter: u64) -> u64 {
     t
 }
 
+/// How long the ledger remembers a report: as far back as `send-now` can name a day
+/// ([`window`]), so no report is ever sent twice, and no further (it stays bounded).
+pub const LEDGER_DAYS: u64 = 400;
+
+/// Drop the ledger lines older than [`LEDGER_DAYS`] (at the daily run).
+fn trim_ledger(state_dir: &Path, now: u64) {
+    let path = ledger_path(state_dir);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let cutoff = day_of(now.saturating_sub(LEDGER_DAYS * DAY));
+    let kept: String = text
+        .lines()
+        .filter(|l| l.get(..10).is_none_or(|d| d >= cutoff.as_str()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() == text.len() {
+        return;
+    }
+    if let Err(e) =
+        postern_queue::safefs::replace_file(&path.with_extension("tmp"), &path, kept.as_bytes())
+    {
+        warn!("reports: cannot trim {}: {e}", path.display());
+    }
+}
+
 fn append(path: &Path, line: &str) {
     use std::io::Write;
     let r = postern_queue::safefs::open_owned(path, true).and_then(|mut f| {
@@ -599,5 +626,25 @@ mod tests {
         let (t, missed) = first_run(D + 1800, 1, 0, None);
         assert!(!missed);
         assert_eq!(t, D + 3600);
+    }
+
+    #[test]
+    fn the_ledger_keeps_400_days() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+        let path = ledger_path(dir.path());
+        let old = day_of(D - (LEDGER_DAYS + 1) * DAY);
+        let kept = day_of(D - LEDGER_DAYS * DAY);
+        std::fs::write(
+            &path,
+            format!("{old} r1 a@x.example\n{kept} r2 a@x.example\n2026-12-03 r3 b@y.example\n"),
+        )
+        .unwrap();
+        trim_ledger(dir.path(), D);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!("{kept} r2 a@x.example\n2026-12-03 r3 b@y.example\n")
+        );
     }
 }
