@@ -279,6 +279,7 @@ async fn enforce_skips_an_mx_host_outside_the_policy() {
 /// that message only; the waived session is not reported against the policy.
 #[tokio::test]
 async fn tls_required_no_waives_an_enforced_policy_for_that_message_only() {
+    common::capture_logs();
     let c = case(
         Some(&policy("enforce", &["mail.elsewhere.test"])),
         &format!("mx.{D}"),
@@ -291,6 +292,16 @@ async fn tls_required_no_waives_an_enforced_policy_for_that_message_only() {
     let got = c.b.wait_delivered("carol", 1).await;
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("TLS-Required: No"), "{text}");
+    // The log names what was waived: the (cached) policy's requirement for this host.
+    let peer = format!(
+        "TLS-Required: No applied for mx.{D}[127.0.0.1]:{}",
+        c.b.addr().port()
+    );
+    let lines = common::log_lines(&peer);
+    assert!(
+        lines.iter().any(|l| l.contains("MTA-STS policy (enforce)")),
+        "{lines:?}"
+    );
     // bob's message still waits: the header waived the policy for carol's only.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.b.delivered("bob").is_empty());

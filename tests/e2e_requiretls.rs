@@ -516,7 +516,7 @@ async fn dane_only_names_the_failed_dnssec_probe() {
     send_tls(&a, "bob@partner.test", "", "").await;
     let state = state_with(&a, "policy dane-only requires DANE").await;
     assert!(
-        state.contains("DNSSEC validation unavailable (the start-up probe: "),
+        state.contains("DNSSEC validation unavailable at start-up (the probe: "),
         "{state}"
     );
     assert_eq!(b.queued(), 0);

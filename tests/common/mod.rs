@@ -209,12 +209,16 @@ impl std::io::Write for LogWriter {
 pub fn capture_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
+        tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_writer(|| LogWriter)
             .with_ansi(false)
             .with_target(false)
-            .try_init();
+            .try_init()
+            .expect(
+                "a log subscriber is already installed (POSTERN_TEST_LOG?): \
+                 this test reads the log and needs its own",
+            );
     });
 }
 

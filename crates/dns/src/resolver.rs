@@ -49,8 +49,10 @@ struct Caches {
     tlsa: TtlCache<Box<str>, Answer<Vec<Tlsa>>>,
     /// `trust-ad` mode: NXDOMAIN / NODATA by `TYPE/name`.
     negative: TtlCache<Box<str>, Negative>,
-    /// Why the start-up DNSSEC probe found validation not working, if it did.
+    /// Why the start-up DNSSEC probe found validation not working, if it did and no
+    /// secure answer has come since; `probe_failed` says whether it is set.
     unvalidated: std::sync::Mutex<Option<String>>,
+    probe_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Where statuses come from.
@@ -256,6 +258,9 @@ impl Resolver {
             }
             _ => None,
         };
+        self.caches
+            .probe_failed
+            .store(why.is_some(), std::sync::atomic::Ordering::Relaxed);
         *self
             .caches
             .unvalidated
@@ -264,7 +269,8 @@ impl Resolver {
     }
 
     /// Why DNSSEC validation does not work, when the start-up probe
-    /// ([`Resolver::started`]) found so: delivery says it when DANE cannot apply.
+    /// ([`Resolver::started`]) found so and no answer has been secure since: delivery
+    /// says it when DANE cannot apply.
     pub fn validation_unavailable(&self) -> Option<String> {
         self.caches
             .unvalidated
@@ -538,6 +544,25 @@ impl Resolver {
     /// One question through the configured backend: the records of `rtype` at the end of
     /// any CNAME chain, the status of the whole chain, and the chain's final name.
     async fn query(&self, name: &str, rtype: RecordType) -> Result<Raw, Failure> {
+        let r = self.query_once(name, rtype).await;
+        // A secure answer shows validation works, whatever the start-up probe found.
+        if let Ok(raw) = &r
+            && raw.security == Security::Secure
+            && self
+                .caches
+                .probe_failed
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            *self
+                .caches
+                .unvalidated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        r
+    }
+
+    async fn query_once(&self, name: &str, rtype: RecordType) -> Result<Raw, Failure> {
         let qname = Name::from_ascii(absolute(name))
             .map_err(|e| Failure::Error(LookupError::Temporary(format!("bad name {name}: {e}"))))?;
         match &self.settings.backend {

@@ -137,20 +137,7 @@ fn list(state_dir: &Path) -> ExitCode {
 }
 
 fn day_bounds(day: &str) -> Result<(u64, u64), ()> {
-    let mut p = day.split('-').map(|x| x.parse::<i64>().map_err(|_| ()));
-    let (y, m, d) = (
-        p.next().ok_or(())??,
-        p.next().ok_or(())??,
-        p.next().ok_or(())??,
-    );
-    let month = time::Month::try_from(u8::try_from(m).map_err(|_| ())?).map_err(|_| ())?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(y).map_err(|_| ())?,
-        month,
-        u8::try_from(d).map_err(|_| ())?,
-    )
-    .map_err(|_| ())?;
-    let t = u64::try_from(date.midnight().assume_utc().unix_timestamp()).map_err(|_| ())?;
+    let t = crate::store::day_start(day).ok_or(())?;
     Ok((t, t + 86_400))
 }
 
@@ -201,14 +188,24 @@ fn show_dmarc(
     };
     let policy_domains = rt.block_on(async {
         let mut map = BTreeMap::new();
-        let Ok(dns) = postern_dns::Resolver::new(resolver) else {
-            return map;
+        let dns = match postern_dns::Resolver::new(resolver) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!(
+                    "postern: warning: no resolver ({e}): each From domain is shown as its own policy domain"
+                );
+                return map;
+            }
         };
         for from in crate::dmarc::from_domains(&events, begin, end) {
-            if let Some(p) = crate::dmarc::policy_domain(&dns, &from).await
-                && p != from
-            {
-                map.insert(from, p);
+            match crate::dmarc::policy_domain(&dns, &from).await {
+                Ok(Some(p)) if p != from => {
+                    map.insert(from, p);
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!(
+                    "postern: warning: {from}: the domain whose DMARC record applies is unknown ({e}); shown as its own policy domain here, and left out of the daily run until DNS answers"
+                ),
             }
         }
         map

@@ -1,5 +1,6 @@
 //! DMARC aggregate reports (RFC 7489 §7.2, the XML of its Appendix C): the daily report
-//! per From domain whose DMARC record asked for one (`rua=mailto:`), from the store's
+//! per policy domain (the domain whose DMARC record applied, [`policy_domain`]) whose
+//! record asked for one (`rua=mailto:`), from the store's
 //! DMARC evaluations, to destinations that pass external-destination verification
 //! (RFC 7489 §7.1: `<domain>._report._dmarc.<destination domain>` TXT `v=DMARC1`).
 
@@ -9,7 +10,7 @@ use std::fmt::Write as _;
 use crate::event::{Dmarc, Event};
 use crate::tlsrpt::Submitter;
 
-/// One From domain's report.
+/// One policy domain's report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub domain: String,
@@ -121,35 +122,83 @@ pub fn is_dmarc1(r: &[u8]) -> bool {
         .starts_with("v=dmarc1")
 }
 
-/// The domain whose `_dmarc` record applies to mail from `from`: the first name of the
-/// [`tree_walk`] with a `v=DMARC1` record. `None` when there is none or DNS cannot tell
-/// (a lookup failed): `from` then reports for itself.
-pub async fn policy_domain(dns: &postern_dns::Resolver, from: &str) -> Option<String> {
-    for name in tree_walk(from) {
-        match dns.txt(&format!("_dmarc.{name}")).await {
-            Ok(a) if a.records.iter().any(|r| is_dmarc1(r)) => return Some(name),
-            Ok(_)
-            | Err(postern_dns::LookupError::NotFound | postern_dns::LookupError::NoRecords) => {}
-            Err(_) => return None,
+/// The domain whose `_dmarc` record applied to mail from `from`, chosen as the DMARC
+/// evaluation (mail-auth, RFC 9989 §4.10) chooses it: `from`'s own record; otherwise
+/// the record of the Organizational Domain (the name with `psd=n`, the name one label
+/// below a `psd=y` record, or else the shortest name with a record); otherwise the
+/// shortest name with a record. `Ok(None)`: no record anywhere. `Err`: a lookup failed,
+/// so the answer is unknown (the caller leaves that domain for a later run rather than
+/// guess, which could report the same mail twice under two names).
+pub async fn policy_domain(
+    dns: &postern_dns::Resolver,
+    from: &str,
+) -> Result<Option<String>, String> {
+    use mail_auth::common::parse::TxtRecordParser;
+    use mail_auth::dmarc::Psd;
+    let from = from.trim_end_matches('.').to_ascii_lowercase();
+    let mut found: Vec<(String, Psd)> = Vec::new();
+    for name in tree_walk(&from) {
+        let records = match dns.txt(&format!("_dmarc.{name}")).await {
+            Ok(a) => a.records,
+            Err(postern_dns::LookupError::NotFound | postern_dns::LookupError::NoRecords) => {
+                continue;
+            }
+            Err(e) => return Err(format!("_dmarc.{name}: {e}")),
+        };
+        // One valid DMARC record (several, or none, count as none: RFC 9989 §4.10).
+        let parsed: Vec<_> = records
+            .iter()
+            .filter(|r| is_dmarc1(r))
+            .filter_map(|r| mail_auth::dmarc::Dmarc::parse(r).ok())
+            .collect();
+        let [record] = parsed.as_slice() else {
+            continue;
+        };
+        let stop = matches!(record.psd, Psd::Yes | Psd::No);
+        found.push((name, record.psd.clone()));
+        if stop {
+            break;
         }
     }
-    None
+    if found.iter().any(|(n, _)| *n == from) {
+        return Ok(Some(from));
+    }
+    let org = found
+        .iter()
+        .find_map(|(name, psd)| match psd {
+            Psd::No => Some(name.clone()),
+            Psd::Yes if *name != from => Some(one_label_below(name, &from)),
+            _ => None,
+        })
+        .or_else(|| found.last().map(|(n, _)| n.clone()));
+    Ok(org
+        .filter(|o| found.iter().any(|(n, _)| n == o))
+        .or_else(|| found.last().map(|(n, _)| n.clone())))
 }
 
-/// The names a DMARC policy record for `from` is looked for at, nearest first (the
-/// tree walk of RFC 9989 §4.10, as mail-auth does it): `from` and its parents up to the
-/// last label but one, at most 8 names (from a longer name: `from`, then the last 7).
+/// The name one label below `psd_name` on the way to `start` (`gov.uk`, `a.b.gov.uk`:
+/// `b.gov.uk`).
+fn one_label_below(psd_name: &str, start: &str) -> String {
+    let depth = psd_name.split('.').filter(|l| !l.is_empty()).count() + 1;
+    let labels: Vec<&str> = start.split('.').filter(|l| !l.is_empty()).collect();
+    labels[labels.len().saturating_sub(depth)..].join(".")
+}
+
+/// The names a DMARC policy record for `from` is looked for at, longest first (the
+/// tree walk of RFC 9989 §4.10, as mail-auth does it): `from`, then (from a name of
+/// more than 8 labels) its last 7 labels, then one label fewer at a time down to the
+/// top-level domain. Empty for a single-label name.
 pub fn tree_walk(from: &str) -> Vec<String> {
     let from = from.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = from.split('.').filter(|l| !l.is_empty()).collect();
+    if labels.len() < 2 {
+        return Vec::new();
+    }
     let mut names = vec![labels.join(".")];
-    let start = if labels.len() > 8 {
-        labels.len() - 7
-    } else {
-        1
-    };
-    for i in start..labels.len().saturating_sub(1) {
-        names.push(labels[i..].join("."));
+    let mut count = labels.len();
+    while count > 1 {
+        count = if count >= 8 { 7 } else { count - 1 };
+        names.push(labels[labels.len() - count..].join("."));
     }
     names.dedup();
     names
@@ -311,18 +360,25 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_walk_goes_up_to_the_last_label_but_one() {
+    fn the_tree_walk_goes_up_to_the_top_level_domain() {
         assert_eq!(
             tree_walk("News.Mail.Example.ORG."),
-            vec!["news.mail.example.org", "mail.example.org", "example.org"]
+            vec![
+                "news.mail.example.org",
+                "mail.example.org",
+                "example.org",
+                "org"
+            ]
         );
-        assert_eq!(tree_walk("example.org"), vec!["example.org"]);
-        // More than 8 labels: the name itself, then from 7 labels down.
+        assert_eq!(tree_walk("example.org"), vec!["example.org", "org"]);
+        assert!(tree_walk("localhost").is_empty());
+        // 8 labels or more: the name itself, then from 7 labels down.
         let long = tree_walk("a.b.c.d.e.f.g.h.i.example");
         assert_eq!(long[0], "a.b.c.d.e.f.g.h.i.example");
         assert_eq!(long[1], "d.e.f.g.h.i.example");
-        assert_eq!(long.last().unwrap(), "i.example");
-        assert_eq!(long.len(), 7);
+        assert_eq!(long.last().unwrap(), "example");
+        assert_eq!(long.len(), 8);
+        assert_eq!(one_label_below("gov.uk", "a.b.gov.uk"), "b.gov.uk");
     }
 
     fn ev(from: &str) -> Event {

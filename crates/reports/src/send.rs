@@ -1,5 +1,5 @@
 //! Sending: once per UTC day (`[reports] send_hour` plus jitter; soon after a start
-//! that missed it, see [`first_run`]) the previous day's
+//! that missed it, see [`plan`]) the previous day's
 //! TLS-RPT reports are built from the store and sent to the `rua` destinations of each
 //! policy domain's `_smtp._tls` record: `mailto:` ones get report mail, DKIM-signed with
 //! the `[[auth.dkim_sign]]` key of the From domain and queued as our own report mail (the
@@ -254,13 +254,30 @@ impl Sender {
         let today = day_of(now);
         let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
         let mut policy_domains = std::collections::BTreeMap::new();
+        let mut unknown = std::collections::BTreeSet::new();
         for from in crate::dmarc::from_domains(&events, begin, end) {
-            if let Some(p) = crate::dmarc::policy_domain(&self.dns, &from).await
-                && p != from
-            {
-                policy_domains.insert(from, p);
+            match crate::dmarc::policy_domain(&self.dns, &from).await {
+                Ok(Some(p)) if p != from => {
+                    policy_domains.insert(from, p);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    lines.push(format!(
+                        "{from}: DMARC evaluations not reported: the domain whose DMARC record applies is unknown ({e}); once DNS answers, send them with `postern reports send-now {}`",
+                        day_of(begin)
+                    ));
+                    unknown.insert(from);
+                }
             }
         }
+        // Left out rather than guessed: a guess could put the same mail into two reports
+        // (under two names) across two runs.
+        let events: Vec<crate::event::Event> = events
+            .into_iter()
+            .filter(|e| {
+                !matches!(e, crate::event::Event::Dmarc(d) if unknown.contains(&d.header_from.to_ascii_lowercase()))
+            })
+            .collect();
         for report in
             crate::dmarc::build_by_policy_domain(&events, begin, end, &who, &policy_domains)
         {
@@ -420,12 +437,13 @@ impl Sender {
         let jitter = self.cfg.jitter.get().as_secs();
         let last = postern_queue::safefs::read_regular(&daily_marker_path(&self.state_dir), 64)
             .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string());
-        let now = postern_queue::unix_now();
-        let (mut next, missed) = first_run(now, self.cfg.send_hour, jitter, last.as_deref());
-        if missed {
+            .and_then(|b| crate::store::day_start(String::from_utf8_lossy(&b).trim()));
+        let mut plan = plan(postern_queue::unix_now(), self.cfg.send_hour, jitter, last);
+        if plan.catch_up {
+            let days: Vec<String> = plan.days.iter().map(|d| day_of(*d)).collect();
             info!(
-                "reports: no daily run is recorded for yesterday (Postern was not running at [reports] send_hour, or this is its first start): running it in a few minutes; a report already sent is not sent again"
+                "reports: no daily run is recorded for {} (Postern was not running at [reports] send_hour, or this is its first start): sending in a few minutes; a report already sent is not sent again",
+                days.join(", ")
             );
         }
         loop {
@@ -440,7 +458,7 @@ impl Sender {
             // request ends it at the next wait. The ledger is written after each report
             // sent, so a stop loses nothing and sends nothing twice.
             let mut stop = shutdown.clone();
-            let work = self.once(&mut next);
+            let work = self.once(&mut plan);
             tokio::select! {
                 _ = stop.changed() => return,
                 () = work => {}
@@ -449,54 +467,118 @@ impl Sender {
     }
 
     /// One turn of [`Sender::run`]: a `send-now` request, then the daily run when due.
-    async fn once(&self, next: &mut u64) {
+    async fn once(&self, plan: &mut Plan) {
         let jitter = self.cfg.jitter.get().as_secs();
-        {
-            let trigger = trigger_path(&self.state_dir);
-            if let Ok(req) = std::fs::read_to_string(&trigger) {
-                let _ = std::fs::remove_file(&trigger);
-                let now = postern_queue::unix_now();
-                let (begin, end) = window(req.trim(), now);
-                let mut lines = if self.cfg.tls_rpt {
-                    self.send_tlsrpt(begin, end).await
-                } else {
-                    vec!["[reports] tls_rpt = false: no TLS-RPT reports are sent".into()]
-                };
-                if self.cfg.dmarc {
-                    lines.extend(self.send_dmarc(begin, end).await);
+        let trigger = trigger_path(&self.state_dir);
+        if let Ok(req) = std::fs::read_to_string(&trigger) {
+            let _ = std::fs::remove_file(&trigger);
+            let now = postern_queue::unix_now();
+            let (begin, end) = window(req.trim(), now);
+            let mut lines = if self.cfg.tls_rpt {
+                self.send_tlsrpt(begin, end).await
+            } else {
+                vec!["[reports] tls_rpt = false: no TLS-RPT reports are sent".into()]
+            };
+            if self.cfg.dmarc {
+                lines.extend(self.send_dmarc(begin, end).await);
+            }
+            let _ = postern_queue::safefs::replace_file(
+                &answer_path(&self.state_dir).with_extension("tmp"),
+                &answer_path(&self.state_dir),
+                (lines.join("\n") + "\n").as_bytes(),
+            );
+        }
+        let now = postern_queue::unix_now();
+        if now < plan.at {
+            return;
+        }
+        for &day in &plan.days {
+            if self.cfg.tls_rpt {
+                for l in self.send_tlsrpt(day, day + DAY).await {
+                    info!("TLS-RPT: {l}");
                 }
-                let _ = postern_queue::safefs::replace_file(
-                    &answer_path(&self.state_dir).with_extension("tmp"),
-                    &answer_path(&self.state_dir),
-                    (lines.join("\n") + "\n").as_bytes(),
+            }
+            if self.cfg.dmarc {
+                for l in self.send_dmarc(day, day + DAY).await {
+                    info!("DMARC: {l}");
+                }
+            }
+        }
+        trim_ledger(&self.state_dir, now);
+        let covered = plan.days.iter().copied().max();
+        if let Some(last) = covered {
+            let marker = daily_marker_path(&self.state_dir);
+            if let Err(e) = postern_queue::safefs::replace_file(
+                &marker.with_extension("tmp"),
+                &marker,
+                format!("{}\n", day_of(last)).as_bytes(),
+            ) {
+                warn!(
+                    "reports: cannot record the daily run in {}: {e}",
+                    marker.display()
                 );
             }
-            let now = postern_queue::unix_now();
-            if now >= *next {
-                let today = now - now % DAY;
-                if self.cfg.tls_rpt {
-                    for l in self.send_tlsrpt(today - DAY, today).await {
-                        info!("TLS-RPT: {l}");
-                    }
-                }
-                if self.cfg.dmarc {
-                    for l in self.send_dmarc(today - DAY, today).await {
-                        info!("DMARC: {l}");
-                    }
-                }
-                trim_ledger(&self.state_dir, now);
-                let marker = daily_marker_path(&self.state_dir);
-                if let Err(e) = postern_queue::safefs::replace_file(
-                    &marker.with_extension("tmp"),
-                    &marker,
-                    format!("{}\n", day_of(today - DAY)).as_bytes(),
-                ) {
-                    warn!(
-                        "reports: cannot record the daily run in {}: {e}",
-                        marker.display()
-                    );
-                }
-                *next = next_run(now + 1, self.cfg.send_hour, jitter);
+        }
+        *plan = self::plan(
+            postern_queue::unix_now(),
+            self.cfg.send_hour,
+            jitter,
+            covered,
+        );
+    }
+}
+
+/// When the next daily run happens and which days (UTC day starts) it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    at: u64,
+    days: Vec<u64>,
+    /// A day that should have been sent already was not: a run in a few minutes.
+    catch_up: bool,
+}
+
+/// At most this many missed days are caught up after an outage.
+const CATCH_UP_DAYS: u64 = 7;
+
+/// The next daily run, from the last day a run covered (`last`, a day start; `None` if
+/// none is recorded). Each day's reports go out at `hour`:00 UTC the next day, plus a
+/// random delay below `jitter`. If a day that should have gone by `now` has not (the
+/// daemon was down at that time, or this is the first start), a run in a few minutes
+/// sends it (and up to [`CATCH_UP_DAYS`] before it); the ledger keeps any report from
+/// going twice. After a run the next one is the next day's: never twice a day.
+fn plan(now: u64, hour: u8, jitter: u64, last: Option<u64>) -> Plan {
+    let today = now - now % DAY;
+    let due = today + u64::from(hour) * 3600;
+    // The last day whose run time has passed.
+    let expected = if now >= due {
+        today - DAY
+    } else {
+        today - 2 * DAY
+    };
+    let delay = |spread: u64| {
+        if spread == 0 {
+            0
+        } else {
+            rand::random::<u64>() % spread
+        }
+    };
+    let first_missing = match last {
+        Some(l) if l >= expected => None,
+        Some(l) => Some((l + DAY).max(expected - (CATCH_UP_DAYS - 1) * DAY)),
+        None => Some(expected),
+    };
+    match first_missing {
+        Some(first) => Plan {
+            at: now + 30 + delay(jitter.min(300)),
+            days: (first..=expected).step_by(DAY as usize).collect(),
+            catch_up: true,
+        },
+        None => {
+            let day = last.map_or(expected, |l| l.max(expected)) + DAY;
+            Plan {
+                at: day + DAY + u64::from(hour) * 3600 + delay(jitter),
+                days: vec![day],
+                catch_up: false,
             }
         }
     }
@@ -521,36 +603,6 @@ pub fn window(req: &str, now: u64) -> (u64, u64) {
             (today, now + 1)
         }
     }
-}
-
-/// The first daily run after a start at `now`: normally [`next_run`]; but when today's
-/// run time (`hour`:00 UTC) has passed and the last completed run (`last`, the day it
-/// covered) was not for yesterday, the daemon was down at that time: run within a few
-/// minutes instead (the ledger keeps a report from going twice). Also says which.
-fn first_run(now: u64, hour: u8, jitter: u64, last: Option<&str>) -> (u64, bool) {
-    let today = now - now % DAY;
-    let due = today + u64::from(hour) * 3600;
-    if now >= due && last != Some(day_of(today - DAY).as_str()) {
-        let spread = jitter.clamp(1, 300);
-        (now + 30 + rand::random::<u64>() % spread, true)
-    } else {
-        (next_run(now, hour, jitter), false)
-    }
-}
-
-/// The next daily run after `now`: `hour`:00 UTC plus a random delay below `jitter`.
-fn next_run(now: u64, hour: u8, jitter: u64) -> u64 {
-    let today = now - now % DAY;
-    let delay = if jitter == 0 {
-        0
-    } else {
-        rand::random::<u64>() % jitter
-    };
-    let mut t = today + u64::from(hour) * 3600 + delay;
-    if t <= now {
-        t += DAY;
-    }
-    t
 }
 
 /// How long the ledger remembers a report: as far back as `send-now` can name a day
@@ -609,23 +661,37 @@ mod tests {
     const D: u64 = 1_796_256_000;
 
     #[test]
-    fn a_missed_daily_run_is_caught_up_soon_after_start() {
+    fn the_daily_run_plan() {
         assert_eq!(day_of(D), "2026-12-03");
-        // Started at 05:00, send_hour 1, yesterday not sent (or never): within minutes.
+        let yesterday = D - DAY;
+        // 05:00, send_hour 1: yesterday's run is due; not recorded (or never): soon.
         let now = D + 5 * 3600;
-        for last in [None, Some("2026-12-01")] {
-            let (t, missed) = first_run(now, 1, 3600, last);
-            assert!(missed);
-            assert!((now + 30..now + 330).contains(&t), "{t}");
+        for last in [None, Some(D - 2 * DAY)] {
+            let p = plan(now, 1, 3600, last);
+            assert!(p.catch_up);
+            assert_eq!(p.days, vec![yesterday]);
+            assert!((now + 30..now + 330).contains(&p.at), "{p:?}");
         }
-        // Yesterday's reports went: the next run is tomorrow's.
-        let (t, missed) = first_run(now, 1, 3600, Some("2026-12-02"));
-        assert!(!missed);
-        assert!((D + DAY + 3600..D + DAY + 7200).contains(&t), "{t}");
-        // Before today's run time: wait for it, whatever the marker says.
-        let (t, missed) = first_run(D + 1800, 1, 0, None);
-        assert!(!missed);
-        assert_eq!(t, D + 3600);
+        // Yesterday's went: the next run is tomorrow's, for today. Never twice a day.
+        let p = plan(now, 1, 3600, Some(yesterday));
+        assert!(!p.catch_up);
+        assert_eq!(p.days, vec![D]);
+        assert!((D + DAY + 3600..D + DAY + 7200).contains(&p.at), "{p:?}");
+        // 00:30, before today's run time, yesterday's not due yet; the day before's went.
+        let p = plan(D + 1800, 1, 0, Some(D - 2 * DAY));
+        assert!(!p.catch_up);
+        assert_eq!((p.at, p.days), (D + 3600, vec![yesterday]));
+        // 00:30, and the day before yesterday was missed (down at its run time): soon,
+        // then today's run as usual.
+        let p = plan(D + 1800, 1, 0, Some(D - 3 * DAY));
+        assert!(p.catch_up);
+        assert_eq!(p.days, vec![D - 2 * DAY]);
+        // Down for days: the missed ones, at most a week.
+        let p = plan(now, 1, 0, Some(D - 4 * DAY));
+        assert_eq!(p.days, vec![D - 3 * DAY, D - 2 * DAY, yesterday]);
+        let p = plan(now, 1, 0, Some(D - 40 * DAY));
+        assert_eq!(p.days.len(), 7);
+        assert_eq!(p.days.last(), Some(&yesterday));
     }
 
     #[test]

@@ -124,6 +124,19 @@ fn dropped(why: &str) {
     postern_metrics::inc("postern_reports_store_dropped_total", &[("reason", why)]);
 }
 
+/// The Unix time of 00:00 UTC of `day` (`YYYY-MM-DD`); `None` if it is not a day.
+pub fn day_start(day: &str) -> Option<u64> {
+    let mut p = day.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, d) = (p.next()??, p.next()??, p.next()??);
+    if p.next().is_some() {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    u64::try_from(date.midnight().assume_utc().unix_timestamp()).ok()
+}
+
 /// `YYYY-MM-DD` of Unix time `t`, UTC.
 pub fn day_of(t: u64) -> String {
     let Some(d) = i64::try_from(t)

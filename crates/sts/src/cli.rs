@@ -131,7 +131,14 @@ pub fn run(cmd: MtaStsCommand, ctx: Context<'_>) -> ExitCode {
                 sts.refresh(&a.domain).await.map_err(|e| e.to_string())
             });
             match result {
-                Ok(e) if a.json => println!("{}", json(&e, now())),
+                Ok(e) if a.json => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&json(&e, now())).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("refreshed".into(), true.into());
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
                 Ok(e) => print!("{}", text(&e, now())),
                 Err(e) => {
                     if a.json {

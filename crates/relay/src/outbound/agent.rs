@@ -131,6 +131,15 @@ impl SmtpAgent {
         sts.policy(domain).await
     }
 
+    /// [`SmtpAgent::sts_policy`] from the cache only (no DNS, no HTTPS).
+    pub fn sts_cached(&self, domain: &str, policy: &Policy) -> Option<engine::StsPolicy> {
+        if policy.explicit || domain.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let sts = self.sts.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        sts.cached(domain)
+    }
+
     /// The TLS requirement for one host of `hop`: what DANE finds for it, then
     /// [`engine::decide`]. `policy explain` calls this same function.
     pub async fn host_tls(
@@ -158,17 +167,17 @@ impl SmtpAgent {
             &target.peer.host,
             target.peer.port,
         );
-        // A host without DANE because nothing could be DNSSEC-secure: say why (the
-        // start-up probe found validation not working), not only "not secure".
+        // A host without DANE because its records are not DNSSEC-secure: if the
+        // start-up probe found validation not working, that is the likely cause: say so.
         let decision = match decision {
             HostDecision::Skip {
                 reason,
                 metric,
                 source: Source::Dane,
-            } if matches!(dane, DaneStatus::InsecureHost | DaneStatus::NoTlsa) => {
+            } if matches!(dane, DaneStatus::InsecureHost) => {
                 let reason = match self.dns.validation_unavailable() {
                     Some(why) => format!(
-                        "{reason}; DNSSEC validation unavailable (the start-up probe: {why})"
+                        "{reason}; DNSSEC validation unavailable at start-up (the probe: {why})"
                     ),
                     None => reason,
                 };
@@ -339,10 +348,13 @@ impl SmtpAgent {
             && self.cfg.honour_tls_required_no
             && !policy.explicit;
         // MTA-STS is about the MX hosts of the recipient domain: not for a route to a
-        // configured host. Looked up under `TLS-Required: No` too, so that the log says
-        // what the header waived (`tls_required_no`).
+        // configured host. Under `TLS-Required: No` only a cached policy is used, so
+        // that the log says what the header waived (`tls_required_no`) without waiting
+        // on DNS or HTTPS for a policy that does not apply.
         let sts = if !(hop.mx && hop.host.eq_ignore_ascii_case(domain)) {
             None
+        } else if relaxed {
+            self.sts_cached(domain, &policy)
         } else {
             self.sts_policy(domain, &policy).await
         };

@@ -125,6 +125,12 @@ pub trait StsLookup: Send + Sync + std::fmt::Debug {
         &'a self,
         domain: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StsPolicy>> + Send + 'a>>;
+
+    /// The cached, unexpired policy for `domain`, without asking DNS or HTTPS (for a
+    /// message whose `TLS-Required: No` waives the policy anyway: the log names it).
+    fn cached(&self, _domain: &str) -> Option<StsPolicy> {
+        None
+    }
 }
 
 /// What DANE found for one host (RFC 7672 §2.2), before the levels are applied.

@@ -81,4 +81,22 @@ impl StsLookup for Adapter {
             })
         })
     }
+
+    fn cached(&self, domain: &str) -> Option<StsPolicy> {
+        let e = self.0.cache().get(domain)?;
+        if e.expired(postern_queue::unix_now()) {
+            return None;
+        }
+        let mode = match e.policy.mode {
+            Mode::Enforce => StsMode::Enforce,
+            Mode::Testing => StsMode::Testing,
+            Mode::None => return None,
+        };
+        Some(StsPolicy {
+            mode,
+            max_age: e.policy.max_age,
+            about: format!("cached (id {}), not refreshed", e.id),
+            mx: e.policy.mx,
+        })
+    }
 }
