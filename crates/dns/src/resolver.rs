@@ -548,6 +548,11 @@ impl Resolver {
         // A secure answer shows validation works, whatever the start-up probe found.
         if let Ok(raw) = &r
             && raw.security == Security::Secure
+            // A load first: no write to the shared flag on every secure answer.
+            && self
+                .caches
+                .probe_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
             && self
                 .caches
                 .probe_failed

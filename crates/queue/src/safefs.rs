@@ -90,17 +90,21 @@ pub fn replace_file(tmp: &Path, dst: &Path, bytes: &[u8]) -> io::Result<()> {
 /// command run as root reads from a directory the daemon's user can write.
 pub fn open_regular(path: &Path) -> io::Result<File> {
     let flags = nofollow() | rustix::fs::OFlags::NONBLOCK.bits() as i32;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                refuse(path, "it is a symbolic link")
-            } else {
-                e
-            }
-        })?;
+    let mut o = OpenOptions::new();
+    o.read(true).custom_flags(flags);
+    open_single(path, &o).map(|(file, _)| file)
+}
+
+/// Open `path` with `o` (which must not follow links): a link is refused by name, and
+/// the file must be a regular file with a single link. Returns its metadata too.
+fn open_single(path: &Path, o: &OpenOptions) -> io::Result<(File, fs::Metadata)> {
+    let file = o.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            refuse(path, "it is a symbolic link")
+        } else {
+            e
+        }
+    })?;
     let m = file.metadata()?;
     if !m.file_type().is_file() {
         return Err(refuse(path, "it is not a regular file"));
@@ -108,7 +112,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     if m.nlink() != 1 {
         return Err(refuse(path, "it has other hard links"));
     }
-    Ok(file)
+    Ok((file, m))
 }
 
 /// The whole of a file opened as [`open_regular`] does, if it has at most `max` bytes.
@@ -133,20 +137,7 @@ pub fn open_owned(path: &Path, write: bool) -> io::Result<File> {
     if write {
         o.write(true).create(true).mode(LOCK_MODE);
     }
-    let file = o.open(path).map_err(|e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            refuse(path, "it is a symbolic link")
-        } else {
-            e
-        }
-    })?;
-    let m = file.metadata()?;
-    if !m.file_type().is_file() {
-        return Err(refuse(path, "it is not a regular file"));
-    }
-    if m.nlink() != 1 {
-        return Err(refuse(path, "it has other hard links"));
-    }
+    let (file, m) = open_single(path, &o)?;
     let dir_owner = path
         .parent()
         .and_then(|d| fs::metadata(d).ok())

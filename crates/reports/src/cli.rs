@@ -186,30 +186,21 @@ fn show_dmarc(
             return ExitCode::FAILURE;
         }
     };
-    let policy_domains = rt.block_on(async {
-        let mut map = BTreeMap::new();
-        let dns = match postern_dns::Resolver::new(resolver) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!(
-                    "postern: warning: no resolver ({e}): each From domain is shown as its own policy domain"
-                );
-                return map;
-            }
-        };
-        for from in crate::dmarc::from_domains(&events, begin, end) {
-            match crate::dmarc::policy_domain(&dns, &from).await {
-                Ok(Some(p)) if p != from => {
-                    map.insert(from, p);
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!(
-                    "postern: warning: {from}: the domain whose DMARC record applies is unknown ({e}); shown as its own policy domain here, and left out of the daily run until DNS answers"
-                ),
-            }
+    // The resolver is built inside the runtime, as hickory expects.
+    let _in_runtime = rt.enter();
+    let dns = match postern_dns::Resolver::new(resolver) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("postern: cannot use [resolver]: {e}");
+            return ExitCode::FAILURE;
         }
-        map
-    });
+    };
+    let policy_domains = rt.block_on(crate::dmarc::policy_domains(&dns, &events, begin, end));
+    for (from, e) in &policy_domains.unknown {
+        eprintln!(
+            "postern: warning: {from}: left out, as the daily run leaves it out: the domain whose DMARC record applies is unknown ({e})"
+        );
+    }
     let who = cfg.submitter(hostname);
     let reports: Vec<_> =
         crate::dmarc::build_by_policy_domain(&events, begin, end, &who, &policy_domains)

@@ -67,7 +67,43 @@ const DISPOSITIONS: [&str; 3] = ["none", "quarantine", "reject"];
 /// The reports for `[begin, end)`, one per From domain with evaluations (each From
 /// domain taken as its own policy domain; [`build_by_policy_domain`] groups them).
 pub fn build(events: &[Event], begin: u64, end: u64, who: &Submitter) -> Vec<Report> {
-    build_by_policy_domain(events, begin, end, who, &BTreeMap::new())
+    build_by_policy_domain(events, begin, end, who, &PolicyDomains::default())
+}
+
+/// Where each From domain's evaluations are reported: under its policy domain
+/// ([`policy_domain`]), or not yet when DNS could not tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyDomains {
+    /// From domain → policy domain, where they differ (a From domain not here and not
+    /// in `unknown` is its own policy domain).
+    pub of: BTreeMap<String, String>,
+    /// From domains whose lookup failed, with why. Left out of the reports rather than
+    /// guessed: a guess could put the same mail into two reports, under two names, in
+    /// two runs.
+    pub unknown: BTreeMap<String, String>,
+}
+
+/// [`policy_domain`] of every From domain evaluated in `[begin, end)`: the daily run
+/// and `reports show --dmarc` both ask this.
+pub async fn policy_domains(
+    dns: &postern_dns::Resolver,
+    events: &[Event],
+    begin: u64,
+    end: u64,
+) -> PolicyDomains {
+    let mut pd = PolicyDomains::default();
+    for from in from_domains(events, begin, end) {
+        match policy_domain(dns, &from).await {
+            Ok(Some(p)) if p != from => {
+                pd.of.insert(from, p);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                pd.unknown.insert(from, e);
+            }
+        }
+    }
+    pd
 }
 
 /// The From domains evaluated in `[begin, end)`, lower case, sorted.
@@ -87,15 +123,15 @@ pub fn from_domains(events: &[Event], begin: u64, end: u64) -> Vec<String> {
 }
 
 /// The reports for `[begin, end)`, one per policy domain: the domain whose `_dmarc`
-/// record applied (RFC 7489 §7.2: `policy_published`), from `policy_domains` (From domain
-/// → policy domain; a From domain missing there is its own). Each record keeps its
-/// `header_from`, so a report about `example.org` can list mail from `news.example.org`.
+/// record applied (RFC 7489 §7.2: `policy_published`), from `policy_domains`; From
+/// domains it does not know are left out. Each record keeps its `header_from`, so a
+/// report about `example.org` can list mail from `news.example.org`.
 pub fn build_by_policy_domain(
     events: &[Event],
     begin: u64,
     end: u64,
     who: &Submitter,
-    policy_domains: &BTreeMap<String, String>,
+    policy_domains: &PolicyDomains,
 ) -> Vec<Report> {
     let mut by_domain: BTreeMap<String, Vec<&Dmarc>> = BTreeMap::new();
     for e in events {
@@ -104,7 +140,10 @@ pub fn build_by_policy_domain(
             && d.t < end
         {
             let from = d.header_from.to_ascii_lowercase();
-            let domain = policy_domains.get(&from).cloned().unwrap_or(from);
+            if policy_domains.unknown.contains_key(&from) {
+                continue;
+            }
+            let domain = policy_domains.of.get(&from).cloned().unwrap_or(from);
             by_domain.entry(domain).or_default().push(d);
         }
     }
@@ -420,7 +459,10 @@ mod tests {
             from_domains(&events, 0, 200),
             vec!["example.org", "news.example.org", "other.example"]
         );
-        let map = BTreeMap::from([("news.example.org".to_string(), "example.org".to_string())]);
+        let map = PolicyDomains {
+            of: BTreeMap::from([("news.example.org".to_string(), "example.org".to_string())]),
+            ..PolicyDomains::default()
+        };
         let reports = build_by_policy_domain(&events, 0, 200, &who, &map);
         assert_eq!(reports.len(), 2);
         let r = &reports[0];

@@ -253,31 +253,13 @@ impl Sender {
         let now = postern_queue::unix_now();
         let today = day_of(now);
         let mut ledger = std::fs::read_to_string(ledger_path(&self.state_dir)).unwrap_or_default();
-        let mut policy_domains = std::collections::BTreeMap::new();
-        let mut unknown = std::collections::BTreeSet::new();
-        for from in crate::dmarc::from_domains(&events, begin, end) {
-            match crate::dmarc::policy_domain(&self.dns, &from).await {
-                Ok(Some(p)) if p != from => {
-                    policy_domains.insert(from, p);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    lines.push(format!(
-                        "{from}: DMARC evaluations not reported: the domain whose DMARC record applies is unknown ({e}); once DNS answers, send them with `postern reports send-now {}`",
-                        day_of(begin)
-                    ));
-                    unknown.insert(from);
-                }
-            }
+        let policy_domains = crate::dmarc::policy_domains(&self.dns, &events, begin, end).await;
+        for (from, e) in &policy_domains.unknown {
+            lines.push(format!(
+                "{from}: DMARC evaluations not reported: the domain whose DMARC record applies is unknown ({e}); once DNS answers, send them with `postern reports send-now {}`",
+                day_of(begin)
+            ));
         }
-        // Left out rather than guessed: a guess could put the same mail into two reports
-        // (under two names) across two runs.
-        let events: Vec<crate::event::Event> = events
-            .into_iter()
-            .filter(|e| {
-                !matches!(e, crate::event::Event::Dmarc(d) if unknown.contains(&d.header_from.to_ascii_lowercase()))
-            })
-            .collect();
         for report in
             crate::dmarc::build_by_policy_domain(&events, begin, end, &who, &policy_domains)
         {

@@ -151,10 +151,7 @@ impl Fetcher {
                 return Err(FetchError::Redirect {
                     url: url.to_string(),
                     status: status.as_u16(),
-                    location: resp
-                        .headers()
-                        .get(LOCATION)
-                        .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned()),
+                    location: location(resp.headers()),
                 });
             }
             if status != hyper::StatusCode::OK {
@@ -313,10 +310,7 @@ impl Fetcher {
                     return Err(FetchError::PostRedirect {
                         url: url.to_string(),
                         status: status.as_u16(),
-                        location: resp
-                            .headers()
-                            .get(LOCATION)
-                            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned()),
+                        location: location(resp.headers()),
                     });
                 }
                 if !status.is_success() {
@@ -420,6 +414,13 @@ pub fn is_text_plain(content_type: &str) -> bool {
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/plain"))
+}
+
+/// A redirect's `Location`, for the error that refuses to follow it.
+fn location(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get(LOCATION)
+        .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
