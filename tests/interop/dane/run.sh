@@ -31,40 +31,12 @@ TREE="$REPO_ROOT/tests/support/dnssec/signed-tree.sh"
 # shellcheck source=../lib/harness.sh
 . "$INTEROP_DIR/lib/harness.sh"
 
-if [ "${POSTERN_DANE_NS:-}" != 1 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "not ok - dane: must run as root (namespaces, apt-get)"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-    # Everything the namespace needs, installed out here: inside, there is no network.
-    command -v posttls-finger >/dev/null || apt_install dane postfix
-    command -v openssl >/dev/null || apt_install dane openssl
-    command -v ip >/dev/null || apt_install dane iproute2
-    { command -v knotd && command -v keymgr; } >/dev/null || apt_install dane knot
-    command -v kdig >/dev/null || apt_install dane knot-dnsutils
-    command -v unbound >/dev/null || apt_install dane unbound
-    wait_for_binary dane "$BIN"
-    export POSTERN_DANE_NS=1
-    exec unshare --net --mount --propagation private -- "$0" "$@"
-fi
+# shellcheck source=../lib/netns.sh
+. "$INTEROP_DIR/lib/netns.sh"
+netns_enter dane POSTERN_DANE_NS posttls-finger postfix
 
 # --- inside the namespaces ---------------------------------------------------------------
-ip link set lo up
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-dane-interop.XXXXXX")
-printf 'nameserver 127.0.0.1\noptions trust-ad timeout:1 attempts:2\n' >"$WORK/resolv.conf"
-chmod 644 "$WORK/resolv.conf"
-mount --bind "$WORK/resolv.conf" /etc/resolv.conf
-
-PASSED=0
-FAILED=0
-POSTERN_PGIDS=()
-cleanup() {
-    stop_posterns
-    [ -f "$WORK/tree/tree.env" ] && bash "$TREE" stop "$WORK/tree" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+netns_setup dane "trust-ad timeout:1 attempts:2"
 
 HOST=mx.dane.test
 mkdir -p "$WORK/certs"
@@ -114,23 +86,7 @@ echo "dane.test secure" >"$WORK/tree/zones.list"
     echo "mx A 127.0.0.1"
     sed 's/ IN TLSA / TLSA /' "$WORK/tlsa.txt"
 } >"$WORK/tree/records/dane.test.zone"
-set +e
-UNBOUND_PORT=53 bash "$TREE" start "$WORK/tree" >"$WORK/tree.out" 2>&1
-rc=$?
-set -e
-if [ "$rc" -eq 77 ] && [ "${POSTERN_REQUIRE_DNSSEC_TREE:-}" = 1 ]; then
-    not_ok "signed DNS tree required (POSTERN_REQUIRE_DNSSEC_TREE=1): knot/unbound unavailable" "$(tail -n 3 "$WORK/tree.out")"
-    echo "$PASSED passed, $FAILED failed"
-    exit 1
-elif [ "$rc" -eq 77 ]; then
-    echo "SKIPPED - dane: knot/unbound missing and not installable: $(tail -n 3 "$WORK/tree.out")"
-    echo "$PASSED passed, $FAILED failed"
-    exit 0
-elif [ "$rc" -ne 0 ]; then
-    not_ok "signed DNS tree starts (unbound on 127.0.0.1:53)" "$(tail -n 30 "$WORK/tree.out")"
-    echo "$PASSED passed, $FAILED failed"
-    exit 1
-fi
+netns_start_tree dane
 
 # serve NAME: start Postern with config NAME and wait for its listener.
 serve() {

@@ -33,41 +33,12 @@ TREE="$REPO_ROOT/tests/support/dnssec/signed-tree.sh"
 # shellcheck source=../lib/harness.sh
 . "$INTEROP_DIR/lib/harness.sh"
 
-if [ "${POSTERN_STS443_NS:-}" != 1 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "not ok - mta-sts-443: must run as root (namespaces, apt-get)"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-    # Everything the namespace needs, installed out here: inside, there is no network.
-    command -v openssl >/dev/null || apt_install mta-sts-443 openssl
-    command -v python3 >/dev/null || apt_install mta-sts-443 python3
-    command -v setsid >/dev/null || apt_install mta-sts-443 util-linux
-    command -v ip >/dev/null || apt_install mta-sts-443 iproute2
-    { command -v knotd && command -v keymgr; } >/dev/null || apt_install mta-sts-443 knot
-    command -v kdig >/dev/null || apt_install mta-sts-443 knot-dnsutils
-    command -v unbound >/dev/null || apt_install mta-sts-443 unbound
-    wait_for_binary mta-sts-443 "$BIN"
-    export POSTERN_STS443_NS=1
-    exec unshare --net --mount --propagation private -- "$0" "$@"
-fi
+# shellcheck source=../lib/netns.sh
+. "$INTEROP_DIR/lib/netns.sh"
+netns_enter mta-sts-443 POSTERN_STS443_NS python3 python3 setsid util-linux
 
 # --- inside the namespaces ---------------------------------------------------------------
-ip link set lo up
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-sts443-interop.XXXXXX")
-printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:2\n' >"$WORK/resolv.conf"
-chmod 644 "$WORK/resolv.conf"
-mount --bind "$WORK/resolv.conf" /etc/resolv.conf
-
-PASSED=0
-FAILED=0
-POSTERN_PGIDS=()
-cleanup() {
-    stop_posterns
-    [ -f "$WORK/tree/tree.env" ] && bash "$TREE" stop "$WORK/tree" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+netns_setup sts443 "timeout:1 attempts:2"
 
 summary_and_exit() {
     echo "$PASSED passed, $FAILED failed"
@@ -191,21 +162,7 @@ printf 'example.test secure\nother.test secure\n' >"$WORK/tree/zones.list"
     echo "mx2 A 127.0.0.1"
     printf '%s\n' "$sts_lines" | grep 'other\.test\. IN' | sed 's/ IN / /'
 } >"$WORK/tree/records/other.test.zone"
-set +e
-UNBOUND_PORT=53 bash "$TREE" start "$WORK/tree" >"$WORK/tree.out" 2>&1
-rc=$?
-set -e
-if [ "$rc" -eq 77 ] && [ "${POSTERN_REQUIRE_DNSSEC_TREE:-}" = 1 ]; then
-    not_ok "signed DNS tree required (POSTERN_REQUIRE_DNSSEC_TREE=1): knot/unbound unavailable" "$(tail -n 3 "$WORK/tree.out")"
-    summary_and_exit
-elif [ "$rc" -eq 77 ]; then
-    echo "SKIPPED - mta-sts-443: knot/unbound missing and not installable: $(tail -n 3 "$WORK/tree.out")"
-    echo "$PASSED passed, $FAILED failed"
-    exit 0
-elif [ "$rc" -ne 0 ]; then
-    not_ok "signed DNS tree starts (unbound on 127.0.0.1:53)" "$(tail -n 30 "$WORK/tree.out")"
-    summary_and_exit
-fi
+netns_start_tree mta-sts-443
 
 # serve NAME PORT: start Postern with config NAME and wait for its listener on PORT.
 serve() {
